@@ -1,0 +1,145 @@
+"""One tree of domain errors. Each class has a stable ``code``.
+
+Officers see ``messages_vi.MESSAGES_VI[code]``; logs keep ``code`` and the English detail.
+Adapters translate library errors at their boundary with ``raise ... from err``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ApplianceError(Exception):
+    code: ClassVar[str] = "unknown"
+
+    def __init__(self, detail: str = "", **params: str) -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail or self.code
+        self.params = params
+
+
+# --- capture -----------------------------------------------------------------------------
+class CaptureError(ApplianceError):
+    code = "capture_failed"
+
+
+class NoScanner(CaptureError):
+    code = "scanner_not_found"
+
+
+class FeederEmpty(CaptureError):
+    code = "feeder_empty"
+
+
+class FeederJammed(CaptureError):
+    code = "feeder_jammed"
+
+
+class CoverOpen(CaptureError):
+    code = "cover_open"
+
+
+class ScannerBusy(CaptureError):
+    code = "scanner_busy"
+
+
+class DeviceGone(CaptureError):
+    code = "device_gone"
+
+
+class ScannerIOError(CaptureError):
+    code = "scanner_io_error"
+
+
+class ScanCancelled(CaptureError):
+    code = "scan_cancelled"
+
+
+class BadScannerOption(CaptureError):
+    code = "bad_scanner_option"
+
+
+class CameraError(CaptureError):
+    code = "camera_failed"
+
+
+class NoCamera(CameraError):
+    code = "camera_not_found"
+
+
+# --- input files -------------------------------------------------------------------------
+class InputError(ApplianceError):
+    code = "bad_input"
+
+
+class UnreadableFile(InputError):
+    code = "unreadable_file"
+
+
+class NotAnImage(InputError):
+    code = "not_an_image"
+
+
+class DecompressionBomb(InputError):
+    code = "image_too_large"
+
+
+class NoPages(InputError):
+    code = "no_pages"
+
+
+class EncryptedPdf(InputError):
+    code = "encrypted_pdf"
+
+
+# --- processing --------------------------------------------------------------------------
+class ProcessingError(ApplianceError):
+    code = "processing_failed"
+
+
+class OcrFailed(ProcessingError):
+    code = "ocr_failed"
+
+
+class OcrUnavailable(ProcessingError):
+    code = "ocr_unavailable"
+
+
+class StorageError(ApplianceError):
+    code = "storage_failed"
+
+
+# --- codes and fields (validation problems are reported, not always raised) --------------
+class InvalidCode(ApplianceError):
+    code = "invalid_code"
+
+
+class InvalidDossierCode(InvalidCode):
+    code = "invalid_dossier_code"
+
+
+class InvalidTthcCode(InvalidCode):
+    code = "invalid_tthc_code"
+
+
+class InvalidPersonalId(InvalidCode):
+    code = "invalid_personal_id"
+
+
+class InvalidEnterpriseCode(InvalidCode):
+    code = "invalid_enterprise_code"
+
+
+class InvalidDate(InvalidCode):
+    code = "invalid_date"
+
+
+def all_error_classes() -> list[type[ApplianceError]]:
+    """Every error class in the tree (used by the test that checks messages exist)."""
+    seen: list[type[ApplianceError]] = []
+    todo: list[type[ApplianceError]] = [ApplianceError]
+    while todo:
+        cls = todo.pop()
+        seen.append(cls)
+        todo.extend(cls.__subclasses__())
+    return seen

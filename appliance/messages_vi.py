@@ -1,0 +1,49 @@
+"""What the officer reads: one plain Vietnamese sentence per error code, saying what to do."""
+
+from __future__ import annotations
+
+from appliance.errors import ApplianceError
+
+MESSAGES_VI: dict[str, str] = {
+    "unknown": "Đã có lỗi không xác định. Hãy thử lại; nếu vẫn lỗi, hãy báo cho cán bộ CNTT.",
+    # capture
+    "capture_failed": "Không chụp/quét được trang này. Hãy thử lại.",
+    "scanner_not_found": "Không tìm thấy máy quét. Hãy kiểm tra cáp và nguồn điện của máy quét rồi thử lại.",
+    "feeder_empty": "Khay nạp giấy đang trống. Hãy đặt tài liệu vào khay rồi bấm Quét.",
+    "feeder_jammed": "Giấy bị kẹt trong máy quét. Hãy gỡ tờ giấy bị kẹt, đặt lại tài liệu rồi quét lại.",
+    "cover_open": "Nắp máy quét đang mở. Hãy đóng nắp rồi bấm Quét.",
+    "scanner_busy": "Máy quét đang bận với yêu cầu khác. Hãy chờ một lát rồi thử lại.",
+    "device_gone": "Máy quét vừa bị ngắt kết nối. Hãy cắm lại cáp USB, chờ vài giây rồi quét lại.",
+    "scanner_io_error": "Máy quét báo lỗi truyền dữ liệu. Hãy tắt, bật lại máy quét rồi quét lại.",
+    "scan_cancelled": "Lượt quét đã bị hủy. Các trang quét trước đó vẫn được giữ nguyên.",
+    "bad_scanner_option": "Máy quét không hỗ trợ thiết lập này. Hãy chọn thiết lập khác.",
+    "camera_failed": "Không lấy được hình từ máy chụp tài liệu. Hãy kiểm tra cáp rồi thử lại.",
+    "camera_not_found": "Không tìm thấy máy chụp tài liệu. Hãy cắm máy chụp vào rồi thử lại.",
+    # input files
+    "bad_input": "Tệp này không dùng được. Hãy chọn tệp khác.",
+    "unreadable_file": "Không đọc được tệp này (tệp hỏng hoặc không tồn tại). Hãy chọn lại tệp.",
+    "not_an_image": "Tệp này không phải ảnh hay PDF. Hãy chọn tệp ảnh (JPG, PNG, TIFF) hoặc PDF.",
+    "image_too_large": "Ảnh quá lớn để xử lý an toàn. Hãy quét lại ở độ phân giải 200–300 dpi.",
+    "no_pages": "Không có trang nào để số hóa. Hãy quét hoặc chọn ít nhất một trang.",
+    "encrypted_pdf": "Tệp PDF có mật khẩu nên không mở được. Hãy dùng bản không đặt mật khẩu.",
+    # processing
+    "processing_failed": "Không xử lý được trang này. Hãy quét lại trang đó.",
+    "ocr_failed": "Không nhận dạng được chữ trên trang này. Trang vẫn được lưu; hãy nhập thông tin bằng tay.",
+    "ocr_unavailable": "Chức năng nhận dạng chữ chưa sẵn sàng trên thiết bị. Hãy báo cho cán bộ CNTT.",
+    "storage_failed": "Không ghi được dữ liệu vào bộ nhớ thiết bị. Hãy báo cho cán bộ CNTT.",
+    # codes
+    "invalid_code": "Mã không đúng định dạng. Hãy kiểm tra lại.",
+    "invalid_dossier_code": "Mã hồ sơ không đúng dạng «mã cơ quan-yyMMdd-số thứ tự», "
+    "ví dụ 000.00.19.H12-230412-0007. Hãy kiểm tra lại.",
+    "invalid_tthc_code": "Mã thủ tục hành chính không đúng dạng «d.dddddd», ví dụ 1.000894. Hãy kiểm tra lại.",
+    "invalid_personal_id": "Số định danh cá nhân phải gồm đúng 12 chữ số. Hãy kiểm tra lại.",
+    "invalid_enterprise_code": "Mã số doanh nghiệp phải gồm 10 chữ số hoặc dạng 10 chữ số-3 chữ số. "
+    "Hãy kiểm tra lại.",
+    "invalid_date": "Ngày tháng không hợp lệ. Hãy kiểm tra lại.",
+}
+
+
+def message_for(err: BaseException) -> str:
+    """The officer's sentence for any exception; unknown errors get the generic sentence."""
+    code = err.code if isinstance(err, ApplianceError) else "unknown"
+    return MESSAGES_VI.get(code, MESSAGES_VI["unknown"])
