@@ -138,9 +138,18 @@ class Field:
 
 @dataclass(frozen=True, slots=True)
 class PageResult:
+    """What is kept of a processed page: small values only, no full-resolution image."""
+
     index: int
     label: str
-    clean: CleanPage
+    dpi: float
+    width: int  # clean image size in pixels
+    height: int
+    rotation: int
+    skew: float
+    flags: frozenset[PageFlag]
+    colour: bool
+    perspective: bool
     encoded: EncodedPage
     ocr: OcrPage
     qr: tuple[QrCode, ...] = ()

@@ -1,0 +1,3 @@
+"""Commune digitization appliance."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,152 @@
+"""SQLite (or PostgreSQL by URL) through SQLAlchemy 2.0; schema owned by Alembic migrations.
+
+Every pipeline step records its state here before it acts, so work resumes after a power cut.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Engine, ForeignKey, Integer, String, UniqueConstraint, create_engine, event, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class DocState(StrEnum):
+    CAPTURED = "captured"  # originals stored, pages recorded
+    OCR_DONE = "ocr_done"  # every page cleaned, encoded and recognised
+    ASSEMBLED = "assembled"  # PDF/A written
+    SIGNED = "signed"
+    QUEUED = "queued"
+    SENT = "sent"
+    ACKED = "acked"
+    FAILED = "failed"  # a step failed; error_code says why, nothing was deleted
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Document(Base):
+    __tablename__ = "documents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    source: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default=DocState.CAPTURED, index=True)
+    dossier_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    digitizer: Mapped[str | None] = mapped_column(String(200))
+    page_count: Mapped[int] = mapped_column(Integer, default=0)
+    pdf_path: Mapped[str | None] = mapped_column(String(500))
+    pdf_sha256: Mapped[str | None] = mapped_column(String(64))
+    pdf_bytes: Mapped[int | None] = mapped_column(Integer)
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    pages: Mapped[list[Page]] = relationship(
+        back_populates="document", order_by="Page.index", cascade="all, delete-orphan"
+    )
+
+
+class Page(Base):
+    __tablename__ = "pages"
+    __table_args__ = (UniqueConstraint("document_id", "index", name="uq_pages_document_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    original_sha256: Mapped[str] = mapped_column(String(64))
+    dpi: Mapped[int] = mapped_column(Integer)
+    rotation: Mapped[int | None] = mapped_column(Integer)
+    skew: Mapped[float | None]
+    flags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    encoding: Mapped[str | None] = mapped_column(String(16))
+    mean_conf: Mapped[float | None]
+    encoded_bytes: Mapped[int | None] = mapped_column(Integer)
+    document: Mapped[Document] = relationship(back_populates="pages")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with SQLite set up for an appliance: WAL, foreign keys, a busy timeout."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.close()
+
+    return engine
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    with factory() as session, session.begin():
+        yield session
+
+
+# --- repository functions (keyword-only) -----------------------------------------------------
+def create_document(
+    session: Session,
+    *,
+    source: str,
+    pages: Sequence[tuple[str, str, float]],
+    digitizer: str | None = None,
+    dossier_code: str | None = None,
+) -> Document:
+    """Record a captured document: pages are (original sha256, label, dpi) in physical order."""
+    doc = Document(source=source, digitizer=digitizer, dossier_code=dossier_code, page_count=len(pages))
+    doc.pages = [
+        Page(index=i, original_sha256=sha, label=label, dpi=round(dpi)) for i, (sha, label, dpi) in enumerate(pages)
+    ]
+    session.add(doc)
+    session.flush()
+    return doc
+
+
+def documents_in_state(session: Session, *, states: Sequence[str]) -> list[Document]:
+    return list(session.scalars(select(Document).where(Document.state.in_(states)).order_by(Document.created_at)))
+
+
+def fields_json(fields: Sequence[Any]) -> dict[str, Any]:
+    """Fields as stored: name -> list of {value, confidence, source, valid, problem}."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for f in fields:
+        out.setdefault(f.name, []).append(
+            {"value": f.value, "confidence": f.confidence, "source": f.source, "valid": f.valid, "problem": f.problem}
+        )
+    return json.loads(json.dumps(out, ensure_ascii=False))

@@ -1,0 +1,119 @@
+"""One typed settings object.
+
+Sources, later ones winning: built-in defaults -> the TOML file (``/etc/appliance/appliance.toml``,
+written by Ansible, or the file named by ``APPLIANCE_CONFIG``) -> ``APPLIANCE_*`` environment
+variables (nested groups with ``__``, e.g. ``APPLIANCE_OCR__WORKERS=2``).
+
+Build it once in ``cli.main`` and pass it down; there is no module-level instance.
+The token PIN is never part of the settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+SYSTEM_CONFIG = Path("/etc/appliance/appliance.toml")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEV_DATA_DIR = REPO_ROOT / "var"
+
+
+def config_file() -> Path | None:
+    """The TOML file to read: $APPLIANCE_CONFIG, else the system file when it exists."""
+    named = os.environ.get("APPLIANCE_CONFIG")
+    if named:
+        return Path(named)
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None
+
+
+class ScannerSettings(BaseModel):
+    device: str | None = None  # SANE device name; None = first device found, else the test scanner in dev
+    resolution: int = 300
+    mode: str | None = "Color"
+    source: str | None = None
+    lock_timeout_s: float = 300.0
+
+
+class CameraSettings(BaseModel):
+    kind: Literal["none", "uvc", "picamera"] = "none"
+    uvc_source: str = "0"  # device index or a video file / URL
+    dpi_hint: float = 200.0
+
+
+class OcrSettings(BaseModel):
+    lang: str = "vie"
+    workers: int = Field(default=2, ge=1, le=16)  # pages OCRed in parallel, one tesseract thread each
+    low_confidence: float = 70.0
+    timeout_s: float = 180.0
+
+
+class EncodeSettings(BaseModel):
+    background_dpi: float = 100.0
+    jpeg_quality: int = Field(default=45, ge=10, le=95)
+
+
+class WebSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="APPLIANCE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        secrets_dir=os.environ.get("CREDENTIALS_DIRECTORY") or None,
+    )
+
+    data_dir: Path = DEV_DATA_DIR
+    database_url: str | None = None  # default: sqlite file in data_dir
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+    commune_code: str = "00000"
+    device_id: str = "dev-0000-01"
+    scanner: ScannerSettings = ScannerSettings()
+    camera: CameraSettings = CameraSettings()
+    ocr: OcrSettings = OcrSettings()
+    encode: EncodeSettings = EncodeSettings()
+    web: WebSettings = WebSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'appliance.db'}"
+
+    @property
+    def originals_dir(self) -> Path:
+        return self.data_dir / "originals"
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.data_dir / "documents"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)
