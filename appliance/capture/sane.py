@@ -185,6 +185,12 @@ def _set(dev: Any, name: str, value: OptionValue, device: str) -> None:
             raise BadScannerOption(
                 f"{device}: {name}={value!r} not in {opt.constraint!r}", device=device, option=name
             )
+    elif isinstance(opt.constraint, list) and opt.type in (1, 2):
+        # word lists: SANE would silently snap to a neighbour; say so instead
+        if not any(float(w) == float(value) for w in opt.constraint):
+            raise BadScannerOption(
+                f"{device}: {name}={value!r} not in {opt.constraint!r}", device=device, option=name
+            )
     try:
         setattr(dev, py_name, _coerce(opt, value))
     except Exception as err:
