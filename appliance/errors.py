@@ -92,6 +92,12 @@ class EncryptedPdf(InputError):
     code = "encrypted_pdf"
 
 
+class SignedPdf(InputError):
+    """A digitally signed PDF must be kept byte for byte, never re-rendered."""
+
+    code = "signed_pdf"
+
+
 # --- processing --------------------------------------------------------------------------
 class ProcessingError(ApplianceError):
     code = "processing_failed"
@@ -103,6 +109,10 @@ class OcrFailed(ProcessingError):
 
 class OcrUnavailable(ProcessingError):
     code = "ocr_unavailable"
+
+
+class PdfBuildFailed(ProcessingError):
+    code = "pdf_build_failed"
 
 
 class StorageError(ApplianceError):

@@ -26,10 +26,13 @@ MESSAGES_VI: dict[str, str] = {
     "image_too_large": "Ảnh quá lớn để xử lý an toàn. Hãy quét lại ở độ phân giải 200–300 dpi.",
     "no_pages": "Không có trang nào để số hóa. Hãy quét hoặc chọn ít nhất một trang.",
     "encrypted_pdf": "Tệp PDF có mật khẩu nên không mở được. Hãy dùng bản không đặt mật khẩu.",
+    "signed_pdf": "Tệp PDF này đã được ký số nên được giữ nguyên bản gốc, không chuyển thành ảnh. "
+    "Hãy đính kèm tệp như một văn bản điện tử.",
     # processing
     "processing_failed": "Không xử lý được trang này. Hãy quét lại trang đó.",
     "ocr_failed": "Không nhận dạng được chữ trên trang này. Trang vẫn được lưu; hãy nhập thông tin bằng tay.",
     "ocr_unavailable": "Chức năng nhận dạng chữ chưa sẵn sàng trên thiết bị. Hãy báo cho cán bộ CNTT.",
+    "pdf_build_failed": "Không tạo được tệp PDF của hồ sơ. Hãy bấm Thử lại; nếu vẫn lỗi, hãy báo cho cán bộ CNTT.",
     "storage_failed": "Không ghi được dữ liệu vào bộ nhớ thiết bị. Hãy báo cho cán bộ CNTT.",
     # codes
     "invalid_code": "Mã không đúng định dạng. Hãy kiểm tra lại.",

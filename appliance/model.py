@@ -98,6 +98,7 @@ class EncodedPage:
     dpi: float  # resolution of the full-resolution layer
     background: ImageLayer  # JPEG, colour or grey
     mask: ImageLayer | None = None  # CCITT G4 stencil of the text, painted black (MRC only)
+    upsampled_from: float | None = None  # capture dpi when it was below min_dpi and `dpi` is interpolated
 
     @property
     def size(self) -> int:

@@ -219,12 +219,17 @@ _ROTATE = re.compile(rb"^Rotate:\s*(\d+)\s*$", re.MULTILINE)
 _ORIENT_CONF = re.compile(rb"^Orientation confidence:\s*([0-9.]+)\s*$", re.MULTILINE)
 
 
-def detect_orientation(image: PageImage, dpi: float, *, timeout_s: float = 30.0) -> tuple[int, float]:
+def detect_orientation(
+    image: PageImage, dpi: float, *, min_chars: int = 50, timeout_s: float = 30.0
+) -> tuple[int, float]:
     """Clockwise rotation (0/90/180/270) that makes the page upright, and tesseract's OSD confidence.
 
     Runs tesseract OSD (``--psm 0``) on a grey copy downscaled to at most 150 dpi. OSD's ``Rotate:`` line is
     the clockwise correction (verified on pages rotated with numpy.rot90). Returns (0, 0.0) when OSD cannot
     decide (too little text, odd input). Raises OcrUnavailable when tesseract is missing.
+
+    ``min_chars`` is tesseract's ``min_characters_to_try`` (it classifies up to 5x that many blobs): 50 (the
+    default) gave confidences 10-18 on 12 pt pages; 20 is about 40 % faster with confidences 4-6.
     """
     exe = _tesseract_path()
     if image.size == 0 or min(image.shape[:2]) < 8:
@@ -238,6 +243,7 @@ def detect_orientation(image: PageImage, dpi: float, *, timeout_s: float = 30.0)
         grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         osd_dpi = OSD_DPI
     args = [exe, "stdin", "stdout", "--psm", "0", "--dpi", str(max(1, round(osd_dpi)))]
+    args += ["-c", f"min_characters_to_try={max(1, min_chars)}"]
     try:
         proc = _run(args, timeout_s=timeout_s, stdin=_pgm(grey))
     except OcrFailed as err:

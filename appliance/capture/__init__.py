@@ -152,8 +152,17 @@ def resolve_source(choices: Sequence[str], wanted: str) -> str:
     else:
         pick = []
     if not pick:
-        raise BadScannerOption(f"source {wanted!r} not offered; device has {list(choices)!r}", option="source")
+        raise BadScannerOption(
+            f"source {wanted!r} not offered; device has {list(choices)!r}", option="source"
+        )
     return pick[0]
+
+
+def find_source(options: Sequence[OptionInfo], *, duplex: bool = False) -> str | None:
+    """The device's feeder source string (duplex when asked), or None when it has none."""
+    choices = source_choices(options)
+    found = duplex_sources(choices) if duplex else adf_sources(choices)
+    return found[0] if found else None
 
 
 def is_feeder_source(source: str) -> bool:
@@ -172,6 +181,7 @@ __all__ = [
     "ScanRequest",
     "adf_sources",
     "duplex_sources",
+    "find_source",
     "flatbed_sources",
     "is_feeder_source",
     "option_choices",

@@ -2,7 +2,7 @@
 
 The scanner at the counter is one shared device: every use of libsane goes through one
 process-wide lock. A scan holds it for the whole batch; a waiting request gives up after
-``busy_timeout`` seconds with ScannerBusy. The device is opened per request and closed after
+``lock_timeout_s`` seconds with ScannerBusy. The device is opened per request and closed after
 (also on error), so a re-plugged scanner works without a restart.
 
 python-sane raises ``_sane.error`` carrying only ``sane_strstatus()`` text, so errors are mapped
@@ -90,10 +90,14 @@ def map_sane_error(err: BaseException, *, stage: str, device: str) -> CaptureErr
             return NoScanner(detail, device=device)
         if low == "error during device i/o":
             return DeviceGone(detail, device=device)
-    if stage == "option" and (isinstance(err, TypeError | ValueError | AttributeError) or low in {
-        "invalid argument",
-        "operation not supported",
-    }):
+    if stage == "option" and (
+        isinstance(err, TypeError | ValueError | AttributeError)
+        or low
+        in {
+            "invalid argument",
+            "operation not supported",
+        }
+    ):
         return BadScannerOption(detail, device=device)
     cls = _STATUS_TEXT.get(low, ScannerIOError)
     return cls(detail, device=device)
@@ -185,12 +189,15 @@ def _set(dev: Any, name: str, value: OptionValue, device: str) -> None:
             raise BadScannerOption(
                 f"{device}: {name}={value!r} not in {opt.constraint!r}", device=device, option=name
             )
-    elif isinstance(opt.constraint, list) and opt.type in (1, 2):
+    elif (
+        isinstance(opt.constraint, list)
+        and opt.type in (1, 2)
+        and not any(float(w) == float(value) for w in opt.constraint)
+    ):
         # word lists: SANE would silently snap to a neighbour; say so instead
-        if not any(float(w) == float(value) for w in opt.constraint):
-            raise BadScannerOption(
-                f"{device}: {name}={value!r} not in {opt.constraint!r}", device=device, option=name
-            )
+        raise BadScannerOption(
+            f"{device}: {name}={value!r} not in {opt.constraint!r}", device=device, option=name
+        )
     try:
         setattr(dev, py_name, _coerce(opt, value))
     except Exception as err:
@@ -270,12 +277,29 @@ def _to_image(result: tuple[Any, ...]) -> PageImage:
 class SaneScanner:
     """Scanner backed by libsane. Thread-safe: concurrent scans queue on one lock."""
 
-    def __init__(self, *, busy_timeout: float = 60.0) -> None:
-        self.busy_timeout = busy_timeout
+    def __init__(self, *, lock_timeout_s: float = 60.0) -> None:
+        self.lock_timeout_s = lock_timeout_s
+        self._cancel = threading.Event()
+        self._active: Any = None  # the device of this instance's scan in progress
+        self._active_lock = threading.Lock()
+
+    def cancel(self) -> None:
+        """Stop this scanner's scan in progress (from any thread, e.g. the officer's Stop button).
+
+        The scan raises ScanCancelled; pages already yielded stay with the caller.
+        """
+        self._cancel.set()
+        with self._active_lock:
+            dev = self._active
+        if dev is not None:
+            try:
+                dev.cancel()  # sane_cancel may be called while another thread reads
+            except Exception as err:
+                log.debug("sane cancel failed: %s", err)
 
     def _acquire(self, what: str) -> None:
-        if not _LOCK.acquire(timeout=self.busy_timeout):
-            raise ScannerBusy(f"scanner still busy after {self.busy_timeout:.0f} s ({what})")
+        if not _LOCK.acquire(timeout=self.lock_timeout_s):
+            raise ScannerBusy(f"scanner still busy after {self.lock_timeout_s:.0f} s ({what})")
 
     def devices(self) -> list[DeviceInfo]:
         self._acquire("list devices")
@@ -307,9 +331,14 @@ class SaneScanner:
             _ensure_init()
             dev = self._open(request.device)
             log.info("sane session open device=%s", request.device)
+            self._cancel.clear()
+            with self._active_lock:
+                self._active = dev
             try:
                 yield from self._pages(dev, request)
             finally:
+                with self._active_lock:
+                    self._active = None
                 self._close(dev, request.device)
                 log.info("sane session closed device=%s", request.device)
         finally:
@@ -340,16 +369,20 @@ class SaneScanner:
         count = 0
         while True:
             try:
+                if self._cancel.is_set():
+                    raise ScanCancelled(f"{device}: cancelled by the officer")
                 dev.start()
-                result = dev.dev.snap(request.batch, True, None)
+                image = _to_image(dev.dev.snap(request.batch, True, None))
             except Exception as err:
+                if isinstance(err, CaptureError):
+                    err.params["pages"] = str(count)
+                    raise
                 mapped = map_sane_error(err, stage="scan", device=device)
                 if isinstance(mapped, FeederEmpty) and count > 0:
                     log.info("feeder empty after %d page(s) device=%s", count, device)
                     return
                 mapped.params["pages"] = str(count)
                 raise mapped from err
-            image = _to_image(result)
             count += 1
             label = f"{'ADF' if feeder else label_base} {count}" if request.batch else label_base
             yield RawPage(image=image, dpi=dpi, source=Source.SCANNER, label=label)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from appliance.capture import ScanRequest, adf_sources, resolve_source, source_choices
+from appliance.capture import ScanRequest, adf_sources, find_source, resolve_source, source_choices
 from appliance.capture.sane import SaneScanner, map_sane_error
 from appliance.errors import (
     BadScannerOption,
@@ -37,7 +37,7 @@ ADF = "Automatic Document Feeder"
 
 @pytest.fixture
 def scanner(sane_env: Path) -> SaneScanner:
-    return SaneScanner(busy_timeout=30)
+    return SaneScanner(lock_timeout_s=30)
 
 
 def small(**kw: object) -> ScanRequest:
@@ -61,6 +61,8 @@ def test_options_come_from_descriptors(scanner: SaneScanner) -> None:
     assert adf_sources(choices) == [ADF]
     assert resolve_source(choices, "adf") == ADF
     assert resolve_source(choices, "FLATBED") == "Flatbed"
+    assert find_source(list(opts.values())) == ADF
+    assert find_source(list(opts.values()), duplex=True) is None
     with pytest.raises(BadScannerOption):
         resolve_source(choices, "duplex")  # the test backend has no duplex source
     res = opts["resolution"]
@@ -155,9 +157,7 @@ def test_empty_feeder_at_first_sheet_raises(scanner: SaneScanner) -> None:
         ("SANE_STATUS_UNSUPPORTED", ScannerIOError),
     ],
 )
-def test_injected_fault_maps_to_error(
-    scanner: SaneScanner, status: str, error: type[CaptureError]
-) -> None:
+def test_injected_fault_maps_to_error(scanner: SaneScanner, status: str, error: type[CaptureError]) -> None:
     request = ScanRequest(
         device=FAULT_DEVICE, resolution=50, source="Flatbed", extra={"read-return-value": status}
     )
@@ -187,7 +187,9 @@ def test_every_read_return_value_is_covered(scanner: SaneScanner) -> None:
             assert status == "SANE_STATUS_EOF"  # EOF at once = an empty image: must not "succeed"
     # back to normal: the device still scans after every fault (it was closed each time)
     (page,) = scanner.scan(
-        ScanRequest(device=FAULT_DEVICE, resolution=50, source="Flatbed", extra={"read-return-value": "Default"})
+        ScanRequest(
+            device=FAULT_DEVICE, resolution=50, source="Flatbed", extra={"read-return-value": "Default"}
+        )
     )
     assert page.image.size > 0
 
@@ -257,8 +259,8 @@ def test_concurrent_scans_queue_without_overlap(
 
 
 def test_waiting_request_gives_up_with_scanner_busy(sane_env: Path) -> None:
-    holder = SaneScanner(busy_timeout=30)
-    waiter = SaneScanner(busy_timeout=0.2)
+    holder = SaneScanner(lock_timeout_s=30)
+    waiter = SaneScanner(lock_timeout_s=0.2)
     request = small(source="ADF", batch=True, area_mm=(20.0, 20.0))
     batch = holder.scan(request)
     next(batch)  # a batch in progress holds the scanner
@@ -271,3 +273,15 @@ def test_waiting_request_gives_up_with_scanner_busy(sane_env: Path) -> None:
     finally:
         batch.close()  # releases the scanner
     assert len(list(waiter.scan(small()))) == 1
+
+
+def test_cancel_between_pages_keeps_earlier_pages(scanner: SaneScanner) -> None:
+    batch = scanner.scan(small(source="ADF", batch=True, area_mm=(20.0, 20.0)))
+    first = next(batch)
+    assert first.image.size > 0
+    scanner.cancel()  # e.g. from the web thread
+    with pytest.raises(ScanCancelled) as info:
+        next(batch)
+    assert info.value.params["pages"] == "1"
+    # the scanner is free and usable again
+    assert len(list(scanner.scan(small()))) == 1

@@ -1,0 +1,447 @@
+"""File import, the third page source: images (JPEG, PNG, TIFF incl. multi-page) and PDFs.
+
+A PDF that carries digital signatures is never re-rendered: :func:`inspect_pdf` says whether it
+is signed, :func:`validate_signatures` reports on each signature (pyHanko) without touching the
+file, and :func:`load_file` refuses it with SignedPdf so the caller keeps it byte for byte.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pikepdf
+import pypdfium2 as pdfium
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+
+from appliance.errors import (
+    DecompressionBomb,
+    EncryptedPdf,
+    InputError,
+    NoPages,
+    NotAnImage,
+    SignedPdf,
+    UnreadableFile,
+)
+from appliance.model import PageImage, RawPage, Source
+
+log = logging.getLogger(__name__)
+
+MAX_PIXELS = 120_000_000  # per page; a 600 dpi A3 page is ~70 MP
+DEFAULT_DPI = 300.0
+RENDER_DPI = 300.0
+_DPI_RANGE = (50.0, 2400.0)  # outside this, metadata DPI is treated as absent
+
+# Pillow's own bomb guard follows our limit: a warning above MAX_PIXELS (which load_file turns
+# into an error), an error above twice that. Appliance-wide policy for untrusted images.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+@dataclass(frozen=True, slots=True)
+class PdfInfo:
+    pages: int
+    signed: bool
+    signature_fields: tuple[str, ...]  # names of filled signature fields
+    version: str  # "1.7", ...
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureReport:
+    field: str
+    intact: bool  # the signed byte ranges hash to the signed digest
+    valid: bool  # the cryptographic signature verifies with the signer's key
+    trusted: str  # "yes" | "no" | "unknown" (unknown when no trust roots were given)
+    signer: str  # signer certificate subject, human readable
+    signing_time: str | None  # ISO 8601, as the signer claims it
+    coverage: str  # "entire_file" | "entire_revision" | "partial" | "unclear"
+    whole_file: bool  # nothing was appended after this signature
+    problem: str | None = None  # English detail when validation itself failed
+
+
+# --- errors at the boundary --------------------------------------------------------------------
+
+
+def _read_head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(1024)
+    except OSError as err:  # missing, a directory, no permission
+        raise UnreadableFile(f"{path.name}: {err.strerror or err}", file=path.name) from err
+
+
+def _is_pdf(head: bytes) -> bool:
+    return b"%PDF-" in head
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+def _dpi_of(img: Image.Image) -> float:
+    dpi = img.info.get("dpi")
+    try:
+        x = float(dpi[0]) if isinstance(dpi, tuple) else float(dpi) if dpi else 0.0
+    except (TypeError, ValueError, IndexError):
+        x = 0.0
+    if not (_DPI_RANGE[0] <= x <= _DPI_RANGE[1]):
+        return DEFAULT_DPI
+    return round(x, 1)  # PNG stores pixels per metre: 300 dpi reads back as 299.9994
+
+
+def _to_array(img: Image.Image) -> PageImage:
+    """Grey (H, W) or RGB (H, W, 3) uint8."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or float(arr.max()) > 255.0 else 255.0
+        return np.clip(arr * (255.0 / top), 0, 255).round().astype(np.uint8)
+    if mode in ("1", "L"):
+        return np.ascontiguousarray(np.asarray(img.convert("L"), dtype=np.uint8))
+    if mode in ("LA", "RGBA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+        if mode == "LA":
+            return np.ascontiguousarray(np.asarray(img.convert("L"), dtype=np.uint8))
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+
+def _check_size(width: int, height: int, name: str) -> None:
+    if width * height > MAX_PIXELS:
+        raise DecompressionBomb(
+            f"{name}: {width}x{height} = {width * height / 1e6:.0f} MP > {MAX_PIXELS / 1e6:.0f} MP",
+            file=name,
+        )
+
+
+def _frames(img: Image.Image) -> Iterator[Image.Image]:
+    n = int(getattr(img, "n_frames", 1) or 1)
+    if n <= 1:
+        yield img
+    else:
+        yield from ImageSequence.Iterator(img)
+
+
+def _load_image(path: Path) -> list[RawPage]:
+    name = path.name
+    pages: list[RawPage] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                n = int(getattr(img, "n_frames", 1) or 1)
+                for index, frame in enumerate(_frames(img), start=1):
+                    _check_size(frame.width, frame.height, name)
+                    frame.load()
+                    dpi = _dpi_of(frame)
+                    upright = ImageOps.exif_transpose(frame)
+                    label = name if n == 1 else f"{name} [{index}]"
+                    pages.append(RawPage(image=_to_array(upright), dpi=dpi, source=Source.FILE, label=label))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise DecompressionBomb(f"{name}: {err}", file=name) from err
+        except UnidentifiedImageError as err:
+            raise NotAnImage(f"{name}: not an image or PDF", file=name) from err
+        except InputError:
+            raise
+        except (OSError, SyntaxError, ValueError, EOFError) as err:  # truncated / corrupt data
+            raise UnreadableFile(f"{name}: {err}", file=name) from err
+    if not pages:
+        raise NoPages(f"{name}: no frames", file=name)
+    return pages
+
+
+# --- PDFs ------------------------------------------------------------------------------------------
+
+
+def _open_pdf(path: Path) -> pikepdf.Pdf:
+    try:
+        return pikepdf.open(path)
+    except pikepdf.PasswordError as err:
+        raise EncryptedPdf(f"{path.name}: needs a password", file=path.name) from err
+    except (pikepdf.PdfError, OSError, ValueError) as err:
+        raise UnreadableFile(f"{path.name}: {err}", file=path.name) from err
+
+
+def _signature_fields(pdf: pikepdf.Pdf) -> list[str]:
+    """Names of signature fields that hold a signature value (walks the AcroForm field tree)."""
+    acro = pdf.Root.get("/AcroForm")
+    if not isinstance(acro, pikepdf.Dictionary):
+        return []
+    names: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    todo: list[tuple[Any, str, Any]] = [(f, "", None) for f in acro.get("/Fields", [])]
+    while todo:
+        field, parent, inherited_ft = todo.pop()
+        if not isinstance(field, pikepdf.Dictionary):
+            continue
+        if field.is_indirect:
+            if field.objgen in seen:
+                continue
+            seen.add(field.objgen)
+        part = str(field.get("/T", ""))
+        full = f"{parent}.{part}" if parent and part else part or parent
+        ft = field.get("/FT", inherited_ft)
+        if ft == pikepdf.Name.Sig and isinstance(field.get("/V"), pikepdf.Dictionary):
+            names.append(full)
+        for kid in field.get("/Kids", []):
+            todo.append((kid, full, ft))
+    return sorted(names)
+
+
+def inspect_pdf(path: Path | str) -> PdfInfo:
+    """Page count and whether the PDF carries digital signatures. Never modifies the file."""
+    path = Path(path)
+    head = _read_head(path)
+    if not _is_pdf(head):
+        raise NotAnImage(f"{path.name}: not a PDF", file=path.name)
+    with _open_pdf(path) as pdf:
+        fields = _signature_fields(pdf)
+        perms = pdf.Root.get("/Perms")
+        docmdp = isinstance(perms, pikepdf.Dictionary) and "/DocMDP" in perms
+        return PdfInfo(
+            pages=len(pdf.pages),
+            signed=bool(fields) or docmdp,
+            signature_fields=tuple(fields),
+            version=str(pdf.pdf_version),
+        )
+
+
+_ALLOWED_OPS = {
+    # graphics state, colour, marked content, text positioning/state
+    "q", "Q", "cm", "gs", "w", "J", "j", "M", "d", "ri", "i",
+    "CS", "cs", "SC", "SCN", "sc", "scn", "G", "g", "RG", "rg", "K", "k",
+    "BMC", "BDC", "EMC", "MP", "DP", "BX", "EX",
+    "BT", "ET", "Tc", "Tw", "Tz", "TL", "Tf", "Tr", "Ts", "Td", "TD", "Tm", "T*",
+}  # fmt: skip
+_TEXT_SHOW = {"Tj", "TJ", "'", '"'}
+
+
+def _matmul(a: list[float], b: list[float]) -> list[float]:
+    """PDF matrix product a x b for [a b c d e f] matrices."""
+    return [
+        a[0] * b[0] + a[1] * b[2],
+        a[0] * b[1] + a[1] * b[3],
+        a[2] * b[0] + a[3] * b[2],
+        a[2] * b[1] + a[3] * b[3],
+        a[4] * b[0] + a[5] * b[2] + b[4],
+        a[4] * b[1] + a[5] * b[3] + b[5],
+    ]
+
+
+def _single_image(pdf: pikepdf.Pdf, index: int) -> tuple[PageImage, float] | None:
+    """The page's one full-page image at native resolution, when that is all the page shows.
+
+    Anything else (vector drawing, visible text, rotation, several images, masks) -> None,
+    and the caller renders the page instead.
+    """
+    page = pdf.pages[index]
+    if int(page.obj.get("/Rotate", 0)) % 360 != 0:
+        return None
+    resources = page.obj.get("/Resources")
+    xobjects = resources.get("/XObject") if isinstance(resources, pikepdf.Dictionary) else None
+    if not isinstance(xobjects, pikepdf.Dictionary) or len(xobjects.keys()) != 1:
+        return None  # no image, several, or unknown: render
+    ((xname, xobj),) = xobjects.items()
+    if xobj.get("/Subtype") != pikepdf.Name.Image:
+        return None
+    if "/SMask" in xobj or "/Mask" in xobj:
+        return None
+    ctm = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+    stack: list[list[float]] = []
+    placed: list[float] | None = None
+    render_mode = 0
+    for instruction in pikepdf.parse_content_stream(page):
+        if not isinstance(instruction, pikepdf.ContentStreamInstruction):
+            return None  # an inline image
+        operands, name = instruction.operands, str(instruction.operator)
+        if name == "q":
+            stack.append(ctm)
+        elif name == "Q":
+            ctm = stack.pop() if stack else ctm
+        elif name == "cm":
+            ctm = _matmul([float(x) for x in operands], ctm)
+        elif name == "Tr":
+            render_mode = int(operands[0])
+        elif name == "Do":
+            if str(operands[0]) != xname or placed is not None:
+                return None
+            placed = ctm
+        elif name in _TEXT_SHOW:
+            if render_mode != 3:  # visible text would be lost
+                return None
+        elif name not in _ALLOWED_OPS:
+            return None
+    if placed is None:
+        return None
+    a, b, c, d, e, f = placed
+    if abs(b) > 1e-6 or abs(c) > 1e-6 or a <= 0 or d <= 0:
+        return None  # rotated or mirrored placement
+    box = [float(v) for v in page.mediabox]
+    pw, ph = box[2] - box[0], box[3] - box[1]
+    if a < 0.98 * pw or d < 0.98 * ph:
+        return None  # does not cover the page
+    try:
+        if not isinstance(xobj, pikepdf.Stream):
+            return None
+        pil = pikepdf.PdfImage(xobj).as_pil_image()
+    except Exception as err:  # unsupported filter/colour space: render instead
+        log.debug("native image extraction failed page=%d err=%s", index, err)
+        return None
+    _check_size(pil.width, pil.height, "pdf image")
+    dpi_x, dpi_y = pil.width / (a / 72.0), pil.height / (d / 72.0)
+    if abs(dpi_x - dpi_y) > 0.02 * dpi_x:
+        return None
+    return _to_array(pil), round(dpi_x, 1)
+
+
+def _load_pdf(path: Path) -> list[RawPage]:
+    name = path.name
+    info = inspect_pdf(path)
+    if info.signed:
+        raise SignedPdf(f"{name}: carries {len(info.signature_fields)} signature(s)", file=name)
+    if info.pages == 0:
+        raise NoPages(f"{name}: PDF has no pages", file=name)
+    natives: dict[int, tuple[PageImage, float]] = {}
+    with _open_pdf(path) as pdf:
+        for i in range(len(pdf.pages)):
+            try:
+                got = _single_image(pdf, i)
+            except DecompressionBomb:
+                raise
+            except Exception as err:  # odd content streams: render instead
+                log.debug("page %d: single-image check failed: %s", i, err)
+                got = None
+            if got is not None:
+                natives[i] = got
+    pages: list[RawPage] = []
+    try:
+        doc = pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as err:
+        raise UnreadableFile(f"{name}: {err}", file=name) from err
+    try:
+        for i in range(len(doc)):
+            label = f"{name} [{i + 1}]"
+            if i in natives:
+                image, dpi = natives[i]
+                pages.append(RawPage(image=image, dpi=dpi, source=Source.FILE, label=label))
+                continue
+            page = doc[i]
+            try:
+                w_pt, h_pt = page.get_size()
+                scale = RENDER_DPI / 72.0
+                _check_size(round(w_pt * scale), round(h_pt * scale), name)
+                bitmap = page.render(scale=scale)
+                pil = bitmap.to_pil()
+            finally:
+                page.close()
+            pages.append(RawPage(image=_to_array(pil), dpi=RENDER_DPI, source=Source.FILE, label=label))
+    except pdfium.PdfiumError as err:
+        raise UnreadableFile(f"{name}: {err}", file=name) from err
+    finally:
+        doc.close()
+    return pages
+
+
+def load_file(path: Path | str) -> list[RawPage]:
+    """Pages of an image file or an unsigned PDF, in order.
+
+    Raises UnreadableFile, NotAnImage, DecompressionBomb, NoPages, EncryptedPdf or SignedPdf.
+    """
+    path = Path(path)
+    head = _read_head(path)
+    pages = _load_pdf(path) if _is_pdf(head) else _load_image(path)
+    log.info("imported file=%s pages=%d", path.name, len(pages))
+    return pages
+
+
+# --- signatures --------------------------------------------------------------------------------------
+
+
+def _trust_context(trust_roots: Sequence[Path | bytes]) -> Any:
+    from pyhanko.keys import load_certs_from_pemder_data
+    from pyhanko_certvalidator import ValidationContext
+
+    roots = []
+    for root in trust_roots:
+        data = root if isinstance(root, bytes) else Path(root).read_bytes()
+        roots.extend(load_certs_from_pemder_data(data))
+    return ValidationContext(trust_roots=roots, allow_fetching=False)
+
+
+def validate_signatures(
+    path: Path | str, *, trust_roots: Sequence[Path | bytes] = ()
+) -> list[SignatureReport]:
+    """Validate every embedded signature with pyHanko. Reads the file; never modifies it.
+
+    Without ``trust_roots`` the trust of the signer is "unknown" (the signature can still be
+    intact and valid).
+    """
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_signature
+
+    path = Path(path)
+    _read_head(path)
+    context = _trust_context(trust_roots)
+    reports: list[SignatureReport] = []
+    try:
+        with path.open("rb") as f:
+            reader = PdfFileReader(f, strict=False)
+            if reader.encrypted:
+                raise EncryptedPdf(f"{path.name}: encrypted", file=path.name)
+            for emb in reader.embedded_signatures:
+                reports.append(_report(emb, context, bool(trust_roots), validate_pdf_signature))
+    except InputError:
+        raise
+    except Exception as err:  # pyHanko's PdfReadError and friends
+        raise UnreadableFile(f"{path.name}: {err}", file=path.name) from err
+    return reports
+
+
+def _report(emb: Any, context: Any, have_roots: bool, validate: Any) -> SignatureReport:
+    field = str(emb.field_name)
+    try:
+        status = validate(emb, context)
+    except Exception as err:  # a mangled signature: report it, do not fail the whole file
+        return SignatureReport(
+            field=field,
+            intact=False,
+            valid=False,
+            trusted="no" if have_roots else "unknown",
+            signer="",
+            signing_time=None,
+            coverage="unclear",
+            whole_file=False,
+            problem=f"{type(err).__name__}: {err}",
+        )
+    coverage_name = str(getattr(status.coverage, "name", status.coverage)).lower()
+    coverage = {
+        "entire_file": "entire_file",
+        "entire_revision": "entire_revision",
+        "contiguous_block_from_start": "partial",
+    }.get(coverage_name, "unclear")
+    when = status.signer_reported_dt
+    return SignatureReport(
+        field=field,
+        intact=bool(status.intact),
+        valid=bool(status.valid),
+        trusted=("yes" if status.trusted else "no") if have_roots else "unknown",
+        signer=str(status.signing_cert.subject.human_friendly),
+        signing_time=when.isoformat() if when is not None else None,
+        coverage=coverage,
+        whole_file=coverage == "entire_file",
+    )
+
+
+__all__ = [
+    "DEFAULT_DPI",
+    "MAX_PIXELS",
+    "PdfInfo",
+    "SignatureReport",
+    "inspect_pdf",
+    "load_file",
+    "validate_signatures",
+]

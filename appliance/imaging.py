@@ -1,0 +1,745 @@
+"""Image cleaning: one captured page in, one upright, deskewed, cropped page out.
+
+``clean(raw) -> CleanPage`` is a pure step (OpenCV + numpy, no subprocesses):
+
+- scans (scanner or file): crop away dark scanner-lid borders, deskew, fix 0/90/180/270 orientation;
+- camera photos: find the sheet on the desk, rectify its perspective to an A4-shaped page of at least
+  200 dpi, even out the lighting, then deskew and orient as for scans.
+
+Every page comes out (a page is never dropped); doubtful pages carry flags for the officer.
+All analysis runs on downscaled copies (about 100 dpi); the full-resolution image is resampled once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+import cv2 as _cv2
+import numpy as np
+import numpy.typing as npt
+
+from appliance.errors import NotAnImage
+from appliance.model import CleanOptions, CleanPage, PageFlag, PageImage, RawPage, Source
+
+log = logging.getLogger(__name__)
+
+# OpenCV's stubs type every array as MatLike; this module keeps its own PageImage/Mask types instead.
+cv2: Any = _cv2
+
+Orienter: TypeAlias = Callable[[PageImage, float], tuple[int, float]]
+"""(upright-or-not page image, dpi) -> (clockwise rotation that makes it upright, confidence)."""
+
+Mask: TypeAlias = npt.NDArray[np.uint8]  # 0 / 255
+Points: TypeAlias = npt.NDArray[np.float32]  # (N, 2) x, y
+
+MM_PER_INCH = 25.4
+ANALYSIS_DPI = 100.0  # about the resolution of the downscaled copies all measurements run on
+A4_SHORT_MM = 210.0
+A4_ASPECT = 297.0 / 210.0
+MIN_PHOTO_DPI = 200.0  # rule: digitized pages are at least 200 dpi
+MAX_PHOTO_DPI = 400.0
+FALLBACK_DPI = 300.0  # when a file carries no usable resolution
+
+MAX_SKEW_DEG = 10.0
+BLANK_INK_MM2 = 3.0  # less text-like ink than about two small letters: blank
+BLUR_RATIO = 0.55  # edge gradient / contrast at 200 dpi; about a 0.23 mm blur (tesseract copes to ~0.3 mm)
+DARK_PAPER = 100  # paper brightness (0..255) below which the page is too dark
+COLOUR_MIN_MM2 = 10.0  # strongly saturated area that counts as colour content (seal, signature)
+
+_DEFAULT_OPTIONS = CleanOptions()
+
+
+def clean(raw: RawPage, opts: CleanOptions = _DEFAULT_OPTIONS, orient: Orienter | None = None) -> CleanPage:
+    """Return the cleaned page: upright, deskewed, cropped; flags for doubtful pages.
+
+    ``orient`` (e.g. a tesseract-OSD based function) decides the 0/90/180/270 rotation when given;
+    otherwise a fast ink-distribution heuristic does.
+    """
+    image = _normalise(raw.image)
+    photo = opts.photo if opts.photo is not None else raw.source is Source.CAMERA
+    page = _clean_photo(image, opts, orient) if photo else _clean_scan(image, raw.dpi, opts, orient)
+    log.debug(
+        "cleaned %s: %dx%d %.0f dpi, rotation %d, skew %.2f, flags %s",
+        raw.label or "page",
+        page.image.shape[1],
+        page.image.shape[0],
+        page.dpi,
+        page.rotation,
+        page.skew,
+        sorted(page.flags),
+    )
+    return page
+
+
+# --- scans -------------------------------------------------------------------------------
+def _clean_scan(image: PageImage, dpi: float, opts: CleanOptions, orient: Orienter | None) -> CleanPage:
+    if not math.isfinite(dpi) or dpi <= 0:
+        dpi = FALLBACK_DPI
+    height, width = image.shape[:2]
+    k = max(1, round(dpi / ANALYSIS_DPI))
+    scale = 1.0 / k
+    px_mm = dpi / k / MM_PER_INCH  # analysis pixels per millimetre
+    small = _shrink(image, k)
+    grey = _grey(small)
+    paper = _percentile(grey, 90)
+
+    sheet = _find_scan_sheet(grey, paper) if opts.crop else None
+    ink = _ink_mask(grey, paper)
+    if sheet is not None:
+        inside = np.zeros_like(grey)
+        cv2.fillPoly(inside, [np.round(sheet).astype(np.int32)], 255)
+        ink = cv2.bitwise_and(ink, inside)
+    skew, vertical = _measure_skew(ink)
+    if not opts.deskew or abs(skew) < 0.02:
+        skew = 0.0
+
+    # One affine transform: rotate by -skew and crop to the sheet (or keep the canvas, grown to keep all ink).
+    fill = _paper_colour(small, grey, paper)
+    if sheet is not None:
+        region = (sheet + 0.5) * k - 0.5
+        centre = region.mean(axis=0)
+    else:
+        region = None
+        centre = np.array([width / 2.0, height / 2.0], dtype=np.float32)
+    matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), -skew, 1.0)
+    if region is not None:
+        x0, y0, x1, y1 = _bounds(_affine(region, matrix))
+    else:
+        x0, y0, x1, y1 = 0.0, 0.0, float(width), float(height)
+        ink_box = _ink_corners(ink)
+        if ink_box is not None:
+            # Grow the canvas where rotation would push ink out; keep the ink's own margin (<= 2 mm),
+            # so text that touched the border before still does (CUT_OFF).
+            margin = 2.0 * dpi / MM_PER_INCH
+            bx0, by0, bx1, by1 = _bounds(ink_box * k)
+            ix0, iy0, ix1, iy1 = _bounds(_affine(ink_box * k, matrix))
+            x0 = min(x0, ix0 - min(margin, max(0.0, bx0)))
+            y0 = min(y0, iy0 - min(margin, max(0.0, by0)))
+            x1 = max(x1, ix1 + min(margin, max(0.0, width - bx1)))
+            y1 = max(y1, iy1 + min(margin, max(0.0, height - by1)))
+    x0, y0 = math.floor(x0), math.floor(y0)
+    out_w, out_h = math.ceil(x1) - x0, math.ceil(y1) - y0
+    matrix[0, 2] -= x0
+    matrix[1, 2] -= y0
+
+    if skew == 0.0 and (x0, y0, out_w, out_h) == (0, 0, width, height):
+        out = image
+    elif skew == 0.0:
+        out = _crop_or_pad(image, x0, y0, out_w, out_h, fill)
+    else:
+        out = _warp_affine(image, matrix, out_w, out_h, fill)
+    small_matrix = matrix.copy()
+    small_matrix[:, 2] *= scale
+    small_w, small_h = max(1, round(out_w * scale)), max(1, round(out_h * scale))
+    small = _warp_affine(small, small_matrix, small_w, small_h, fill)
+    if region is not None and sheet is not None:
+        # Paint what lies outside the sheet (lid, shadow wedges) with the paper colour.
+        out = _paint_outside(out, _affine(region, matrix), fill)
+        small = _paint_outside(small, _affine(sheet, small_matrix), fill)
+    return _finish(
+        out, small, dpi, px_mm, opts, orient, skew=skew, vertical=vertical, paper=paper, flags=set()
+    )
+
+
+# --- camera photos -----------------------------------------------------------------------
+def _clean_photo(image: PageImage, opts: CleanOptions, orient: Orienter | None) -> CleanPage:
+    height, width = image.shape[:2]
+    k_mid = max(1, math.ceil(max(height, width) / 1600))
+    mid = _shrink(image, k_mid)
+    k_det = max(1, math.ceil(max(mid.shape[:2]) / 800))
+    det = _shrink(mid, k_det)
+    k = k_mid * k_det
+
+    flags: set[PageFlag] = set()
+    quad = _find_sheet(det) if opts.crop else None
+    found = quad is not None
+    if quad is None:
+        if opts.crop:
+            flags.add(PageFlag.NO_PAGE_FOUND)
+        quad_full = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    else:
+        quad_full = (quad + 0.5) * k - 0.5
+        dh, dw = det.shape[:2]
+        edge = 0.006 * max(dh, dw)
+        x, y = quad[:, 0], quad[:, 1]
+        if np.any((x < edge) | (y < edge) | (x > dw - 1 - edge) | (y > dh - 1 - edge)):
+            flags.add(PageFlag.CUT_OFF)  # the sheet runs out of the photo
+
+    out_w, out_h, dpi = _page_size(quad_full, found)
+    inset = 0.6 * dpi / MM_PER_INCH if found else 0.0  # push the sheet's own edge just off the canvas
+    dst = np.array(
+        [[-inset, -inset], [out_w + inset, -inset], [out_w + inset, out_h + inset], [-inset, out_h + inset]],
+        dtype=np.float32,
+    )
+    homography: npt.NDArray[np.float64] = cv2.getPerspectiveTransform(quad_full, dst)
+
+    # Analysis copy: the mid-size photo rectified at about ANALYSIS_DPI.
+    a = ANALYSIS_DPI / dpi
+    rect_w, rect_h = max(1, round(out_w * a)), max(1, round(out_h * a))
+    mid_to_full = np.array(
+        [[k_mid, 0, (k_mid - 1) / 2], [0, k_mid, (k_mid - 1) / 2], [0, 0, 1]], dtype=np.float64
+    )
+    to_rect = np.diag([a, a, 1.0]) @ homography @ mid_to_full
+    rect = cv2.warpPerspective(
+        mid, to_rect, (rect_w, rect_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    grey = _grey(rect)
+    background = _background(grey, ANALYSIS_DPI)
+    paper = float(np.median(background))
+    flat: PageImage = cv2.divide(grey, background, scale=255)
+    skew, vertical = _measure_skew(_ink_mask(flat, _percentile(flat, 90)))
+    if not opts.deskew or abs(skew) < 0.02:
+        skew = 0.0
+
+    rotate = np.vstack([cv2.getRotationMatrix2D((out_w / 2.0, out_h / 2.0), -skew, 1.0), [0.0, 0.0, 1.0]])
+    upsampling = out_w > 1.2 * float(np.ptp(quad_full[:, 0]))
+    out: PageImage = cv2.warpPerspective(
+        image,
+        rotate @ homography,
+        (out_w, out_h),
+        flags=cv2.INTER_CUBIC if upsampling else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    out = _flatten(out, dpi)
+    k_small = max(1, round(dpi / ANALYSIS_DPI))
+    small = _shrink(out, k_small)
+    return _finish(
+        out,
+        small,
+        dpi,
+        dpi / k_small / MM_PER_INCH,
+        opts,
+        orient,
+        skew=skew,
+        vertical=vertical,
+        paper=paper,
+        flags=flags,
+        perspective=found,
+        check_edges=found,
+    )
+
+
+def _page_size(quad: Points, found: bool) -> tuple[int, int, float]:
+    """Output width, height (px) and dpi for the rectified page: short side 210 mm, >= 200 dpi."""
+    tl, tr, br, bl = quad
+    top, bottom = float(np.linalg.norm(tr - tl)), float(np.linalg.norm(br - bl))
+    left, right = float(np.linalg.norm(bl - tl)), float(np.linalg.norm(br - tr))
+    portrait = left + right >= top + bottom
+    short = max(top, bottom) if portrait else max(left, right)
+    aspect = (left + right) / (top + bottom) if portrait else (top + bottom) / (left + right)
+    if found and 1.2 <= aspect <= 1.65:
+        aspect = A4_ASPECT  # foreshortening makes the measured aspect unreliable; sheets here are A4
+    dpi = min(MAX_PHOTO_DPI, max(MIN_PHOTO_DPI, short / (A4_SHORT_MM / MM_PER_INCH)))
+    short_px = round(A4_SHORT_MM / MM_PER_INCH * dpi)
+    long_px = round(short_px * aspect)
+    return (short_px, long_px, dpi) if portrait else (long_px, short_px, dpi)
+
+
+def _find_sheet(det: PageImage) -> Points | None:
+    """Corners (tl, tr, br, bl) of the sheet in a ~800 px photo, or None when no outline convinces."""
+    grey = _grey(det)
+    blur = cv2.GaussianBlur(grey, (5, 5), 0)
+    h, w = grey.shape
+    area = float(h * w)
+    contours: list[npt.NDArray[np.int32]] = []
+
+    # 1. edges
+    med = float(np.median(blur))
+    edges = cv2.Canny(blur, max(10.0, 0.4 * med), max(30.0, 1.0 * med))
+    edges = cv2.dilate(edges, np.ones((3, 3), np.uint8))
+    found, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    contours += [c for c in found if cv2.contourArea(c) > 0.1 * area]
+
+    # 2. brightness threshold (paper is usually lighter than the desk)
+    _, bright = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    contours += _largest_blobs(bright, area)
+
+    # 3. colour distance from the paper colour seen at the centre of the photo
+    lab = cv2.cvtColor(det, cv2.COLOR_RGB2LAB) if det.ndim == 3 else cv2.merge([grey, grey, grey])
+    lab = cv2.GaussianBlur(lab, (7, 7), 0).astype(np.float32)
+    cy, cx = h // 2, w // 2
+    centre = lab[cy - h // 6 : cy + h // 6, cx - w // 6 : cx + w // 6].reshape(-1, 3)
+    paper_lab = np.median(centre[centre[:, 0] >= np.percentile(centre[:, 0], 50)], axis=0)
+    diff = lab - paper_lab
+    dist = np.sqrt(0.5 * diff[..., 0] ** 2 + diff[..., 1] ** 2 + diff[..., 2] ** 2)
+    dist8 = np.clip(dist * 2.0, 0, 255).astype(np.uint8)
+    _, near = cv2.threshold(dist8, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    contours += _largest_blobs(near, area)
+
+    best: tuple[float, Points] | None = None
+    for contour in contours:
+        quad = _quad_from_contour(contour)
+        if quad is None:
+            continue
+        quad_area = float(cv2.contourArea(quad))
+        if not 0.12 * area <= quad_area <= 0.985 * area:
+            continue
+        support = _outline_support(blur, dist8, quad)
+        score = quad_area / area * support**2
+        if support >= 0.55 and (best is None or score > best[0]):
+            best = (score, quad)
+    return best[1] if best else None
+
+
+def _largest_blobs(mask: Mask, area: float) -> list[npt.NDArray[np.int32]]:
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    found, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    big = sorted(found, key=cv2.contourArea, reverse=True)[:3]
+    return [c for c in big if cv2.contourArea(c) > 0.1 * area]
+
+
+def _quad_from_contour(contour: npt.NDArray[np.int32]) -> Points | None:
+    hull = cv2.convexHull(contour)
+    hull_area = float(cv2.contourArea(hull))
+    if hull_area <= 0:
+        return None
+    peri = cv2.arcLength(hull, True)
+    quad: npt.NDArray[np.int32] | None = None
+    for eps in (0.01, 0.02, 0.03, 0.05, 0.08):
+        approx = cv2.approxPolyDP(hull, eps * peri, True)
+        if len(approx) == 4:
+            quad = approx
+            break
+        if len(approx) < 4:
+            break
+    if quad is None:
+        approx = cv2.approxPolyDP(hull, 0.005 * peri, True).reshape(-1, 2)
+        if len(approx) < 4 or len(approx) > 16:
+            return None
+        best = max(
+            itertools.combinations(range(len(approx)), 4), key=lambda ix: cv2.contourArea(approx[list(ix)])
+        )
+        quad = approx[list(best)]
+    pts = _order_corners(quad.reshape(4, 2).astype(np.float32))
+    if cv2.contourArea(pts) < 0.85 * hull_area or not cv2.isContourConvex(pts):
+        return None
+    for i in range(4):
+        a, b, c = pts[i - 1], pts[i], pts[(i + 1) % 4]
+        u, v = a - b, c - b
+        cos = float(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v) + 1e-6))
+        if abs(cos) > 0.6:  # corner angle outside ~53..127 degrees
+            return None
+    return pts
+
+
+def _order_corners(pts: Points) -> Points:
+    centre = pts.mean(axis=0)
+    angles = np.arctan2(pts[:, 1] - centre[1], pts[:, 0] - centre[0])
+    pts = pts[np.argsort(angles)]  # clockwise on screen (y down), starting near -180 deg
+    first = int(np.argmin(pts[:, 0] + pts[:, 1]))
+    return np.roll(pts, -first, axis=0)
+
+
+def _outline_support(grey: PageImage, dist: PageImage, quad: Points) -> float:
+    """Share of the quad's outline (away from the photo border) that separates two different regions."""
+    h, w = grey.shape
+    offset = 4.0
+    hits = total = 0
+    for i in range(4):
+        a, b = quad[i], quad[(i + 1) % 4]
+        length = float(np.linalg.norm(b - a))
+        if length < 1:
+            continue
+        normal = (
+            np.array([b[1] - a[1], a[0] - b[0]], dtype=np.float32) / length
+        )  # points outwards (clockwise)
+        n = max(8, int(length / 4))
+        t = np.linspace(0.05, 0.95, n, dtype=np.float32)[:, None]
+        line = a + t * (b - a)
+        inner, outer = line - offset * normal, line + offset * normal
+        ok = (outer[:, 0] >= 0) & (outer[:, 0] <= w - 1) & (outer[:, 1] >= 0) & (outer[:, 1] <= h - 1)
+        inner, outer = inner[ok], outer[ok]
+        if len(inner) == 0:
+            continue
+        ii, oo = np.round(inner).astype(np.int32), np.round(outer).astype(np.int32)
+        gi = grey[ii[:, 1].clip(0, h - 1), ii[:, 0].clip(0, w - 1)].astype(np.int16)
+        go = grey[oo[:, 1], oo[:, 0]].astype(np.int16)
+        di = dist[ii[:, 1].clip(0, h - 1), ii[:, 0].clip(0, w - 1)].astype(np.int16)
+        do = dist[oo[:, 1], oo[:, 0]].astype(np.int16)
+        hits += int(np.count_nonzero((np.abs(gi - go) >= 14) | (np.abs(di - do) >= 14)))
+        total += len(inner)
+    return hits / total if total >= 16 else 0.0
+
+
+def _background(grey: PageImage, dpi: float) -> PageImage:
+    """Large-scale paper brightness (text and marks removed), same size as ``grey``; never 0."""
+    h, w = grey.shape[:2]
+    low = _shrink(grey, max(1, round(dpi / MM_PER_INCH)))  # about 1 px per mm
+    k = 41
+    low = cv2.morphologyEx(low, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    low = cv2.GaussianBlur(low, (0, 0), 6)
+    low = np.maximum(low, 1)
+    bg: PageImage = cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
+    return bg
+
+
+def _flatten(image: PageImage, dpi: float) -> PageImage:
+    """Even out the lighting: divide each channel by its large-scale background."""
+    flat: PageImage = cv2.divide(image, _background(image, dpi), scale=255)
+    return flat
+
+
+# --- shared finish: orientation, flags ----------------------------------------------------
+def _finish(
+    out: PageImage,
+    small: PageImage,
+    dpi: float,
+    px_mm: float,
+    opts: CleanOptions,
+    orient: Orienter | None,
+    *,
+    skew: float,
+    vertical: bool,
+    paper: float,
+    flags: set[PageFlag],
+    perspective: bool = False,
+    check_edges: bool = True,
+) -> CleanPage:
+    grey = _grey(small)
+    level = _percentile(grey, 90)
+    ink = _ink_mask(grey, level)
+    stats = _components(ink, px_mm)
+    blank = _ink_area_mm2(stats, ink.shape, px_mm) < BLANK_INK_MM2
+
+    rotation = 0
+    if opts.fix_orientation and not blank:
+        if orient is not None:
+            rotation, confidence = orient(out, dpi)
+            rotation = rotation % 360 if rotation % 90 == 0 else 0
+            log.debug("orienter says %d (confidence %.2f)", rotation, confidence)
+        else:
+            rotation = _guess_rotation(ink, vertical, px_mm)
+    if rotation:
+        code = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}[
+            rotation
+        ]
+        out = cv2.rotate(out, code)
+        small = cv2.rotate(small, code)
+        ink = cv2.rotate(ink, code)
+        stats = _components(ink, px_mm)
+
+    if blank:
+        flags.add(PageFlag.BLANK)
+    if min(paper, level) < DARK_PAPER:
+        flags.add(PageFlag.TOO_DARK)
+    if check_edges and not blank and _touches_edges(stats, ink.shape, px_mm):
+        flags.add(PageFlag.CUT_OFF)
+    if not blank and _is_blurred(out, ink, dpi, px_mm):
+        flags.add(PageFlag.BLURRED)
+    colour = small.ndim == 3 and _has_colour(small, px_mm)
+    return CleanPage(
+        image=out,
+        dpi=dpi,
+        rotation=rotation,
+        skew=round(skew, 2),
+        flags=frozenset(flags),
+        colour=colour,
+        perspective=perspective,
+    )
+
+
+def _guess_rotation(ink: Mask, vertical: bool, px_mm: float) -> int:
+    """Clockwise rotation that makes the text upright, from where the ink sits around the text lines."""
+    if vertical:
+        return 90 if _upright_score(cv2.rotate(ink, cv2.ROTATE_90_CLOCKWISE), px_mm) >= 0 else 270
+    return 180 if _upright_score(ink, px_mm) < -0.1 else 0
+
+
+def _upright_score(ink: Mask, px_mm: float) -> float:
+    """log(ink above / ink below the x-height band of the text lines); > 0 for upright Latin script.
+
+    Vietnamese puts diacritics above (and ascenders and capitals reach up), far more than the
+    descenders and dot-below marks reach down.
+    """
+    profile = cv2.reduce(ink, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel().astype(np.float32) / 255.0
+    window = max(3, round(4.0 * px_mm)) | 1
+    local_max = cv2.dilate(profile.reshape(-1, 1), np.ones((window, 1), np.uint8)).ravel()
+    core = (profile >= 0.5 * local_max) & (profile > 0)
+    above = below = 0.0
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], core.astype(np.int8), [0]))))
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        size = stop - start
+        if size < 3:
+            continue
+        lo, hi = max(0, start - size), min(len(profile), stop + size)
+        above += float(profile[lo:start][~core[lo:start]].sum())
+        below += float(profile[stop:hi][~core[stop:hi]].sum())
+    return math.log((above + 1.0) / (below + 1.0))
+
+
+def _components(ink: Mask, px_mm: float) -> npt.NDArray[np.int32]:
+    """Stats (x, y, w, h, area) of the ink's connected components that could be marks, not dust."""
+    _, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    stats = stats[1:]
+    min_side = max(2, round(0.4 * px_mm))
+    keep = (stats[:, cv2.CC_STAT_AREA] >= 3) & (
+        np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_side
+    )
+    result: npt.NDArray[np.int32] = stats[keep]
+    return result
+
+
+def _ink_area_mm2(stats: npt.NDArray[np.int32], shape: tuple[int, ...], px_mm: float) -> float:
+    h, w = shape[:2]
+    x, y = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    inner = (x > 0) & (y > 0) & (x + stats[:, cv2.CC_STAT_WIDTH] < w) & (y + stats[:, cv2.CC_STAT_HEIGHT] < h)
+    return float(stats[inner, cv2.CC_STAT_AREA].sum()) / px_mm**2
+
+
+def _touches_edges(stats: npt.NDArray[np.int32], shape: tuple[int, ...], px_mm: float) -> bool:
+    """Marks (text, lines) that run into the image border: the page was cut off."""
+    h, w = shape[:2]
+    x, y = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    cw, ch = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    area = stats[:, cv2.CC_STAT_AREA] / px_mm**2
+    deep = px_mm * 1.0
+    touching = (
+        ((x == 0) & (cw >= deep))
+        | ((x + cw >= w) & (cw >= deep))
+        | ((y == 0) & (ch >= deep))
+        | ((y + ch >= h) & (ch >= deep))
+    ) & (area >= 0.8)
+    return int(np.count_nonzero(touching)) >= 2 or bool(np.any(touching & (area >= 10.0)))
+
+
+def _is_blurred(image: PageImage, ink: Mask, dpi: float, px_mm: float) -> bool:
+    """Sharpness of edges in the inkiest tiles, measured per millimetre (at 200 dpi)."""
+    tile = round(16.0 * px_mm)
+    h, w = ink.shape
+    ty, tx = h // tile, w // tile
+    if ty == 0 or tx == 0:
+        return False
+    counts = cv2.resize(ink[: ty * tile, : tx * tile], (tx, ty), interpolation=cv2.INTER_AREA).ravel()
+    order = np.argsort(counts)[::-1]
+    chosen = [i for i in order if 8 <= counts[i] <= 128][:6]
+    if not chosen:
+        return False
+    f = dpi / MM_PER_INCH / px_mm
+    to200 = 200.0 / dpi
+    ratios = []
+    for i in chosen:
+        r, c = divmod(int(i), tx)
+        y0, x0 = round(r * tile * f), round(c * tile * f)
+        y1, x1 = round((r + 1) * tile * f), round((c + 1) * tile * f)
+        crop = _grey(image[y0:y1, x0:x1])
+        if abs(to200 - 1.0) > 0.05:
+            interp = cv2.INTER_AREA if to200 < 1 else cv2.INTER_LINEAR
+            crop = cv2.resize(crop, None, fx=to200, fy=to200, interpolation=interp)
+        gx = cv2.Sobel(crop, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(crop, cv2.CV_32F, 0, 1, ksize=3)
+        mag = cv2.magnitude(gx, gy)
+        contrast = float(np.percentile(crop, 98)) - float(np.percentile(crop, 2))
+        if contrast < 30:
+            continue
+        ratios.append(float(np.percentile(mag, 99.5)) / (4.0 * contrast))
+    if not ratios:
+        return False
+    sharpness = float(np.median(ratios))
+    log.debug("sharpness %.3f", sharpness)
+    return sharpness < BLUR_RATIO
+
+
+def _has_colour(small: PageImage, px_mm: float) -> bool:
+    """Strongly saturated areas (seal, signature, photo); JPEG chroma noise is averaged out at ~100 dpi."""
+    r, g, b = cv2.split(small)
+    hi = cv2.max(cv2.max(r, g), b)
+    chroma = cv2.subtract(hi, cv2.min(cv2.min(r, g), b))
+    # saturated: chroma >= 60 and chroma >= 35 % of the brightest channel
+    strong = cv2.bitwise_and(
+        cv2.compare(chroma, 60, cv2.CMP_GE),
+        cv2.compare(chroma, cv2.multiply(hi, 0.35, dtype=cv2.CV_8U), cv2.CMP_GE),
+    )
+    area = float(cv2.countNonZero(strong)) / px_mm**2
+    return area >= COLOUR_MIN_MM2
+
+
+# --- skew -----------------------------------------------------------------------------------
+def _measure_skew(ink: Mask) -> tuple[float, bool]:
+    """(counter-clockwise angle of the text lines in degrees, lines run vertically) from the ink mask.
+
+    Projection-profile search: the ink's profile across the lines is sharpest at the lines' angle.
+    """
+    pts = cv2.findNonZero(ink)
+    if pts is None or len(pts) < 200:
+        return 0.0, False
+    xy = pts.reshape(-1, 2).astype(np.float32)
+    step = max(1, len(xy) // 20_000)
+    coarse = xy[::step]
+    angles = np.arange(-MAX_SKEW_DEG, MAX_SKEW_DEG + 0.01, 0.5)
+    best = (-1.0, 0.0, False)
+    for vertical in (False, True):
+        for angle in angles:
+            score = _profile_score(coarse, float(angle), vertical)
+            if score > best[0]:
+                best = (score, float(angle), vertical)
+    _, angle0, vertical = best
+    step = max(1, len(xy) // 100_000)
+    fine_pts = xy[::step]
+    fine = np.arange(angle0 - 0.6, angle0 + 0.61, 0.1)
+    scores = np.array([_profile_score(fine_pts, float(a), vertical) for a in fine])
+    i = int(np.argmax(scores))
+    angle = float(fine[i])
+    if 0 < i < len(fine) - 1:
+        s0, s1, s2 = scores[i - 1], scores[i], scores[i + 1]
+        denom = s0 - 2 * s1 + s2
+        if denom < 0:
+            angle += 0.1 * 0.5 * float(s0 - s2) / float(denom)
+    return angle, vertical
+
+
+def _profile_score(xy: Points, angle: float, vertical: bool) -> float:
+    """Peakiness of the ink profile across lines at ``angle``: n_bins * sum(h^2) / N^2."""
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    x, y = xy[:, 0], xy[:, 1]
+    key = x * c - y * s if vertical else y * c + x * s
+    idx = (key - key.min()).astype(np.int32)
+    hist = np.bincount(idx).astype(np.float64)
+    return float(len(hist) * np.dot(hist, hist) / (len(xy) ** 2))
+
+
+# --- scan sheet -----------------------------------------------------------------------------
+def _find_scan_sheet(grey: PageImage, paper: float) -> Points | None:
+    """Outline of the sheet when a dark scanner lid surrounds it, else None."""
+    h, w = grey.shape
+    band = max(2, round(0.01 * min(h, w)))
+    ring = np.concatenate(
+        [grey[:band].ravel(), grey[-band:].ravel(), grey[:, :band].ravel(), grey[:, -band:].ravel()]
+    )
+    dark_thr = 0.55 * paper
+    dark = ring[ring < dark_thr]
+    if len(dark) < 0.25 * len(ring):
+        return None
+    thr = (paper + float(np.median(dark))) / 2.0
+    _, mask = cv2.threshold(grey, thr, 255, cv2.THRESH_BINARY)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    found, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not found:
+        return None
+    biggest = max(found, key=cv2.contourArea)
+    hull = cv2.convexHull(biggest)
+    if cv2.contourArea(hull) < 0.3 * h * w:
+        return None
+    filled = np.zeros_like(grey)
+    cv2.fillPoly(filled, [hull], 255)
+    filled = cv2.erode(filled, np.ones((5, 5), np.uint8))  # stay clear of the sheet's shadowed edge
+    inner, _ = cv2.findContours(filled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not inner:
+        return None
+    outline: Points = cv2.convexHull(max(inner, key=cv2.contourArea)).reshape(-1, 2).astype(np.float32)
+    return outline
+
+
+# --- small helpers ----------------------------------------------------------------------------
+def _normalise(image: PageImage) -> PageImage:
+    arr = np.asarray(image)
+    if arr.size == 0 or arr.ndim not in (2, 3):
+        raise NotAnImage(f"image array has shape {arr.shape}")
+    if arr.dtype == np.uint16:
+        arr = (arr >> 8).astype(np.uint8)
+    elif arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype != np.uint8:
+        raise NotAnImage(f"image array has dtype {arr.dtype}")
+    if arr.ndim == 3:
+        if arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        elif arr.shape[2] == 4:
+            arr = arr[:, :, :3]
+        elif arr.shape[2] != 3:
+            raise NotAnImage(f"image array has shape {arr.shape}")
+    result: PageImage = np.ascontiguousarray(arr)
+    return result
+
+
+def _shrink(image: PageImage, k: int) -> PageImage:
+    """Downscale by the integer factor ``k`` (area average; OpenCV's fast path), dropping the remainder."""
+    if k <= 1:
+        return image
+    h, w = image.shape[:2]
+    sh, sw = max(1, h // k), max(1, w // k)
+    src = image[: sh * k, : sw * k] if h >= k and w >= k else image
+    small: PageImage = cv2.resize(src, (sw, sh), interpolation=cv2.INTER_AREA)
+    return small
+
+
+def _grey(image: PageImage) -> PageImage:
+    if image.ndim == 2:
+        return image
+    grey: PageImage = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return grey
+
+
+def _percentile(grey: PageImage, q: float) -> float:
+    hist = cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel().cumsum()
+    return float(np.searchsorted(hist, hist[-1] * q / 100.0))
+
+
+def _ink_mask(grey: PageImage, paper: float) -> Mask:
+    """Dark marks: Otsu's threshold, but never closer than 40 levels to the paper (noise, show-through)."""
+    otsu, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    thr = min(float(otsu), paper - 40.0)
+    _, mask = cv2.threshold(grey, thr, 255, cv2.THRESH_BINARY_INV)
+    result: Mask = mask
+    return result
+
+
+def _paper_colour(small: PageImage, grey: PageImage, paper: float) -> tuple[float, ...]:
+    sel = cv2.compare(grey, paper - 12, cv2.CMP_GE)
+    if small.ndim == 2 or cv2.countNonZero(sel) == 0:
+        return (paper,) * (1 if small.ndim == 2 else 3)
+    return tuple(float(v) for v in cv2.mean(small, mask=sel)[:3])
+
+
+def _ink_corners(ink: Mask) -> Points | None:
+    pts = cv2.findNonZero(ink)
+    if pts is None:
+        return None
+    x, y, w, h = cv2.boundingRect(pts)
+    return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], dtype=np.float32)
+
+
+def _affine(pts: Points, matrix: npt.NDArray[np.float64]) -> Points:
+    moved: Points = (pts @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+    return moved
+
+
+def _bounds(pts: Points) -> tuple[float, float, float, float]:
+    return float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())
+
+
+def _warp_affine(
+    image: PageImage, matrix: npt.NDArray[np.float64], w: int, h: int, fill: tuple[float, ...]
+) -> PageImage:
+    out: PageImage = cv2.warpAffine(
+        image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=fill
+    )
+    return out
+
+
+def _crop_or_pad(image: PageImage, x0: int, y0: int, w: int, h: int, fill: tuple[float, ...]) -> PageImage:
+    ih, iw = image.shape[:2]
+    if x0 >= 0 and y0 >= 0 and x0 + w <= iw and y0 + h <= ih:
+        return image[y0 : y0 + h, x0 : x0 + w].copy()
+    out = np.empty((h, w, *image.shape[2:]), dtype=np.uint8)
+    out[...] = (
+        np.array(fill, dtype=np.float64).round().astype(np.uint8) if image.ndim == 3 else round(fill[0])
+    )
+    sx0, sy0 = max(0, x0), max(0, y0)
+    sx1, sy1 = min(iw, x0 + w), min(ih, y0 + h)
+    out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return out
+
+
+def _paint_outside(image: PageImage, outline: Points, fill: tuple[float, ...]) -> PageImage:
+    inside = np.zeros(image.shape[:2], dtype=np.uint8)
+    cv2.fillPoly(inside, [np.round(outline).astype(np.int32)], 255)
+    outside = inside == 0
+    if image.ndim == 3:
+        image[outside] = np.array(fill).round().astype(np.uint8)
+    else:
+        image[outside] = round(fill[0])
+    return image
