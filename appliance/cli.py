@@ -72,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply schema migrations (idempotent)")
 
     sub.add_parser("settings", help="print the effective settings as JSON (no secrets)")
+
+    # Subcommands contributed by other parts register themselves: each sets `handler`.
+    from appliance.sign import commands as sign_commands
+
+    sign_commands.register(sub)
     return p
 
 
@@ -98,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return int(handler(args, settings))
     if args.command == "digitize":
         return _digitize(args, settings)
     if args.command == "scan":

@@ -61,6 +61,17 @@ class EncodeSettings(BaseModel):
     jpeg_quality: int = Field(default=45, ge=10, le=95)
 
 
+class SignSettings(BaseModel):
+    pkcs11_module: Path = Path("/usr/lib/softhsm/libsofthsm2.so")  # the token vendor's .so in production
+    token_serial: str | None = None  # select tokens by serial, never by label
+    trust_roots: list[Path] = []  # CA certificates (PEM/DER) trusted by `appliance verify`
+    tsa_url: str | None = None  # RFC 3161 timestamp server; PAdES B-T when set and reachable
+    organisation_name: str = "UBND xã (chưa cấu hình)"
+    agency_code: str = "000.00.00.H00"
+    result_code_pattern: str = r"^KQ\.[A-Z0-9.]+\.\d{6}$"  # unconfirmed in law: configurable
+    result_code_template: str = "KQ.{agency}.{seq:06d}"
+
+
 class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -84,6 +95,7 @@ class Settings(BaseSettings):
     camera: CameraSettings = CameraSettings()
     ocr: OcrSettings = OcrSettings()
     encode: EncodeSettings = EncodeSettings()
+    sign: SignSettings = SignSettings()
     web: WebSettings = WebSettings()
 
     @classmethod

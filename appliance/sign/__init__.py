@@ -1,0 +1,1 @@
+"""Signing with the plugged-in token: PAdES marks, ASiC-E packages, verification."""
