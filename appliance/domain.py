@@ -235,7 +235,7 @@ def check_personal_id(text: str, *, today: dt.date | None = None) -> Check:
 
 
 def parse_personal_id(text: str, *, today: dt.date | None = None) -> PersonalId:
-    """A 12-digit personal ID (checked: century/sex digit and birth year not in the future) or a 9-digit CMND."""
+    """A 12-digit personal ID (century/sex digit and birth year checked) or an old 9-digit CMND."""
     number = _digits(text)
     if re.fullmatch(r"\d{9}", number):
         return PersonalId(number=number, kind="cmnd")
@@ -283,13 +283,11 @@ MIN_YEAR, MAX_YEAR = 1900, 2100
 
 
 def parse_date(text: str) -> dt.date:
-    """Dates as written on Vietnamese documents (day first) or ISO: 05/07/2023, 5-7-2023, 2023-07-05, 20230705."""
+    """Day-first dates as written on documents, or ISO: 05/07/2023, 5-7-2023, 2023-07-05, 20230705."""
     value = text.strip()
     if m := _DMY.match(value):
         day, month, year = int(m.group(1)), int(m.group(2)), int(m.group(3))
-    elif m := _ISO.match(value):
-        year, month, day = int(m.group(1)), int(m.group(2)), int(m.group(3))
-    elif m := _COMPACT.match(value):
+    elif (m := _ISO.match(value)) or (m := _COMPACT.match(value)):
         year, month, day = int(m.group(1)), int(m.group(2)), int(m.group(3))
     else:
         raise InvalidDate(f"not a date: {value!r}")

@@ -23,13 +23,14 @@ import io
 import logging
 import math
 import struct
+from typing import Any, cast
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from appliance.model import CleanPage, EncodedPage, Encoding, EncodeOptions, ImageLayer, PageImage
+from appliance.model import CleanPage, EncodedPage, EncodeOptions, Encoding, ImageLayer, PageImage
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ SPECK_AREA_300 = 12
 SPECK_NEAR_MM = 1.5
 
 
-def encode(page: CleanPage, opts: EncodeOptions = EncodeOptions()) -> EncodedPage:
+def encode(page: CleanPage, opts: EncodeOptions = EncodeOptions()) -> EncodedPage:  # noqa: B008 (frozen)
     """Encode one clean page for the PDF: MRC for ordinary pages, JPEG for photo pages."""
     img = _check(page.image)
     if page.dpi <= 0:
@@ -62,7 +63,7 @@ def encode(page: CleanPage, opts: EncodeOptions = EncodeOptions()) -> EncodedPag
     width_pt = w * 72.0 / page.dpi
     height_pt = h * 72.0 / page.dpi
     rgb = img.ndim == 3
-    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if rgb else img
+    grey = _u8img(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)) if rgb else img
 
     full_dpi = max(page.dpi, opts.min_dpi)
     upsampled = page.dpi < opts.min_dpi - 0.5
@@ -82,7 +83,7 @@ def encode(page: CleanPage, opts: EncodeOptions = EncodeOptions()) -> EncodedPag
     background, _holes = _background(img, ink_src, page.dpi, opts.background_dpi)
     colour = rgb and (page.colour or _has_colour(background))
     if rgb and not colour:
-        background = cv2.cvtColor(background, cv2.COLOR_RGB2GRAY)
+        background = _u8img(cv2.cvtColor(background, cv2.COLOR_RGB2GRAY))
 
     share = _tone_share(background)
     if share >= PHOTO_SHARE:
@@ -177,9 +178,9 @@ def _encode_photo(
     if abs(target - dpi) > 0.5:
         size = _scaled(w, h, target / dpi, up=True)
         interp = cv2.INTER_AREA if target < dpi else cv2.INTER_LINEAR
-        out = cv2.resize(img, size, interpolation=interp)
+        out = _u8img(cv2.resize(img, size, interpolation=interp))
     if out.ndim == 3 and not colour:
-        out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
+        out = _u8img(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY))
     layer = ImageLayer(
         data=jpeg_bytes(out, PHOTO_QUALITY, full_chroma=False),
         width=out.shape[1],
@@ -213,7 +214,7 @@ def _paper_level(grey: PageImage, dpi: float) -> PageImage:
     k = max(3, int(round(dpi / f * 4.0 / 25.4)) | 1)  # ~ 4 mm
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
     paper = cv2.dilate(small, kernel)
-    return cv2.blur(paper, (k, k))
+    return _u8img(cv2.blur(paper, (k, k)))
 
 
 def _ink_mask(img: PageImage, grey: PageImage, paper: PageImage, scale: float) -> Mask:
@@ -221,8 +222,8 @@ def _ink_mask(img: PageImage, grey: PageImage, paper: PageImage, scale: float) -
     h, w = grey.shape
     if scale > 1.0:
         size = _scaled(w, h, scale, up=True)
-        img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
-        grey = cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR)
+        img = _u8img(cv2.resize(img, size, interpolation=cv2.INTER_LINEAR))
+        grey = _u8img(cv2.resize(grey, size, interpolation=cv2.INTER_LINEAR))
         h, w = grey.shape
     ratio = _ink_ratio(grey, paper)
     threshold = np.clip(paper.astype(np.float32) * ratio, 0, 255).astype(np.uint8)
@@ -294,9 +295,7 @@ def _despeckle(ink: Mask, dpi: float) -> Mask:
     return out
 
 
-def _background(
-    img: PageImage, ink: Mask, dpi: float, background_dpi: float
-) -> tuple[PageImage, Mask]:
+def _background(img: PageImage, ink: Mask, dpi: float, background_dpi: float) -> tuple[PageImage, Mask]:
     """Low-resolution image with the ink removed (filled with the surrounding colour).
 
     Mask-aware averaging: the masked (and slightly dilated) pixels get zero weight when the page
@@ -385,6 +384,13 @@ def _check(image: PageImage) -> PageImage:
     if image.ndim == 3 and image.shape[2] != 3:
         raise ValueError("colour page image must be RGB (H, W, 3)")
     return np.ascontiguousarray(image)
+
+
+def _u8img(array: npt.NDArray[Any]) -> PageImage:
+    """An OpenCV result typed as the uint8 image it is (no copy)."""
+    if array.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 image, got {array.dtype}")
+    return cast(PageImage, array)
 
 
 def _u8(mask: Mask) -> PageImage:

@@ -144,6 +144,83 @@ class InvalidDate(InvalidCode):
     code = "invalid_date"
 
 
+class InvalidResultCode(InvalidCode):
+    code = "invalid_result_code"
+
+
+# --- signing (token, PAdES, packages) ------------------------------------------------------
+class SignError(ApplianceError):
+    code = "sign_failed"
+
+
+class TokenModuleError(SignError):
+    """The PKCS#11 module cannot be loaded or crashed."""
+
+    code = "token_module_failed"
+
+
+class TokenNotFound(SignError):
+    code = "token_not_found"
+
+
+class TokenAmbiguous(SignError):
+    code = "token_ambiguous"
+
+
+class TokenRemoved(SignError):
+    code = "token_removed"
+
+
+class SignerCrashed(SignError):
+    code = "signer_crashed"
+
+
+class PinRequired(SignError):
+    code = "pin_required"
+
+
+class PinIncorrect(SignError):
+    code = "pin_incorrect"
+
+
+class PinFinalTry(SignError):
+    """Refused before login: one more wrong PIN would lock the token."""
+
+    code = "pin_final_try"
+
+
+class PinLocked(SignError):
+    code = "pin_locked"
+
+
+class CertificateNotFound(SignError):
+    code = "certificate_not_found"
+
+
+class CertificateExpired(SignError):
+    code = "certificate_expired"
+
+
+class CertificateNotYetValid(SignError):
+    code = "certificate_not_yet_valid"
+
+
+class CertificateNoNonRepudiation(SignError):
+    code = "certificate_no_non_repudiation"
+
+
+class PrivateKeyNotFound(SignError):
+    code = "private_key_not_found"
+
+
+class PdfSignFailed(SignError):
+    code = "pdf_sign_failed"
+
+
+class PackageError(SignError):
+    code = "package_failed"
+
+
 def all_error_classes() -> list[type[ApplianceError]]:
     """Every error class in the tree (used by the test that checks messages exist)."""
     seen: list[type[ApplianceError]] = []

@@ -208,11 +208,12 @@ def _find_so(lines: list[_Line]) -> tuple[list[_Found], tuple[int, int] | None]:
                 continue
             so = m.group("so")
             certainty = 0.95 if m.group("colon") else 0.8
-            if ln.text[m.start() : m.start() + 2].lower() not in ("số", "so") or so != ln.text[
-                m.start("so") : m.end("so")
-            ]:
+            if (
+                ln.text[m.start() : m.start() + 2].lower() not in ("số", "so")
+                or so != ln.text[m.start("so") : m.end("so")]
+            ):
                 certainty -= 0.1  # read through OCR noise
-            src = ln.text[m.start() : m.end()]
+            src = ln.text[m.start("so") : m.end("kh")]
             found = [
                 _Found("so", so, certainty, ln.text[m.start("so") : m.end("so")]),
                 _Found("ky_hieu", kh, certainty, kh_orig),
@@ -251,7 +252,7 @@ def _find_date(lines: list[_Line], so_at: tuple[int, int] | None) -> tuple[list[
                         certainty,
                         src,
                         valid=False,
-                        problem=domain.InvalidDate.code,
+                        problem=InvalidDate.code,
                     )
                 )
             if place:
@@ -371,8 +372,14 @@ def _find_codes(lines: list[_Line]) -> list[_Found]:
         for m in DOSSIER.finditer(f):
             check = domain.check_dossier_code(_squash_code(m.group(0)))
             found.append(
-                _Found("ma_ho_so", check.value, 0.95 if check.ok else 0.5, ln.text[m.start() : m.end()],
-                       check.ok, check.problem)
+                _Found(
+                    "ma_ho_so",
+                    check.value,
+                    0.95 if check.ok else 0.5,
+                    ln.text[m.start() : m.end()],
+                    check.ok,
+                    check.problem,
+                )
             )
             taken.append(m.span())
         for m in TTHC.finditer(f):
@@ -381,8 +388,14 @@ def _find_codes(lines: list[_Line]) -> list[_Found]:
             check = domain.check_tthc_code(_squash_code(m.group(0)))
             context = bool(TTHC_CONTEXT.search(f[: m.start()]))
             found.append(
-                _Found("ma_tthc", check.value, 0.95 if context else 0.6, ln.text[m.start() : m.end()],
-                       check.ok, check.problem)
+                _Found(
+                    "ma_tthc",
+                    check.value,
+                    0.95 if context else 0.6,
+                    ln.text[m.start() : m.end()],
+                    check.ok,
+                    check.problem,
+                )
             )
             taken.append(m.span())
         for m in ID12.finditer(f):
@@ -393,8 +406,14 @@ def _find_codes(lines: list[_Line]) -> list[_Found]:
             if not context and (not check.ok or check.warnings):
                 continue  # a bare 12-digit number is an ID only when it looks like one
             found.append(
-                _Found("so_dinh_danh", check.value, 0.95 if context else 0.6, ln.text[m.start() : m.end()],
-                       check.ok, check.problem)
+                _Found(
+                    "so_dinh_danh",
+                    check.value,
+                    0.95 if context else 0.6,
+                    ln.text[m.start() : m.end()],
+                    check.ok,
+                    check.problem,
+                )
             )
             taken.append(m.span())
         for m in CMND9.finditer(f):
@@ -406,8 +425,14 @@ def _find_codes(lines: list[_Line]) -> list[_Found]:
             if free(m) and ENTERPRISE_CONTEXT.search(f[: m.start()]):
                 check = domain.check_enterprise_code(m.group(0))
                 found.append(
-                    _Found("ma_doanh_nghiep", check.value, 0.9, ln.text[m.start() : m.end()],
-                           check.ok, check.problem)
+                    _Found(
+                        "ma_doanh_nghiep",
+                        check.value,
+                        0.9,
+                        ln.text[m.start() : m.end()],
+                        check.ok,
+                        check.problem,
+                    )
                 )
                 taken.append(m.span())
     return found
@@ -472,7 +497,9 @@ def extract_fields(text: str, words: Sequence[Word] = (), qr: Sequence[QrCode] =
         Field(
             name=f.name,
             value=f.value,
-            confidence=round(max(0.0, min(1.0, f.certainty * (index.confidence(f.source) if f.source else 1.0))), 3),
+            confidence=round(
+                max(0.0, min(1.0, f.certainty * (index.confidence(f.source) if f.source else 1.0))), 3
+            ),
             source="ocr",
             valid=f.valid,
             problem=f.problem,
@@ -503,7 +530,9 @@ def _qr_fields(codes: Iterable[QrCode]) -> list[Field]:
             elif name == "ngay_hen_tra":
                 check = domain.check_date(value)
                 valid, problem = check.ok, check.problem
-            out.append(Field(name=name, value=value, confidence=1.0, source="qr", valid=valid, problem=problem))
+            out.append(
+                Field(name=name, value=value, confidence=1.0, source="qr", valid=valid, problem=problem)
+            )
     return out
 
 
@@ -513,9 +542,7 @@ def _merge(qr_fields: list[Field], ocr_fields: list[Field]) -> tuple[Field, ...]
         by_name.setdefault(f.name, []).append(f)
     for f in ocr_fields:
         have = by_name.setdefault(f.name, [])
-        if not have:
-            have.append(f)
-        elif f.name in REPEATABLE and all(h.value != f.value for h in have):
+        if not have or f.name in REPEATABLE and all(h.value != f.value for h in have):
             have.append(f)
         # otherwise: the first value (QR, or the first OCR match) wins
     order = {name: i for i, name in enumerate(FIELD_ORDER)}

@@ -169,8 +169,11 @@ def _clean_photo(image: PageImage, opts: CleanOptions, orient: Orienter | None) 
         if np.any((x < edge) | (y < edge) | (x > dw - 1 - edge) | (y > dh - 1 - edge)):
             flags.add(PageFlag.CUT_OFF)  # the sheet runs out of the photo
 
-    out_w, out_h, dpi = _page_size(quad_full, found)
-    inset = 0.6 * dpi / MM_PER_INCH if found else 0.0  # push the sheet's own edge just off the canvas
+    out_w, out_h, dpi = _page_size(quad_full, found, PageFlag.CUT_OFF in flags)
+    inset = 0.0
+    if found:  # push the sheet's own edge (known to about a detection pixel) just off the canvas
+        zoom = out_w / max(1.0, float(np.ptp(quad_full[:, 0])))
+        inset = max(0.8 * dpi / MM_PER_INCH, 1.5 * k * zoom)
     dst = np.array(
         [[-inset, -inset], [out_w + inset, -inset], [out_w + inset, out_h + inset], [-inset, out_h + inset]],
         dtype=np.float32,
@@ -205,6 +208,12 @@ def _clean_photo(image: PageImage, opts: CleanOptions, orient: Orienter | None) 
         borderMode=cv2.BORDER_REPLICATE,
     )
     out = _flatten(out, dpi)
+    if found and skew != 0.0:
+        # Rotating the rectified page brings what lay beyond its outline into the corners: paint it white.
+        outline = cv2.perspectiveTransform(quad_full.reshape(-1, 1, 2), rotate @ homography).reshape(-1, 2)
+        centre = outline.mean(axis=0)
+        outline = centre + (outline - centre) * (1 - 2 * inset / max(out_w, out_h))
+        out = _paint_outside(out, outline, (255.0,) * (3 if out.ndim == 3 else 1))
     k_small = max(1, round(dpi / ANALYSIS_DPI))
     small = _shrink(out, k_small)
     return _finish(
@@ -223,7 +232,7 @@ def _clean_photo(image: PageImage, opts: CleanOptions, orient: Orienter | None) 
     )
 
 
-def _page_size(quad: Points, found: bool) -> tuple[int, int, float]:
+def _page_size(quad: Points, found: bool, cut: bool) -> tuple[int, int, float]:
     """Output width, height (px) and dpi for the rectified page: short side 210 mm, >= 200 dpi."""
     tl, tr, br, bl = quad
     top, bottom = float(np.linalg.norm(tr - tl)), float(np.linalg.norm(br - bl))
@@ -231,7 +240,7 @@ def _page_size(quad: Points, found: bool) -> tuple[int, int, float]:
     portrait = left + right >= top + bottom
     short = max(top, bottom) if portrait else max(left, right)
     aspect = (left + right) / (top + bottom) if portrait else (top + bottom) / (left + right)
-    if found and 1.2 <= aspect <= 1.65:
+    if found and not cut and 1.2 <= aspect <= 1.65:
         aspect = A4_ASPECT  # foreshortening makes the measured aspect unreliable; sheets here are A4
     dpi = min(MAX_PHOTO_DPI, max(MIN_PHOTO_DPI, short / (A4_SHORT_MM / MM_PER_INCH)))
     short_px = round(A4_SHORT_MM / MM_PER_INCH * dpi)
@@ -240,35 +249,26 @@ def _page_size(quad: Points, found: bool) -> tuple[int, int, float]:
 
 
 def _find_sheet(det: PageImage) -> Points | None:
-    """Corners (tl, tr, br, bl) of the sheet in a ~800 px photo, or None when no outline convinces."""
+    """Corners (tl, tr, br, bl) of the sheet in a ~800 px photo, or None when no outline convinces.
+
+    Candidate outlines come from several cues (edges; brightness; colour distance from the paper
+    at the centre; smoothness, as desks are textured and paper is not); the winner is the largest
+    quadrilateral whose outline really separates two different regions.
+    """
     grey = _grey(det)
     blur = cv2.GaussianBlur(grey, (5, 5), 0)
     h, w = grey.shape
     area = float(h * w)
-    contours: list[npt.NDArray[np.int32]] = []
+    maps = _sheet_cues(det, grey)
+    contours: list[Any] = []
 
-    # 1. edges
-    med = float(np.median(blur))
-    edges = cv2.Canny(blur, max(10.0, 0.4 * med), max(30.0, 1.0 * med))
-    edges = cv2.dilate(edges, np.ones((3, 3), np.uint8))
+    edges = cv2.dilate(cv2.Canny(blur, 20, 50), np.ones((3, 3), np.uint8))
     found, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-    contours += [c for c in found if cv2.contourArea(c) > 0.1 * area]
-
-    # 2. brightness threshold (paper is usually lighter than the desk)
-    _, bright = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    contours += _largest_blobs(bright, area)
-
-    # 3. colour distance from the paper colour seen at the centre of the photo
-    lab = cv2.cvtColor(det, cv2.COLOR_RGB2LAB) if det.ndim == 3 else cv2.merge([grey, grey, grey])
-    lab = cv2.GaussianBlur(lab, (7, 7), 0).astype(np.float32)
-    cy, cx = h // 2, w // 2
-    centre = lab[cy - h // 6 : cy + h // 6, cx - w // 6 : cx + w // 6].reshape(-1, 3)
-    paper_lab = np.median(centre[centre[:, 0] >= np.percentile(centre[:, 0], 50)], axis=0)
-    diff = lab - paper_lab
-    dist = np.sqrt(0.5 * diff[..., 0] ** 2 + diff[..., 1] ** 2 + diff[..., 2] ** 2)
-    dist8 = np.clip(dist * 2.0, 0, 255).astype(np.uint8)
-    _, near = cv2.threshold(dist8, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
-    contours += _largest_blobs(near, area)
+    contours += [c for c in found if cv2.contourArea(c) > 0.05 * area]
+    for cue, paper_is_low in ((blur, False), (maps[1], True), (maps[2], True)):
+        mode = cv2.THRESH_BINARY_INV if paper_is_low else cv2.THRESH_BINARY
+        _, mask = cv2.threshold(cue, 0, 255, mode + cv2.THRESH_OTSU)
+        contours += _largest_blobs(mask, area)
 
     best: tuple[float, Points] | None = None
     for contour in contours:
@@ -276,23 +276,48 @@ def _find_sheet(det: PageImage) -> Points | None:
         if quad is None:
             continue
         quad_area = float(cv2.contourArea(quad))
-        if not 0.12 * area <= quad_area <= 0.985 * area:
+        if not 0.05 * area <= quad_area <= 0.985 * area:
             continue
-        support = _outline_support(blur, dist8, quad)
+        sides = np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1)
+        aspect = (sides[1] + sides[3]) / max(1.0, sides[0] + sides[2])
+        if not 0.5 <= aspect <= 2.0:  # a sheet, even foreshortened or partly out of the photo
+            continue
+        support = _outline_support(maps, quad)
         score = quad_area / area * support**2
-        if support >= 0.55 and (best is None or score > best[0]):
+        log.debug("sheet candidate area %.2f aspect %.2f support %.2f", quad_area / area, aspect, support)
+        if support >= 0.6 and (best is None or score > best[0]):
             best = (score, quad)
     return best[1] if best else None
 
 
-def _largest_blobs(mask: Mask, area: float) -> list[npt.NDArray[np.int32]]:
+def _sheet_cues(det: PageImage, grey: PageImage) -> tuple[PageImage, PageImage, PageImage]:
+    """(smoothed grey, colour distance from the paper, local texture), all uint8."""
+    h, w = grey.shape
+    blur = cv2.GaussianBlur(grey, (5, 5), 0)
+    lab = cv2.cvtColor(det, cv2.COLOR_RGB2LAB) if det.ndim == 3 else cv2.merge([grey, grey, grey])
+    lab = cv2.GaussianBlur(lab, (7, 7), 0).astype(np.float32)
+    cy, cx = h // 2, w // 2
+    centre = lab[cy - h // 6 : cy + h // 6, cx - w // 6 : cx + w // 6].reshape(-1, 3)
+    paper_lab = np.median(centre[centre[:, 0] >= np.percentile(centre[:, 0], 50)], axis=0)
+    diff = lab - paper_lab
+    dist = cv2.sqrt(0.5 * diff[..., 0] ** 2 + diff[..., 1] ** 2 + diff[..., 2] ** 2)
+    dist8 = np.clip(dist * 2.0, 0, 255).astype(np.uint8)
+    g = grey.astype(np.float32)
+    mean = cv2.blur(g, (7, 7))
+    var = cv2.blur(g * g, (7, 7)) - mean * mean
+    texture = cv2.GaussianBlur(cv2.sqrt(np.maximum(var, 0)), (9, 9), 0)
+    tex8 = np.clip(texture * 8.0, 0, 255).astype(np.uint8)
+    return blur, dist8, tex8
+
+
+def _largest_blobs(mask: Mask, area: float) -> list[Any]:
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
     found, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     big = sorted(found, key=cv2.contourArea, reverse=True)[:3]
-    return [c for c in big if cv2.contourArea(c) > 0.1 * area]
+    return [c for c in big if cv2.contourArea(c) > 0.05 * area]
 
 
-def _quad_from_contour(contour: npt.NDArray[np.int32]) -> Points | None:
+def _quad_from_contour(contour: Any) -> Points | None:
     hull = cv2.convexHull(contour)
     hull_area = float(cv2.contourArea(hull))
     if hull_area <= 0:
@@ -334,35 +359,41 @@ def _order_corners(pts: Points) -> Points:
     return np.roll(pts, -first, axis=0)
 
 
-def _outline_support(grey: PageImage, dist: PageImage, quad: Points) -> float:
-    """Share of the quad's outline (away from the photo border) that separates two different regions."""
-    h, w = grey.shape
-    offset = 4.0
-    hits = total = 0
+def _outline_support(maps: tuple[PageImage, ...], quad: Points) -> float:
+    """Share of the quad's outline (away from the photo border) that separates two different regions.
+
+    0 unless at least two sides lie inside the photo and each of those is at least 40 % supported.
+    """
+    h, w = maps[0].shape
+    offset = 6.0
+    thresholds = (10, 12, 14)  # grey, colour distance, texture
+    hits = total = inner_sides = 0
     for i in range(4):
         a, b = quad[i], quad[(i + 1) % 4]
         length = float(np.linalg.norm(b - a))
         if length < 1:
             continue
-        normal = (
-            np.array([b[1] - a[1], a[0] - b[0]], dtype=np.float32) / length
-        )  # points outwards (clockwise)
-        n = max(8, int(length / 4))
-        t = np.linspace(0.05, 0.95, n, dtype=np.float32)[:, None]
+        normal = np.array([b[1] - a[1], a[0] - b[0]], dtype=np.float32) / length  # outwards (clockwise)
+        t = np.linspace(0.05, 0.95, max(8, int(length / 4)), dtype=np.float32)[:, None]
         line = a + t * (b - a)
-        inner, outer = line - offset * normal, line + offset * normal
-        ok = (outer[:, 0] >= 0) & (outer[:, 0] <= w - 1) & (outer[:, 1] >= 0) & (outer[:, 1] <= h - 1)
+        inner = np.round(line - offset * normal).astype(np.int32)
+        outer = np.round(line + offset * normal).astype(np.int32)
+        ok = (outer[:, 0] >= 0) & (outer[:, 0] < w) & (outer[:, 1] >= 0) & (outer[:, 1] < h)
+        ok &= (inner[:, 0] >= 0) & (inner[:, 0] < w) & (inner[:, 1] >= 0) & (inner[:, 1] < h)
         inner, outer = inner[ok], outer[ok]
-        if len(inner) == 0:
-            continue
-        ii, oo = np.round(inner).astype(np.int32), np.round(outer).astype(np.int32)
-        gi = grey[ii[:, 1].clip(0, h - 1), ii[:, 0].clip(0, w - 1)].astype(np.int16)
-        go = grey[oo[:, 1], oo[:, 0]].astype(np.int16)
-        di = dist[ii[:, 1].clip(0, h - 1), ii[:, 0].clip(0, w - 1)].astype(np.int16)
-        do = dist[oo[:, 1], oo[:, 0]].astype(np.int16)
-        hits += int(np.count_nonzero((np.abs(gi - go) >= 14) | (np.abs(di - do) >= 14)))
+        hit = np.zeros(len(inner), dtype=bool)
+        for cue, thr in zip(maps, thresholds, strict=True):
+            vi = cue[inner[:, 1], inner[:, 0]].astype(np.int16)
+            vo = cue[outer[:, 1], outer[:, 0]].astype(np.int16)
+            hit |= np.abs(vi - vo) >= thr
+        if len(inner) < 0.5 * len(line):
+            continue  # this side runs along (or outside) the photo border
+        if np.count_nonzero(hit) < 0.4 * len(inner):
+            return 0.0
+        inner_sides += 1
+        hits += int(np.count_nonzero(hit))
         total += len(inner)
-    return hits / total if total >= 16 else 0.0
+    return hits / total if inner_sides >= 2 else 0.0
 
 
 def _background(grey: PageImage, dpi: float) -> PageImage:

@@ -43,6 +43,34 @@ MESSAGES_VI: dict[str, str] = {
     "invalid_enterprise_code": "Mã số doanh nghiệp phải gồm 10 chữ số hoặc dạng 10 chữ số-3 chữ số. "
     "Hãy kiểm tra lại.",
     "invalid_date": "Ngày tháng không hợp lệ. Hãy kiểm tra lại.",
+    "invalid_result_code": "Mã kết quả không đúng định dạng đã cấu hình. Hãy kiểm tra lại mã kết quả.",
+    # signing
+    "sign_failed": "Không ký số được tài liệu. Tài liệu vẫn chưa ký và được giữ nguyên; hãy thử lại.",
+    "token_module_failed": "Không dùng được trình điều khiển của thiết bị ký số (token). "
+    "Hãy rút token ra, cắm lại rồi thử lại; nếu vẫn lỗi, hãy báo cho cán bộ CNTT.",
+    "token_not_found": "Không tìm thấy thiết bị ký số (token). Hãy cắm token vào máy rồi thử lại.",
+    "token_ambiguous": "Đang cắm nhiều token. Hãy rút bớt, chỉ để lại token cần dùng, hoặc chọn token theo số sê-ri.",
+    "token_removed": "Token bị rút ra hoặc mất kết nối trong khi ký. Các tài liệu chưa được ký vẫn được giữ "
+    "nguyên; hãy cắm lại token rồi ký lại.",
+    "signer_crashed": "Chương trình ký số bị dừng đột ngột. Các tài liệu chưa được ký vẫn được giữ nguyên; "
+    "hãy rút và cắm lại token rồi ký lại.",
+    "pin_required": "Chưa nhập mã PIN của token. Hãy nhập mã PIN rồi ký lại.",
+    "pin_incorrect": "Mã PIN không đúng. Hệ thống không tự thử lại; hãy kiểm tra kỹ mã PIN trước khi nhập lần "
+    "nữa vì nhập sai nhiều lần sẽ khóa token.",
+    "pin_final_try": "Token chỉ còn một lần nhập PIN; nhập sai lần nữa token sẽ bị khóa. Hệ thống không ký "
+    "tự động; hãy liên hệ cán bộ CNTT hoặc nhà cung cấp chứng thư số.",
+    "pin_locked": "Mã PIN của token đã bị khóa. Hãy liên hệ nhà cung cấp chứng thư số để mở khóa.",
+    "certificate_not_found": "Không tìm thấy chứng thư số phù hợp trên token. Hãy kiểm tra đúng token "
+    "của cá nhân hoặc của cơ quan.",
+    "certificate_expired": "Chứng thư số trên token đã hết hạn nên không ký được. Hãy gia hạn chứng thư số "
+    "với nhà cung cấp.",
+    "certificate_not_yet_valid": "Chứng thư số trên token chưa đến ngày có hiệu lực. Hãy kiểm tra đồng hồ "
+    "của thiết bị hoặc dùng chứng thư khác.",
+    "certificate_no_non_repudiation": "Chứng thư số này không được phép dùng để ký văn bản (thiếu mục đích "
+    "chống chối bỏ). Hãy dùng chứng thư ký số khác.",
+    "private_key_not_found": "Token không có khóa bí mật đi kèm chứng thư số. Hãy báo cho cán bộ CNTT.",
+    "pdf_sign_failed": "Không ký được tệp PDF này. Tài liệu vẫn chưa ký; hãy số hóa lại hoặc báo cho cán bộ CNTT.",
+    "package_failed": "Không tạo hoặc đọc được gói hồ sơ điện tử. Hãy kiểm tra các tệp trong gói rồi thử lại.",
 }
 
 

@@ -75,7 +75,9 @@ def _tesseract_path() -> str:
     return path
 
 
-def _run(args: list[str], *, timeout_s: float, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def _run(
+    args: list[str], *, timeout_s: float, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(
             args,
@@ -143,9 +145,7 @@ def recognize(page: CleanPage, opts: OcrOptions = OcrOptions()) -> OcrPage:
     words, paragraphs = parse_tsv(tsv, width=w, height=h)
     text = "\n\n".join("\n".join(lines) for lines in paragraphs)
     result = OcrPage(words=words, text=text, mean_conf=mean_confidence(words), text_pdf=text_pdf)
-    log.debug(
-        "ocr page %dx%d at %d dpi: %d words, mean conf %.1f", w, h, dpi, len(words), result.mean_conf
-    )
+    log.debug("ocr page %dx%d at %d dpi: %d words, mean conf %.1f", w, h, dpi, len(words), result.mean_conf)
     return result
 
 
@@ -240,7 +240,7 @@ def detect_orientation(
         scale = OSD_DPI / dpi
         h, w = grey.shape
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        grey = np.asarray(cv2.resize(grey, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
         osd_dpi = OSD_DPI
     args = [exe, "stdin", "stdout", "--psm", "0", "--dpi", str(max(1, round(osd_dpi)))]
     args += ["-c", f"min_characters_to_try={max(1, min_chars)}"]

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # First pass on a copy whose longer side is at most this (about 150 dpi for A4); full resolution only when
 # the first pass finds nothing.
 FIRST_PASS_MAX_SIDE = 1800
+_QR_FORMATS = zxingcpp.barcode_formats_from_str("QRCode,MicroQRCode")
 
 
 def find_qr(image: PageImage) -> tuple[QrCode, ...]:
@@ -40,9 +41,8 @@ def find_qr(image: PageImage) -> tuple[QrCode, ...]:
     scale = min(1.0, FIRST_PASS_MAX_SIDE / max(h, w))
     found: tuple[QrCode, ...] = ()
     if scale < 1.0:
-        small = cv2.resize(
-            grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
-        )
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = np.asarray(cv2.resize(grey, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
         found = _read(small, scale, w, h)
     if not found:
         found = _read(grey, 1.0, w, h)
@@ -52,9 +52,7 @@ def find_qr(image: PageImage) -> tuple[QrCode, ...]:
 
 def _read(grey: PageImage, scale: float, width: int, height: int) -> tuple[QrCode, ...]:
     try:
-        results = zxingcpp.read_barcodes(
-            grey, formats=(zxingcpp.BarcodeFormat.QRCode, zxingcpp.BarcodeFormat.MicroQRCode)
-        )
+        results = zxingcpp.read_barcodes(grey, formats=_QR_FORMATS)
     except (RuntimeError, ValueError) as err:  # zxing-cpp reports bad input this way
         log.warning("QR reader failed: %s", err)
         return ()

@@ -16,6 +16,7 @@ from bench.corpus import (
     cer,
     cer_unordered,
     degrade_scan,
+    normalise,
     render_layout,
     render_page,
     write_corpus,
@@ -134,9 +135,11 @@ def test_cer_unordered_ignores_block_order_but_not_errors() -> None:
     assert cer(ref, swapped) > 0.2
     assert cer_unordered(ref, swapped) == 0.0
     assert cer_unordered(ref, merged) == 0.0
-    assert cer_unordered(ref, swapped.replace("Điều 1", "Điều L")) == pytest.approx(
-        1 / len(ref.replace("\n", ""))
-    )
+    assert cer_unordered(ref, swapped.replace("Điều 1", "Điều L")) == pytest.approx(1 / len(normalise(ref)))
+    assert cer_unordered(ref, ref) == 0.0
+    garbled = "UỶ BAN NHÂN DÂN\nXÃ CAM HIẾU\nqwxz zzq qxw zzzq wq zqx qwqw zqz\nĐiều 1. Nội dung"
+    assert cer(ref, garbled) > 0.3
+    assert cer_unordered(ref, garbled) <= cer(ref, garbled) + 1e-9  # garbled text is not counted twice
     assert cer_unordered(ref, "") == 1.0
     assert cer_unordered(ref, swapped + "\nrác thêm") > 0.0  # extra text counts
 

@@ -46,7 +46,9 @@ def n_digits(n: int) -> st.SearchStrategy[str]:
 upper = st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 dates = st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2099, 12, 31))
 
-agency_a = st.builds(lambda a, b, c, h, n: f"{a}.{b}.{c}.{h}{n}", n_digits(3), n_digits(2), n_digits(2), upper, n_digits(2))
+agency_a = st.builds(
+    lambda a, b, c, h, n: f"{a}.{b}.{c}.{h}{n}", n_digits(3), n_digits(2), n_digits(2), upper, n_digits(2)
+)
 agency_b = st.builds(
     lambda h, n, groups: h + n + "".join("." + g for g in groups),
     upper,
@@ -66,7 +68,12 @@ dossier_codes = st.builds(
 
 @pytest.mark.parametrize(
     "code",
-    ["000.00.06.H56-230515-0001", "H15.50.05.13-261008-0975", "000.00.04.G14-240229-1234567", "H56-230101-0001"],
+    [
+        "000.00.06.H56-230515-0001",
+        "H15.50.05.13-261008-0975",
+        "000.00.04.G14-240229-1234567",
+        "H56-230101-0001",
+    ],
 )
 def test_observed_dossier_codes_are_valid(code: str) -> None:
     assert check_dossier_code(code).ok
@@ -175,7 +182,11 @@ def test_personal_id_structure() -> None:
 
 def test_province_table() -> None:
     assert len(ID_PREFIXES) == 63
-    assert ID_PREFIXES["001"] == "Hà Nội" and ID_PREFIXES["045"] == "Quảng Trị" and ID_PREFIXES["096"] == "Cà Mau"
+    assert (
+        ID_PREFIXES["001"] == "Hà Nội"
+        and ID_PREFIXES["045"] == "Quảng Trị"
+        and ID_PREFIXES["096"] == "Cà Mau"
+    )
     assert all(len(p) == 3 and p.startswith("0") for p in ID_PREFIXES)
 
 
@@ -239,7 +250,9 @@ def test_enterprise_codes() -> None:
     assert check_enterprise_code("0101234568").ok
 
 
-@pytest.mark.parametrize("code", ["010123456", "01012345678", "0101234567-01", "0101234567-0001", "A101234567"])
+@pytest.mark.parametrize(
+    "code", ["010123456", "01012345678", "0101234567-01", "0101234567-0001", "A101234567"]
+)
 def test_bad_enterprise_codes(code: str) -> None:
     assert check_enterprise_code(code).problem == "invalid_enterprise_code"
     with pytest.raises(InvalidEnterpriseCode):
@@ -274,7 +287,9 @@ def test_dates(text: str, iso: str) -> None:
     assert check_date(text).value == iso
 
 
-@pytest.mark.parametrize("text", ["29/02/2023", "32/01/2023", "05/13/2023", "2023/07", "05/07/1850", "hôm nay"])
+@pytest.mark.parametrize(
+    "text", ["29/02/2023", "32/01/2023", "05/13/2023", "2023/07", "05/07/1850", "hôm nay"]
+)
 def test_bad_dates(text: str) -> None:
     assert check_date(text).problem == "invalid_date"
     with pytest.raises(InvalidDate):
@@ -288,5 +303,10 @@ def test_generated_dates_round_trip(day: dt.date) -> None:
 
 
 def test_every_problem_code_has_a_message() -> None:
-    for code in ("invalid_dossier_code", "invalid_tthc_code", "invalid_personal_id", "invalid_enterprise_code"):
+    for code in (
+        "invalid_dossier_code",
+        "invalid_tthc_code",
+        "invalid_personal_id",
+        "invalid_enterprise_code",
+    ):
         assert code in MESSAGES_VI

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import math
-from functools import lru_cache
+from functools import cache
 
 import cv2
 import numpy as np
@@ -19,13 +19,15 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from appliance.encode import encode, g4_bytes
-from appliance.model import CleanPage, EncodedPage, Encoding, EncodeOptions, ImageLayer
+from appliance.model import CleanPage, EncodedPage, EncodeOptions, Encoding, ImageLayer
 from bench.corpus import degrade_scan, render_page
+
+pytestmark = pytest.mark.slow  # full A4 corpus pages (~1 s each to render)
 
 A4_PT = (595.28, 841.89)
 
 
-@lru_cache(maxsize=None)
+@cache
 def corpus_page(seed: int, dpi: int, colour: bool, seal: bool) -> np.ndarray:
     img, _ = render_page(seed=seed, dpi=dpi, colour=colour, seal=seal)
     img.setflags(write=False)
@@ -289,7 +291,9 @@ def photo_page(dpi: int = 300) -> np.ndarray:
     rng = np.random.default_rng(7)
     h, w = round(297 / 25.4 * dpi), round(210 / 25.4 * dpi)
     base = corpus_page(0, dpi, False, False).copy()
-    field = cv2.resize(rng.uniform(30, 220, (12, 9, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    field = cv2.resize(
+        rng.uniform(30, 220, (12, 9, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC
+    )
     grain = rng.normal(0, 6, (h, w, 1)).astype(np.float32)
     photo = np.clip(field + grain, 0, 255).astype(np.uint8)
     y0, y1, x0, x1 = h // 5, h * 9 // 10, w // 10, w * 9 // 10

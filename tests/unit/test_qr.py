@@ -42,12 +42,18 @@ def qr_image(text: str, size_px: int) -> np.ndarray:
     return cv2.GaussianBlur(big, (3, 3), 0.8)
 
 
-def receipt_page(dpi: int, payload: str | None, colour: bool = False) -> tuple[np.ndarray, tuple[int, int, int]]:
+def receipt_page(
+    dpi: int, payload: str | None, colour: bool = False
+) -> tuple[np.ndarray, tuple[int, int, int]]:
     w, h = round(8.27 * dpi), round(11.69 * dpi)
     page = Image.new("L", (w, h), 255)
     draw = ImageDraw.Draw(page)
     font = ImageFont.truetype(str(FONT), round(12 * dpi / 72))
-    lines = ["GIẤY TIẾP NHẬN HỒ SƠ VÀ HẸN TRẢ KẾT QUẢ", "Mã hồ sơ: 000.00.06.H56-230515-0001", "Ông/bà: Nguyễn Văn A"]
+    lines = [
+        "GIẤY TIẾP NHẬN HỒ SƠ VÀ HẸN TRẢ KẾT QUẢ",
+        "Mã hồ sơ: 000.00.06.H56-230515-0001",
+        "Ông/bà: Nguyễn Văn A",
+    ]
     for i, line in enumerate(lines):
         draw.text((round(2.0 * dpi), round(1.4 * dpi) + i * round(0.3 * dpi)), line, font=font, fill=0)
     image = np.asarray(page).copy()

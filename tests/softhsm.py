@@ -1,0 +1,231 @@
+"""Test helpers: a private SoftHSM2 token with officer and organisation certificates from a test CA.
+
+Everything runs in subprocesses (softhsm2-util, pkcs11-tool) so the test process itself never loads
+the PKCS#11 module: SoftHSM reads SOFTHSM2_CONF once per process, and python-pkcs11 0.9.5 leaks a
+session on a failed login.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
+PIN = "123456"
+SO_PIN = "12345678"
+ORG_NAME = "UBND xã Quảng Phú"
+OFFICER_NAME = "Nguyễn Thị Ánh"
+
+
+@dataclass(frozen=True)
+class CertSpec:
+    """One key pair + certificate to put on the token."""
+
+    cka_id: str  # hex
+    label: str
+    common_name: str
+    organisation: str = ORG_NAME
+    non_repudiation: bool = True
+    not_before_days: int = -30  # relative to now
+    not_after_days: int = 365
+
+
+OFFICER = CertSpec(cka_id="01", label="officer", common_name=OFFICER_NAME)
+ORGANISATION = CertSpec(cka_id="02", label="organisation", common_name=ORG_NAME)
+
+
+@dataclass(frozen=True)
+class TestCa:
+    key: rsa.RSAPrivateKey
+    cert: x509.Certificate
+    pem: Path
+
+
+@dataclass(frozen=True)
+class SoftToken:
+    conf: Path
+    tokendir: Path
+    label: str
+    serial: str
+    pin: str
+    ca: TestCa
+    certs: dict[str, x509.Certificate] = field(default_factory=dict)  # label -> cert
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SOFTHSM2_CONF": str(self.conf)}
+
+
+def make_ca(directory: Path, name: str = "Test CA for the appliance") -> TestCa:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
+                         x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=400))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                          encipher_only=False, decipher_only=False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    pem = directory / "ca.pem"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return TestCa(key=key, cert=cert, pem=pem)
+
+
+def issue(ca: TestCa, public_key: rsa.RSAPublicKey, spec: CertSpec) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, spec.common_name),
+             x509.NameAttribute(NameOID.ORGANIZATION_NAME, spec.organisation),
+             x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")]
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(attrs))
+        .issuer_name(ca.cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + dt.timedelta(days=spec.not_before_days))
+        .not_valid_after(now + dt.timedelta(days=spec.not_after_days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(digital_signature=True, content_commitment=spec.non_repudiation,
+                          key_encipherment=False, data_encipherment=False, key_agreement=False,
+                          key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({done.returncode}): {done.stderr.strip()} {done.stdout.strip()}")
+    return done.stdout
+
+
+def write_conf(directory: Path) -> tuple[Path, Path]:
+    tokendir = directory / "tokens"
+    tokendir.mkdir(parents=True, exist_ok=True)
+    conf = directory / "softhsm2.conf"
+    conf.write_text(
+        f"directories.tokendir = {tokendir}\nobjectstore.backend = file\nlog.level = ERROR\n"
+        "slots.removable = false\n"
+    )
+    return conf, tokendir
+
+
+def make_token(
+    directory: Path,
+    specs: tuple[CertSpec, ...] = (OFFICER, ORGANISATION),
+    *,
+    label: str = "edge-token",
+    ca: TestCa | None = None,
+    conf: Path | None = None,
+) -> SoftToken:
+    """Initialise a SoftHSM token in `directory` (or in the store of `conf`) with one key+cert per spec."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if conf is None:
+        conf, tokendir = write_conf(directory)
+    else:
+        tokendir = Path(conf.read_text().split("=", 1)[1].split("\n", 1)[0].strip())
+    env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
+    ca = ca or make_ca(directory)
+    _run(["softhsm2-util", "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", SO_PIN], env)
+    serial = token_serial(env, label)
+    certs: dict[str, x509.Certificate] = {}
+    base = ["pkcs11-tool", "--module", str(MODULE), "--token-label", label, "--login", "--pin", PIN]
+    for spec in specs:
+        _run([*base, "--keypairgen", "--key-type", "rsa:2048", "--id", spec.cka_id, "--label", spec.label], env)
+        pub_der = directory / f"{label}-{spec.label}.pub.der"
+        _run([*base, "--read-object", "--type", "pubkey", "--id", spec.cka_id, "-o", str(pub_der)], env)
+        public_key = serialization.load_der_public_key(pub_der.read_bytes())
+        assert isinstance(public_key, rsa.RSAPublicKey)
+        cert = issue(ca, public_key, spec)
+        cert_der = directory / f"{label}-{spec.label}.crt.der"
+        cert_der.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+        _run([*base, "--write-object", str(cert_der), "--type", "cert", "--id", spec.cka_id,
+              "--label", spec.label], env)
+        certs[spec.label] = cert
+    return SoftToken(conf=conf, tokendir=tokendir, label=label, serial=serial, pin=PIN, ca=ca, certs=certs)
+
+
+def token_serial(env: dict[str, str], label: str) -> str:
+    out = _run(["softhsm2-util", "--show-slots"], env)
+    for block in out.split("\nSlot ")[1:]:
+        info = dict(
+            (k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in block.splitlines()) if v.strip()
+        )
+        if info.get("Label") == label and info.get("Serial number"):
+            return info["Serial number"]
+    raise RuntimeError(f"token {label} not found in:\n{out}")
+
+
+def nss_db(directory: Path, ca_pem: Path) -> Path:
+    """An NSS database that trusts the test CA (for pdfsig -nssdir)."""
+    db = directory / "nssdb"
+    db.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    _run(["certutil", "-N", "-d", f"sql:{db}", "--empty-password"], env)
+    _run(["certutil", "-A", "-d", f"sql:{db}", "-n", "test-ca", "-t", "CT,C,C", "-a", "-i", str(ca_pem)], env)
+    return db
+
+
+def pdfsig(pdf: Path, db: Path) -> str:
+    """pdfsig's report (it exits 0 even on a bad digest: callers parse the text).
+
+    No `-no-ocsp`: poppler 22.12 then reports "Unknown issue with Certificate" for a good chain; the test
+    certificates carry no OCSP URL, so nothing is fetched anyway.
+    """
+    done = subprocess.run(["pdfsig", "-nssdir", f"sql:{db}", str(pdf)],
+                          capture_output=True, text=True, check=False)
+    return done.stdout + done.stderr
+
+
+def simple_pdf(path: Path, pages: int = 1, *, pdfa: bool = True, text: str = "Giấy xác nhận") -> Path:
+    """A small PDF (A4) made with pikepdf; with pdfa=True it carries PDF/A-2b identification in XMP."""
+    import pikepdf
+
+    pdf = pikepdf.new()
+    font = pdf.make_indirect(pikepdf.Dictionary(Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1,
+                                                BaseFont=pikepdf.Name.Helvetica))
+    for i in range(pages):
+        content = f"BT /F1 14 Tf 72 700 Td ({text.encode('ascii', 'replace').decode()} {i + 1}) Tj ET".encode()
+        page = pikepdf.Dictionary(
+            Type=pikepdf.Name.Page,
+            MediaBox=[0, 0, 595.28, 841.89],
+            Resources=pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font)),
+            Contents=pdf.make_stream(content),
+        )
+        pdf.pages.append(pikepdf.Page(page))
+    if pdfa:
+        with pdf.open_metadata(set_pikepdf_as_editor=False) as meta:
+            meta["pdfaid:part"] = "2"
+            meta["pdfaid:conformance"] = "B"
+            meta["dc:title"] = "Tài liệu thử"
+    pdf.save(path)
+    return path
