@@ -155,3 +155,35 @@ def test_write_corpus_files_and_manifest(tmp_path: Path) -> None:
     assert 0.5 <= abs(item["skew_deg"]) <= 4.0
     assert (tmp_path / item["file"]).stat().st_size > 10_000
     assert "Số: " in (tmp_path / item["truth"]).read_text(encoding="utf-8")
+
+
+def test_measure_sees_child_memory_and_exit_code() -> None:
+    import sys
+
+    from bench.run import measure
+
+    code = "import numpy as np, time; a = np.ones(150 * 2**20, np.uint8); time.sleep(0.3); print('ok')"
+    m = measure([sys.executable, "-c", code])
+    assert m.returncode == 0 and m.stdout.strip() == "ok"
+    assert m.peak_single_rss_mb > 140 and m.peak_tree_rss_mb >= m.peak_single_rss_mb
+    assert m.maxrss_child_mb > 140
+    assert measure([sys.executable, "-c", "raise SystemExit(3)"]).returncode == 3
+
+
+def test_summary_ratios_and_table() -> None:
+    from bench.run import Row, markdown, summarise
+
+    rows = [
+        Row("ours", "scan", "a", True, pages=1, wall_s=2.0, kb_per_page=50, cer_unordered=0.01, cer=0.02,
+            peak_tree_rss_mb=300),
+        Row("anchor", "scan", "a", True, pages=1, wall_s=8.0, kb_per_page=500, cer_unordered=0.02, cer=0.04,
+            peak_tree_rss_mb=150),
+        Row("anchor", "scan", "b", False, error="exit 2"),
+    ]  # fmt: skip
+    (s,) = summarise(rows)
+    assert s["anchor"]["failed"] == 1 and s["anchor"]["pages"] == 1
+    r = s["ratio_ours_over_anchor"]
+    assert r["s_per_page"] == pytest.approx(0.25) and r["kb_per_page"] == pytest.approx(0.1)
+    assert r["peak_tree_rss_mb"] == pytest.approx(2.0) and r["cer_unordered"] == pytest.approx(0.5)
+    table = markdown([s])
+    assert "| scan | ours | 1 | 0 | 1.00% |" in table and "0.25×" in table
