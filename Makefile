@@ -9,7 +9,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian 12 / Raspberry Pi OS Bookworm packages the appliance and its tests use.
 APT_PACKAGES := python3 python3-venv python3-dev gcc libsane-dev libsane1 sane-utils \
 	tesseract-ocr tesseract-ocr-vie tesseract-ocr-osd poppler-utils qpdf ghostscript \
-	fonts-liberation2 fonts-dejavu-core tzdata
+	fonts-liberation2 fonts-dejavu-core tzdata \
+	softhsm2 opensc libnss3-tools
 # Only for the benchmark's anchor.
 BENCH_APT_PACKAGES := ocrmypdf
 

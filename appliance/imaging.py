@@ -152,7 +152,6 @@ def _clean_photo(image: PageImage, opts: CleanOptions, orient: Orienter | None) 
     mid = _shrink(image, k_mid)
     k_det = max(1, math.ceil(max(mid.shape[:2]) / 800))
     det = _shrink(mid, k_det)
-    k = k_mid * k_det
 
     flags: set[PageFlag] = set()
     quad = _find_sheet(det) if opts.crop else None
@@ -162,7 +161,8 @@ def _clean_photo(image: PageImage, opts: CleanOptions, orient: Orienter | None) 
             flags.add(PageFlag.NO_PAGE_FOUND)
         quad_full = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
     else:
-        quad_full = (quad + 0.5) * k - 0.5
+        quad_mid = _refine_quad(_grey(mid), (quad + 0.5) * k_det - 0.5)
+        quad_full = (quad_mid + 0.5) * k_mid - 0.5
         dh, dw = det.shape[:2]
         edge = 0.006 * max(dh, dw)
         x, y = quad[:, 0], quad[:, 1]
@@ -171,9 +171,9 @@ def _clean_photo(image: PageImage, opts: CleanOptions, orient: Orienter | None) 
 
     out_w, out_h, dpi = _page_size(quad_full, found, PageFlag.CUT_OFF in flags)
     inset = 0.0
-    if found:  # push the sheet's own edge (known to about a detection pixel) just off the canvas
+    if found:  # push the sheet's own edge (known to about a pixel of `mid`) just off the canvas
         zoom = out_w / max(1.0, float(np.ptp(quad_full[:, 0])))
-        inset = max(0.8 * dpi / MM_PER_INCH, 1.5 * k * zoom)
+        inset = max(0.6 * dpi / MM_PER_INCH, 1.5 * k_mid * zoom)
     dst = np.array(
         [[-inset, -inset], [out_w + inset, -inset], [out_w + inset, out_h + inset], [-inset, out_h + inset]],
         dtype=np.float32,
@@ -310,11 +310,61 @@ def _sheet_cues(det: PageImage, grey: PageImage) -> tuple[PageImage, PageImage, 
     return blur, dist8, tex8
 
 
+def _refine_quad(grey: PageImage, quad: Points, reach: int = 8) -> Points:
+    """Move each side of ``quad`` onto the strongest edge within ``reach`` px (robust line fit)."""
+    h, w = grey.shape
+    blur = cv2.GaussianBlur(grey, (5, 5), 0)
+    gx = cv2.Sobel(blur, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(blur, cv2.CV_32F, 0, 1, ksize=3)
+    offsets = np.arange(-reach, reach + 1, dtype=np.float32)
+    lines: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = []
+    for i in range(4):
+        a, b = quad[i].astype(np.float64), quad[(i + 1) % 4].astype(np.float64)
+        d = b - a
+        length = float(np.linalg.norm(d))
+        normal = np.array([d[1], -d[0]]) / max(length, 1e-6)
+        t = np.linspace(0.08, 0.92, 48)[:, None]
+        base = a + t * d
+        pos = base[:, None, :] + offsets[None, :, None] * normal[None, None, :]
+        px = np.round(pos[..., 0]).astype(np.int32)
+        py = np.round(pos[..., 1]).astype(np.int32)
+        inside = ((px >= 0) & (px < w) & (py >= 0) & (py < h)).all(axis=1)
+        fitted = (a, d / max(length, 1e-6))
+        if np.count_nonzero(inside) >= 12:
+            px, py, base = px[inside], py[inside], base[inside]
+            strength = np.abs(gx[py, px] * normal[0] + gy[py, px] * normal[1])
+            best = np.argmax(strength, axis=1)
+            strong = strength[np.arange(len(best)), best] >= 20.0
+            if np.count_nonzero(strong) >= 12:
+                found = base[strong] + offsets[best[strong], None] * normal
+                vx, vy, x0, y0 = cv2.fitLine(found.astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
+                fitted = (np.array([x0, y0], dtype=np.float64), np.array([vx, vy], dtype=np.float64))
+        lines.append(fitted)
+    corners = []
+    for i in range(4):
+        (p1, v1), (p2, v2) = lines[i - 1], lines[i]
+        m = np.array([[v1[0], -v2[0]], [v1[1], -v2[1]]])
+        if abs(np.linalg.det(m)) < 1e-6:
+            return quad
+        s1 = np.linalg.solve(m, p2 - p1)[0]
+        corners.append(p1 + s1 * v1)
+    refined = np.array(corners, dtype=np.float32)
+    if float(np.abs(refined - quad).max()) > 2.5 * reach:
+        return quad  # the fit wandered off: keep the coarse outline
+    return refined
+
+
 def _largest_blobs(mask: Mask, area: float) -> list[Any]:
+    """Outlines of the biggest regions of ``mask``, as they are and with gaps up to ~2 % bridged."""
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
-    found, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    big = sorted(found, key=cv2.contourArea, reverse=True)[:3]
-    return [c for c in big if cv2.contourArea(c) > 0.05 * area]
+    k = max(5, round(0.02 * max(mask.shape)))
+    bridged = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    blobs: list[Any] = []
+    for m in (mask, bridged):
+        found, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        big = sorted(found, key=cv2.contourArea, reverse=True)[:3]
+        blobs += [c for c in big if cv2.contourArea(c) > 0.05 * area]
+    return blobs
 
 
 def _quad_from_contour(contour: Any) -> Points | None:
@@ -362,10 +412,11 @@ def _order_corners(pts: Points) -> Points:
 def _outline_support(maps: tuple[PageImage, ...], quad: Points) -> float:
     """Share of the quad's outline (away from the photo border) that separates two different regions.
 
+    A point counts when some cue differs across the outline both close to it (5 px) and further
+    out (10 px): a step between two regions, not a printed line (a frame, a table) on the paper.
     0 unless at least two sides lie inside the photo and each of those is at least 40 % supported.
     """
     h, w = maps[0].shape
-    offset = 6.0
     thresholds = (10, 12, 14)  # grey, colour distance, texture
     hits = total = inner_sides = 0
     for i in range(4):
@@ -376,36 +427,55 @@ def _outline_support(maps: tuple[PageImage, ...], quad: Points) -> float:
         normal = np.array([b[1] - a[1], a[0] - b[0]], dtype=np.float32) / length  # outwards (clockwise)
         t = np.linspace(0.05, 0.95, max(8, int(length / 4)), dtype=np.float32)[:, None]
         line = a + t * (b - a)
-        inner = np.round(line - offset * normal).astype(np.int32)
-        outer = np.round(line + offset * normal).astype(np.int32)
-        ok = (outer[:, 0] >= 0) & (outer[:, 0] < w) & (outer[:, 1] >= 0) & (outer[:, 1] < h)
-        ok &= (inner[:, 0] >= 0) & (inner[:, 0] < w) & (inner[:, 1] >= 0) & (inner[:, 1] < h)
-        inner, outer = inner[ok], outer[ok]
-        hit = np.zeros(len(inner), dtype=bool)
-        for cue, thr in zip(maps, thresholds, strict=True):
-            vi = cue[inner[:, 1], inner[:, 0]].astype(np.int16)
-            vo = cue[outer[:, 1], outer[:, 0]].astype(np.int16)
-            hit |= np.abs(vi - vo) >= thr
-        if len(inner) < 0.5 * len(line):
+        samples = [np.round(line + d * normal).astype(np.int32) for d in (-10.0, -5.0, 5.0, 10.0)]
+        ok = np.ones(len(line), dtype=bool)
+        for pts in samples:
+            ok &= (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
+        if np.count_nonzero(ok) < 0.5 * len(line):
             continue  # this side runs along (or outside) the photo border
-        if np.count_nonzero(hit) < 0.4 * len(inner):
+        in10, in5, out5, out10 = (pts[ok] for pts in samples)
+        near = np.zeros(len(in5), dtype=bool)
+        far = np.zeros(len(in5), dtype=bool)
+        for cue, thr in zip(maps, thresholds, strict=True):
+            v = [cue[pts[:, 1], pts[:, 0]].astype(np.int16) for pts in (in10, in5, out5, out10)]
+            near |= np.abs(v[1] - v[2]) >= thr
+            far |= np.abs(v[0] - v[3]) >= thr
+        hit = near & far
+        if np.count_nonzero(hit) < 0.4 * len(hit):
             return 0.0
         inner_sides += 1
         hits += int(np.count_nonzero(hit))
-        total += len(inner)
+        total += len(hit)
     return hits / total if inner_sides >= 2 else 0.0
 
 
-def _background(grey: PageImage, dpi: float) -> PageImage:
-    """Large-scale paper brightness (text and marks removed), same size as ``grey``; never 0."""
-    h, w = grey.shape[:2]
-    low = _shrink(grey, max(1, round(dpi / MM_PER_INCH)))  # about 1 px per mm
-    k = 41
-    low = cv2.morphologyEx(low, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    low = cv2.GaussianBlur(low, (0, 0), 6)
-    low = np.maximum(low, 1)
+def _background(image: PageImage, dpi: float) -> PageImage:
+    """Large-scale paper brightness (text and marks removed), same size as ``image``; never 0.
+
+    A morphological closing at about 1 px/mm removes marks up to 4 cm; the odd-reflected padding keeps
+    a lighting gradient straight up to the borders (flat padding would bend it there).
+    """
+    h, w = image.shape[:2]
+    low = _shrink(image, max(1, round(dpi / MM_PER_INCH)))  # about 1 px per mm
+    r = 24
+    padded = _pad_odd(low, r)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (41, 41))
+    padded = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
+    padded = cv2.GaussianBlur(padded, (0, 0), 6)
+    low = np.maximum(padded[r:-r, r:-r], 1)
     bg: PageImage = cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
     return bg
+
+
+def _pad_odd(image: PageImage, r: int) -> PageImage:
+    """Pad by ``r`` pixels with point reflection (2*edge - mirror): linear ramps continue linearly."""
+    f = image.astype(np.int16)
+    mirror = cv2.copyMakeBorder(f, r, r, r, r, cv2.BORDER_REFLECT_101)
+    h, w = f.shape[:2]
+    edge = cv2.copyMakeBorder(f, r, r, r, r, cv2.BORDER_REPLICATE)
+    odd: PageImage = np.clip(2 * edge - mirror, 0, 255).astype(np.uint8)
+    odd[r : r + h, r : r + w] = image
+    return odd
 
 
 def _flatten(image: PageImage, dpi: float) -> PageImage:
@@ -634,24 +704,22 @@ def _profile_score(xy: Points, angle: float, vertical: bool) -> float:
 
 # --- scan sheet -----------------------------------------------------------------------------
 def _find_scan_sheet(grey: PageImage, paper: float) -> Points | None:
-    """Outline of the sheet when a dark scanner lid surrounds it, else None."""
+    """Outline of the sheet when dark scanner lid or edge bands show along a side, else None."""
     h, w = grey.shape
-    band = max(2, round(0.01 * min(h, w)))
-    ring = np.concatenate(
-        [grey[:band].ravel(), grey[-band:].ravel(), grey[:, :band].ravel(), grey[:, -band:].ravel()]
-    )
-    dark_thr = 0.55 * paper
-    dark = ring[ring < dark_thr]
-    if len(dark) < 0.25 * len(ring):
+    band = 3
+    dark_thr = paper - 60.0
+    strips = (grey[:band], grey[-band:], grey[:, :band], grey[:, -band:])
+    if not any(np.count_nonzero(strip < dark_thr) >= 0.5 * strip.size for strip in strips):
         return None
-    thr = (paper + float(np.median(dark))) / 2.0
+    ring = np.concatenate([strip.ravel() for strip in strips])
+    dark = ring[ring < dark_thr]
+    thr = paper - max(40.0, 0.25 * (paper - float(np.median(dark))))
     _, mask = cv2.threshold(grey, thr, 255, cv2.THRESH_BINARY)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     found, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not found:
         return None
-    biggest = max(found, key=cv2.contourArea)
-    hull = cv2.convexHull(biggest)
+    hull = cv2.convexHull(max(found, key=cv2.contourArea))
     if cv2.contourArea(hull) < 0.3 * h * w:
         return None
     filled = np.zeros_like(grey)

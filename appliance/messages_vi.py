@@ -49,14 +49,15 @@ MESSAGES_VI: dict[str, str] = {
     "token_module_failed": "Không dùng được trình điều khiển của thiết bị ký số (token). "
     "Hãy rút token ra, cắm lại rồi thử lại; nếu vẫn lỗi, hãy báo cho cán bộ CNTT.",
     "token_not_found": "Không tìm thấy thiết bị ký số (token). Hãy cắm token vào máy rồi thử lại.",
-    "token_ambiguous": "Đang cắm nhiều token. Hãy rút bớt, chỉ để lại token cần dùng, hoặc chọn token theo số sê-ri.",
+    "token_ambiguous": "Đang cắm nhiều token. Hãy rút bớt, chỉ để lại token cần dùng, "
+    "hoặc chọn token theo số sê-ri.",
     "token_removed": "Token bị rút ra hoặc mất kết nối trong khi ký. Các tài liệu chưa được ký vẫn được giữ "
     "nguyên; hãy cắm lại token rồi ký lại.",
     "signer_crashed": "Chương trình ký số bị dừng đột ngột. Các tài liệu chưa được ký vẫn được giữ nguyên; "
     "hãy rút và cắm lại token rồi ký lại.",
     "pin_required": "Chưa nhập mã PIN của token. Hãy nhập mã PIN rồi ký lại.",
-    "pin_incorrect": "Mã PIN không đúng. Hệ thống không tự thử lại; hãy kiểm tra kỹ mã PIN trước khi nhập lần "
-    "nữa vì nhập sai nhiều lần sẽ khóa token.",
+    "pin_incorrect": "Mã PIN không đúng. Hệ thống không tự thử lại; hãy kiểm tra kỹ mã PIN trước khi "
+    "nhập lần nữa vì nhập sai nhiều lần sẽ khóa token.",
     "pin_final_try": "Token chỉ còn một lần nhập PIN; nhập sai lần nữa token sẽ bị khóa. Hệ thống không ký "
     "tự động; hãy liên hệ cán bộ CNTT hoặc nhà cung cấp chứng thư số.",
     "pin_locked": "Mã PIN của token đã bị khóa. Hãy liên hệ nhà cung cấp chứng thư số để mở khóa.",
@@ -69,8 +70,10 @@ MESSAGES_VI: dict[str, str] = {
     "certificate_no_non_repudiation": "Chứng thư số này không được phép dùng để ký văn bản (thiếu mục đích "
     "chống chối bỏ). Hãy dùng chứng thư ký số khác.",
     "private_key_not_found": "Token không có khóa bí mật đi kèm chứng thư số. Hãy báo cho cán bộ CNTT.",
-    "pdf_sign_failed": "Không ký được tệp PDF này. Tài liệu vẫn chưa ký; hãy số hóa lại hoặc báo cho cán bộ CNTT.",
-    "package_failed": "Không tạo hoặc đọc được gói hồ sơ điện tử. Hãy kiểm tra các tệp trong gói rồi thử lại.",
+    "pdf_sign_failed": "Không ký được tệp PDF này. Tài liệu vẫn chưa ký; "
+    "hãy số hóa lại hoặc báo cho cán bộ CNTT.",
+    "package_failed": "Không tạo hoặc đọc được gói hồ sơ điện tử. "
+    "Hãy kiểm tra các tệp trong gói rồi thử lại.",
 }
 
 

@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -66,8 +67,9 @@ class SoftToken:
 
 def make_ca(directory: Path, name: str = "Test CA for the appliance") -> TestCa:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
-                         x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")])
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, name), x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")]
+    )
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -79,9 +81,17 @@ def make_ca(directory: Path, name: str = "Test CA for the appliance") -> TestCa:
         .not_valid_after(now + dt.timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                          encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -95,9 +105,11 @@ def make_ca(directory: Path, name: str = "Test CA for the appliance") -> TestCa:
 
 def issue(ca: TestCa, public_key: rsa.RSAPublicKey, spec: CertSpec) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, spec.common_name),
-             x509.NameAttribute(NameOID.ORGANIZATION_NAME, spec.organisation),
-             x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")]
+    attrs = [
+        x509.NameAttribute(NameOID.COMMON_NAME, spec.common_name),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, spec.organisation),
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
+    ]
     return (
         x509.CertificateBuilder()
         .subject_name(x509.Name(attrs))
@@ -108,9 +120,17 @@ def issue(ca: TestCa, public_key: rsa.RSAPublicKey, spec: CertSpec) -> x509.Cert
         .not_valid_after(now + dt.timedelta(days=spec.not_after_days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(digital_signature=True, content_commitment=spec.non_repudiation,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=spec.non_repudiation,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
@@ -124,7 +144,9 @@ def issue(ca: TestCa, public_key: rsa.RSAPublicKey, spec: CertSpec) -> x509.Cert
 def _run(cmd: list[str], env: dict[str, str]) -> str:
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} failed ({done.returncode}): {done.stderr.strip()} {done.stdout.strip()}")
+        raise RuntimeError(
+            f"{cmd[0]} failed ({done.returncode}): {done.stderr.strip()} {done.stdout.strip()}"
+        )
     return done.stdout
 
 
@@ -160,7 +182,9 @@ def make_token(
     certs: dict[str, x509.Certificate] = {}
     base = ["pkcs11-tool", "--module", str(MODULE), "--token-label", label, "--login", "--pin", PIN]
     for spec in specs:
-        _run([*base, "--keypairgen", "--key-type", "rsa:2048", "--id", spec.cka_id, "--label", spec.label], env)
+        _run(
+            [*base, "--keypairgen", "--key-type", "rsa:2048", "--id", spec.cka_id, "--label", spec.label], env
+        )
         pub_der = directory / f"{label}-{spec.label}.pub.der"
         _run([*base, "--read-object", "--type", "pubkey", "--id", spec.cka_id, "-o", str(pub_der)], env)
         public_key = serialization.load_der_public_key(pub_der.read_bytes())
@@ -168,8 +192,20 @@ def make_token(
         cert = issue(ca, public_key, spec)
         cert_der = directory / f"{label}-{spec.label}.crt.der"
         cert_der.write_bytes(cert.public_bytes(serialization.Encoding.DER))
-        _run([*base, "--write-object", str(cert_der), "--type", "cert", "--id", spec.cka_id,
-              "--label", spec.label], env)
+        _run(
+            [
+                *base,
+                "--write-object",
+                str(cert_der),
+                "--type",
+                "cert",
+                "--id",
+                spec.cka_id,
+                "--label",
+                spec.label,
+            ],
+            env,
+        )
         certs[spec.label] = cert
     return SoftToken(conf=conf, tokendir=tokendir, label=label, serial=serial, pin=PIN, ca=ca, certs=certs)
 
@@ -178,7 +214,9 @@ def token_serial(env: dict[str, str], label: str) -> str:
     out = _run(["softhsm2-util", "--show-slots"], env)
     for block in out.split("\nSlot ")[1:]:
         info = dict(
-            (k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in block.splitlines()) if v.strip()
+            (k.strip(), v.strip())
+            for k, _, v in (ln.partition(":") for ln in block.splitlines())
+            if v.strip()
         )
         if info.get("Label") == label and info.get("Serial number"):
             return info["Serial number"]
@@ -201,8 +239,9 @@ def pdfsig(pdf: Path, db: Path) -> str:
     No `-no-ocsp`: poppler 22.12 then reports "Unknown issue with Certificate" for a good chain; the test
     certificates carry no OCSP URL, so nothing is fetched anyway.
     """
-    done = subprocess.run(["pdfsig", "-nssdir", f"sql:{db}", str(pdf)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["pdfsig", "-nssdir", f"sql:{db}", str(pdf)], capture_output=True, text=True, check=False
+    )
     return done.stdout + done.stderr
 
 
@@ -211,10 +250,15 @@ def simple_pdf(path: Path, pages: int = 1, *, pdfa: bool = True, text: str = "Gi
     import pikepdf
 
     pdf = pikepdf.new()
-    font = pdf.make_indirect(pikepdf.Dictionary(Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1,
-                                                BaseFont=pikepdf.Name.Helvetica))
+    font = pdf.make_indirect(
+        pikepdf.Dictionary(
+            Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica
+        )
+    )
     for i in range(pages):
-        content = f"BT /F1 14 Tf 72 700 Td ({text.encode('ascii', 'replace').decode()} {i + 1}) Tj ET".encode()
+        content = (
+            f"BT /F1 14 Tf 72 700 Td ({text.encode('ascii', 'replace').decode()} {i + 1}) Tj ET".encode()
+        )
         page = pikepdf.Dictionary(
             Type=pikepdf.Name.Page,
             MediaBox=[0, 0, 595.28, 841.89],
@@ -229,3 +273,58 @@ def simple_pdf(path: Path, pages: int = 1, *, pdfa: bool = True, text: str = "Gi
             meta["dc:title"] = "Tài liệu thử"
     pdf.save(path)
     return path
+
+
+# --- pytest fixtures (import them into a test module: `from tests.softhsm import hsm, ...`) ----------
+SPY = Path("/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so")
+EXPIRED = CertSpec(
+    cka_id="11", label="expired", common_name="Trần Văn Cũ", not_before_days=-800, not_after_days=-1
+)
+NO_NON_REPUDIATION = CertSpec(cka_id="12", label="auth-only", common_name=ORG_NAME, non_repudiation=False)
+
+
+def _tools() -> None:
+    from tests.conftest import need
+
+    need("softhsm2-util", "pkcs11-tool")
+    if not MODULE.exists():
+        from tests.conftest import IN_CI
+
+        (pytest.fail if IN_CI else pytest.skip)(f"SoftHSM2 module {MODULE} missing")
+
+
+@pytest.fixture(scope="session")
+def shared_token(tmp_path_factory: pytest.TempPathFactory) -> SoftToken:
+    """One token for the session with the officer and organisation certificates (read-mostly tests)."""
+    _tools()
+    return make_token(tmp_path_factory.mktemp("hsm"))
+
+
+@pytest.fixture
+def hsm(shared_token: SoftToken, monkeypatch: pytest.MonkeyPatch) -> SoftToken:
+    monkeypatch.setenv("SOFTHSM2_CONF", str(shared_token.conf))
+    return shared_token
+
+
+@pytest.fixture
+def fresh_hsm(tmp_path: Path, shared_token: SoftToken, monkeypatch: pytest.MonkeyPatch) -> SoftToken:
+    """A token of its own, for tests that change the token (wrong PIN, removal)."""
+    tok = make_token(tmp_path / "hsm", (OFFICER,), ca=shared_token.ca)
+    monkeypatch.setenv("SOFTHSM2_CONF", str(tok.conf))
+    return tok
+
+
+@pytest.fixture(scope="session")
+def odd_token(tmp_path_factory: pytest.TempPathFactory, shared_token: SoftToken) -> SoftToken:
+    """A token with an expired certificate and one without non-repudiation."""
+    return make_token(
+        tmp_path_factory.mktemp("odd"), (EXPIRED, NO_NON_REPUDIATION), label="odd-token", ca=shared_token.ca
+    )
+
+
+@pytest.fixture(scope="session")
+def nssdb(tmp_path_factory: pytest.TempPathFactory, shared_token: SoftToken) -> Path:
+    from tests.conftest import need
+
+    need("certutil", "pdfsig")
+    return nss_db(tmp_path_factory.mktemp("nss"), shared_token.ca.pem)

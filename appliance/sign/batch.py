@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import ApplianceError, SignError, SignerCrashed, all_error_classes
+from appliance.errors import ApplianceError, SignerCrashed, SignError, all_error_classes
 from appliance.sign.token import CertInfo, PinState, TokenInfo
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,9 @@ def _env(extra: dict[str, str] | None) -> dict[str, str]:
     return env
 
 
-def token_status(module: Path, serial: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[TokenInfo]:
+def token_status(
+    module: Path, serial: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> list[TokenInfo]:
     """Tokens present, their PIN flags and certificates (no login)."""
     worker = _Worker(_env(None), timeout_s)
     try:
@@ -149,12 +151,14 @@ def token_status(module: Path, serial: str | None = None, *, timeout_s: float = 
 
 def _token(d: dict[str, Any]) -> TokenInfo:
     certs = tuple(
-        CertInfo(**{
-            **c,
-            "not_before": dt.datetime.fromisoformat(c["not_before"]),
-            "not_after": dt.datetime.fromisoformat(c["not_after"]),
-            "key_usage": tuple(c["key_usage"]),
-        })
+        CertInfo(
+            **{
+                **c,
+                "not_before": dt.datetime.fromisoformat(c["not_before"]),
+                "not_after": dt.datetime.fromisoformat(c["not_after"]),
+                "key_usage": tuple(c["key_usage"]),
+            }
+        )
         for c in d["certificates"]
     )
     return TokenInfo(**{**d, "pin_state": PinState(d["pin_state"]), "certificates": certs})
@@ -170,7 +174,10 @@ def sign_batch(
     on_signed: Callable[[int], bool] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> list[SignResult]:
-    """Sign every job with one login. `on_signed(i)` runs after document i; returning False stops the batch."""
+    """Sign every job with one login.
+
+    `on_signed(i)` runs after document i; returning False stops the batch (nothing is written).
+    """
     if not jobs:
         return []
     request = {
@@ -230,10 +237,56 @@ def sign_batch(
         if len(results) != len(jobs):
             raise SignerCrashed(f"the worker signed {len(results)} of {len(jobs)} documents")
         for part, result in zip(parts, results, strict=True):
-            os.replace(part, result.output)
+            part.replace(result.output)
         parts = []
         return results
     finally:
         worker.close()
         for part in parts:  # a failed batch leaves nothing behind
             part.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class CmsSignature:
+    der: bytes
+    cert_sha256: str
+    cert_subject: str
+    signing_time: str
+
+
+def sign_detached(
+    data: bytes,
+    pin: str,
+    *,
+    role: str,
+    module: Path,
+    serial: str | None = None,
+    cert_id: str | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> CmsSignature:
+    """A CAdES detached signature over `data` made with the token, in the worker process."""
+    import base64
+
+    worker = _Worker(_env(None), timeout_s)
+    try:
+        worker.send(
+            json.dumps(
+                {
+                    "op": "cms",
+                    "module": str(module),
+                    "serial": serial,
+                    "role": role,
+                    "cert_id": cert_id,
+                    "pin": pin,
+                    "data": base64.b64encode(data).decode(),
+                }
+            )
+        )
+        event = worker.read()
+    finally:
+        worker.close()
+    if event.get("event") == "error":
+        raise _error(event)
+    return CmsSignature(
+        base64.b64decode(event["der"]), event["cert_sha256"], event["cert_subject"], event["signing_time"]
+    )

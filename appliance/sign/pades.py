@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import io
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -68,7 +71,13 @@ def organisation_mark(
 ) -> Mark:
     return Mark(
         "organisation",
-        (copy_form, organisation, CONVERTED_NOTE, f"Người chuyển đổi: {converted_by}", f"Thời gian ký: {iso_vn(when)}"),
+        (
+            copy_form,
+            organisation,
+            CONVERTED_NOTE,
+            f"Người chuyển đổi: {converted_by}",
+            f"Thời gian ký: {iso_vn(when)}",
+        ),
     )
 
 
@@ -83,12 +92,10 @@ def mark_size(mark: Mark) -> tuple[float, float]:
     """Width and height (pt) of a box that holds the text at 10 pt without shrinking."""
     font = _measure()
     width = max(font.getlength(line) for line in mark.lines) * FONT_SIZE / 100
-    return width + 2 * PADDING + 8, LEADING * len(mark.lines) + 2 * PADDING + 6
+    return width * 1.03 + 2 * PADDING + 6, LEADING * len(mark.lines) + 2 * PADDING + 6
 
 
-def mark_box(
-    page: tuple[float, float, float, float], mark: Mark
-) -> tuple[float, float, float, float]:
+def mark_box(page: tuple[float, float, float, float], mark: Mark) -> tuple[float, float, float, float]:
     """The widget rectangle: top-left (officer) or top-right (organisation) of the page box."""
     llx, lly, urx, ury = page
     width, height = mark_size(mark)
@@ -130,6 +137,31 @@ def _field_name(reader: Any, role: str) -> str:
     return f"{role}-{n}"
 
 
+@cache
+def font_file() -> Path:
+    """Liberation Serif rescaled to 1000 units per em, written once to the temp dir.
+
+    pyHanko 0.38 writes glyph widths and TJ kerning in font units but PDF reads them per 1000 em,
+    so a 2048-upem font like Liberation Serif comes out spaced twice too wide. Rescaling fixes it.
+    """
+    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
+    from fontTools.ttLib.scaleUpem import scale_upem  # type: ignore[import-untyped]
+
+    source = FONT.read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / f"appliance-{FONT.stem}-{digest}-upem1000.ttf"
+    if target.is_file():
+        return target
+    font = TTFont(io.BytesIO(source))
+    if font["head"].unitsPerEm == 1000:
+        return FONT
+    scale_upem(font, 1000)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    font.save(str(tmp))
+    tmp.replace(target)
+    return target
+
+
 def _stamp_style() -> Any:
     from pyhanko.pdf_utils import layout
     from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
@@ -139,15 +171,20 @@ def _stamp_style() -> Any:
     return TextStampStyle(
         stamp_text="%(mark)s",
         text_box_style=TextBoxStyle(
-            font=GlyphAccumulatorFactory(str(FONT)),
+            font=GlyphAccumulatorFactory(str(font_file()), font_size=FONT_SIZE),
             font_size=FONT_SIZE,
             leading=LEADING,
             text_color=(0, 0, 0),
+            box_layout_rule=layout.SimpleBoxLayoutRule(
+                x_align=layout.AxisAlignment.ALIGN_MIN,
+                y_align=layout.AxisAlignment.ALIGN_MAX,
+                margins=layout.Margins(0, 0, 0, 0),
+            ),
         ),
         inner_content_layout=layout.SimpleBoxLayoutRule(
             x_align=layout.AxisAlignment.ALIGN_MIN,
             y_align=layout.AxisAlignment.ALIGN_MAX,
-            margins=layout.Margins.uniform(PADDING),
+            margins=layout.Margins(PADDING, PADDING, PADDING, PADDING),
         ),
         border_width=0,
         background=None,
@@ -157,7 +194,7 @@ def _stamp_style() -> Any:
 def _pdf_signer_class() -> Any:
     from pyhanko.sign import signers
 
-    class FixedTimePdfSigner(signers.PdfSigner):  # type: ignore[misc]
+    class FixedTimePdfSigner(signers.PdfSigner):
         """The time shown in the mark is the signing time in the CMS and the signature dictionary."""
 
         def __init__(self, *args: Any, system_time: dt.datetime, **kwargs: Any) -> None:
@@ -204,7 +241,7 @@ def sign_pdf(
         location=location,
         name=signer_name,
     )
-    spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=0, box=box)
+    spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=0, box=box)  # type: ignore[arg-type]
     level = "B-B"
     timestamper = None
     if tsa_url:
@@ -215,12 +252,15 @@ def sign_pdf(
     cls = _pdf_signer_class()
 
     def attempt(ts: Any) -> bytes:
-        pdf_signer = cls(meta, signer, timestamper=ts, stamp_style=_stamp_style(), new_field_spec=spec,
-                         system_time=when)
+        pdf_signer = cls(
+            meta, signer, timestamper=ts, stamp_style=_stamp_style(), new_field_spec=spec, system_time=when
+        )
         w = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
         out = io.BytesIO()
         asyncio.run(
-            pdf_signer.async_sign_pdf(w, appearance_text_params={"mark": mark.text.replace("%", "%%")}, output=out)
+            pdf_signer.async_sign_pdf(
+                w, appearance_text_params={"mark": mark.text.replace("%", "%%")}, output=out
+            )
         )
         return out.getvalue()
 
@@ -230,7 +270,9 @@ def sign_pdf(
         except SigningError as err:
             if timestamper is None or "timestamp" not in str(err).lower() and "tsa" not in str(err).lower():
                 raise
-            log.warning("timestamp server %s unreachable (%s); signing PAdES B-B", tsa_url, type(err).__name__)
+            log.warning(
+                "timestamp server %s unreachable (%s); signing PAdES B-B", tsa_url, type(err).__name__
+            )
             level = "B-B"
             signed = attempt(None)
     except (SigningError, PdfError) as err:

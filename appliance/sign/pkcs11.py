@@ -102,7 +102,9 @@ def find_token(lib: Any, serial: str | None) -> Any:
         for _slot, token in present:
             if _text(token.serial) == serial.strip():
                 return token
-        raise TokenNotFound(f"no token with serial {serial} (present: {[_text(t.serial) for _s, t in present]})")
+        raise TokenNotFound(
+            f"no token with serial {serial} (present: {[_text(t.serial) for _s, t in present]})"
+        )
     if not present:
         raise TokenNotFound("no token present")
     if len(present) > 1:
@@ -198,7 +200,11 @@ def current_flags(lib: Any, serial: str | None) -> int | None:
 
 def has_private_key(session: Any, cka_id: str) -> None:
     try:
-        keys = list(session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: bytes.fromhex(cka_id)}))
+        keys = list(
+            session.get_objects(
+                {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: bytes.fromhex(cka_id)}
+            )
+        )
     except (pkx.PKCS11Error, MemoryError) as err:
         raise translate(err) from err
     if not keys:
@@ -207,7 +213,7 @@ def has_private_key(session: Any, cka_id: str) -> None:
 
 def make_signer(session: Any, cert_der: bytes, cka_id: str, chain: list[bytes]) -> Any:
     """pyHanko's PKCS11Signer for the certificate's private key (paired by CKA_ID)."""
-    from asn1crypto import x509 as asn1_x509
+    from asn1crypto import x509 as asn1_x509  # type: ignore[import-untyped]
     from pyhanko.sign.pkcs11 import PKCS11Signer
 
     return PKCS11Signer(

@@ -55,7 +55,9 @@ def _mark(job: dict[str, Any], cert: CertInfo, certs: list[CertInfo], when: dt.d
         (c.common_name for c in certs if c.role == "officer" and not c.is_ca), ""
     )
     organisation = job.get("organisation") or cert.organisation or cert.common_name
-    return pades.organisation_mark(organisation, person or organisation, when, job.get("copy_form") or "SAO Y")
+    return pades.organisation_mark(
+        organisation, person or organisation, when, job.get("copy_form") or "SAO Y"
+    )
 
 
 def _sign(req: dict[str, Any], inp: IO[str], out: IO[str]) -> None:
@@ -115,19 +117,22 @@ def _sign(req: dict[str, Any], inp: IO[str], out: IO[str]) -> None:
                     raise pkcs11.translate(err) from err
                 part = Path(job["output"] + ".part")
                 part.write_bytes(signed.data)
-                _send(out, {
-                    "event": "signed",
-                    "index": index,
-                    "part": str(part),
-                    "field_name": signed.field_name,
-                    "level": signed.level,
-                    "signing_time": pades.iso_vn(signed.signing_time),
-                    "mark": list(signed.mark.lines),
-                    "box": list(signed.box),
-                    "cert_sha256": cert.sha256,
-                    "cert_subject": cert.subject,
-                    "bytes_added": len(signed.data) - len(data),
-                })
+                _send(
+                    out,
+                    {
+                        "event": "signed",
+                        "index": index,
+                        "part": str(part),
+                        "field_name": signed.field_name,
+                        "level": signed.level,
+                        "signing_time": pades.iso_vn(signed.signing_time),
+                        "mark": list(signed.mark.lines),
+                        "box": list(signed.box),
+                        "cert_sha256": cert.sha256,
+                        "cert_subject": cert.subject,
+                        "bytes_added": len(signed.data) - len(data),
+                    },
+                )
                 if inp.readline().strip() != "next":
                     raise SignError("batch stopped by the caller")
     except ApplianceError as err:
@@ -135,6 +140,61 @@ def _sign(req: dict[str, Any], inp: IO[str], out: IO[str]) -> None:
         err.params["pin_state"] = pin_state(flags).value if flags is not None else "unknown"
         raise
     _send(out, {"event": "done"})
+
+
+def _cms(req: dict[str, Any], out: IO[str]) -> None:
+    """A CAdES detached signature (CMS, DER) over the given bytes, e.g. an ASiC manifest."""
+    import asyncio
+    import base64
+
+    from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+
+    from appliance.errors import PinRequired
+    from appliance.sign import pkcs11
+
+    pin: str | None = req.pop("pin", None) or None
+    serial = req.get("serial")
+    lib = pkcs11.load(Path(req["module"]))
+    now = dt.datetime.now(dt.UTC)
+    on_token = pkcs11.certificates(pkcs11.find_token(lib, serial), now)
+    cert = choose_cert([c for c, _d in on_token], req["role"], req.get("cert_id"))
+    check_cert_usable(cert, now)
+    ders = {c.cka_id: der for c, der in on_token}
+    chain = [der for c, der in on_token if c.is_ca]
+    data = base64.b64decode(req["data"])
+    if pin is None:
+        raise PinRequired("no PIN given")
+    try:
+        with pkcs11.login(lib, serial, pin) as session:
+            pin = None
+            pkcs11.has_private_key(session, cert.cka_id)
+            signer = pkcs11.make_signer(session, ders[cert.cka_id], cert.cka_id, chain)
+            try:
+                signed = asyncio.run(
+                    signer.async_sign_general_data(
+                        data,
+                        "sha256",
+                        detached=True,
+                        use_cades=True,
+                        signed_attr_settings=PdfCMSSignedAttributes(signing_time=now),
+                    )
+                )
+            except Exception as err:  # noqa: BLE001 - token errors surface from inside pyHanko
+                raise pkcs11.translate(err) from err
+    except ApplianceError as err:
+        flags = pkcs11.current_flags(lib, serial)
+        err.params["pin_state"] = pin_state(flags).value if flags is not None else "unknown"
+        raise
+    _send(
+        out,
+        {
+            "event": "cms",
+            "der": base64.b64encode(signed.dump()).decode(),
+            "cert_sha256": cert.sha256,
+            "cert_subject": cert.subject,
+            "signing_time": now.isoformat(),
+        },
+    )
 
 
 def main() -> int:
@@ -148,6 +208,8 @@ def main() -> int:
             _status(req, sys.stdout)
         elif req.get("op") == "sign":
             _sign(req, sys.stdin, sys.stdout)
+        elif req.get("op") == "cms":
+            _cms(req, sys.stdout)
         else:
             raise SignError(f"unknown worker request {req.get('op')!r}")
     except ApplianceError as err:

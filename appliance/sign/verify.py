@@ -1,0 +1,316 @@
+"""Independent verification of signed PDFs (also used by the province receiver).
+
+For every signature: integrity (digest), cryptographic validity, chain to the configured trust roots
+(pyHanko's ValidationContext, no network fetching), certificate validity period, coverage (nothing
+unsigned appended, later revisions only add signatures/form fields), and the rule-required visible mark:
+a widget on page 1, top-left for an officer signature, top-right for an organisation signature, whose
+appearance text carries the required items at about 10 pt. Each failure is one specific problem code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.sign.pades import CONVERTED_NOTE
+from appliance.sign.token import role_of
+
+log = logging.getLogger(__name__)
+
+ISO_VN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+07:00")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    code: str  # tampered | bad_signature | untrusted | certificate_expired | certificate_not_yet_valid | ...
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureCheck:
+    field_name: str
+    signer: str
+    cert_sha256: str
+    role: str
+    signing_time: str | None
+    intact: bool
+    valid: bool
+    trusted: bool
+    coverage: str
+    modification_level: str
+    mark_page: int | None
+    mark_rect: tuple[float, float, float, float] | None
+    mark_position: str | None  # "top-left" | "top-right" | "other"
+    mark_text: str
+    mark_font_size: float | None
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class PdfReport:
+    name: str
+    signatures: tuple[SignatureCheck, ...]
+    problems: tuple[Problem, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.signatures) and not self.problems and all(s.ok for s in self.signatures)
+
+    @property
+    def all_problems(self) -> list[Problem]:
+        return [*self.problems, *(p for s in self.signatures for p in s.problems)]
+
+
+def load_roots(paths: Sequence[Path]) -> list[Any]:
+    """asn1crypto certificates from PEM or DER files (a PEM file may hold several)."""
+    from asn1crypto import pem  # type: ignore[import-untyped]
+    from asn1crypto import x509 as asn1_x509
+
+    roots: list[Any] = []
+    for path in paths:
+        data = path.read_bytes()
+        if pem.detect(data):
+            roots.extend(asn1_x509.Certificate.load(der) for _t, _h, der in pem.unarmor(data, multiple=True))
+        else:
+            roots.append(asn1_x509.Certificate.load(data))
+    return roots
+
+
+# --- the visible mark -------------------------------------------------------------------------
+def _text_of(obj: Any) -> str:
+    return str(obj)
+
+
+def _appearance_text(xobject: Any, depth: int = 0) -> tuple[list[str], list[float]]:
+    """Text (from /ActualText spans, else literal strings) and effective font sizes in a form XObject."""
+    import pikepdf
+
+    lines: list[str] = []
+    sizes: list[float] = []
+    scale = [1.0]
+    try:
+        ops = pikepdf.parse_content_stream(xobject)
+    except pikepdf.PdfError:
+        return lines, sizes
+    for instruction in ops:
+        operands, op = getattr(instruction, "operands", []), getattr(instruction, "operator", "")
+        name = str(op)
+        if name == "q":
+            scale.append(scale[-1])
+        elif name == "Q" and len(scale) > 1:
+            scale.pop()
+        elif name == "cm" and len(operands) == 6:
+            a, b = float(operands[0]), float(operands[1])
+            scale[-1] *= (a * a + b * b) ** 0.5
+        elif name == "Tf" and len(operands) == 2:
+            sizes.append(float(operands[1]) * scale[-1])
+        elif name == "BDC" and len(operands) == 2 and isinstance(operands[1], pikepdf.Dictionary):
+            actual = operands[1].get("/ActualText")
+            if actual is not None:
+                lines.append(_text_of(actual))
+        elif name == "Do" and depth < 4:
+            res = xobject.get("/Resources")
+            inner = res.get("/XObject", {}).get(str(operands[0])) if res is not None else None
+            if inner is not None:
+                more, more_sizes = _appearance_text(inner, depth + 1)
+                lines.extend(more)
+                sizes.extend(s * scale[-1] for s in more_sizes)
+    return lines, sizes
+
+
+def _widget(pdf: Any, field_name: str) -> tuple[int | None, Any]:
+    for index, page in enumerate(pdf.pages):
+        for annot in page.obj.get("/Annots", []):
+            if str(annot.get("/Subtype", "")) != "/Widget":
+                continue
+            name = annot.get("/T")
+            if name is None and annot.get("/Parent") is not None:
+                name = annot.Parent.get("/T")
+            if name is not None and str(name) == field_name:
+                return index, annot
+    return None, None
+
+
+def _page_box(page: Any) -> tuple[float, float, float, float]:
+    box = page.obj.get("/CropBox") or page.mediabox
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
+
+
+def _position(rect: tuple[float, float, float, float], page: tuple[float, float, float, float]) -> str:
+    cx, cy = (rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2
+    mx, my = (page[0] + page[2]) / 2, (page[1] + page[3]) / 2
+    top_band = cy > page[1] + 0.75 * (page[3] - page[1])
+    if not top_band:
+        return "other"
+    return "top-left" if cx < mx and my < cy else "top-right" if cx > mx else "other"
+
+
+def _mark_problems(
+    role: str, position: str | None, page: int | None, lines: list[str], sizes: list[float]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    if page is None:
+        return [Problem("mark_missing", "the signature has no visible widget")]
+    if page != 0:
+        problems.append(Problem("mark_wrong_page", f"the mark is on page {page + 1}, not page 1"))
+    want = "top-left" if role == "officer" else "top-right"
+    if position != want:
+        problems.append(
+            Problem("mark_wrong_position", f"{role} mark is at {position}, the rule requires {want}")
+        )
+    text = "\n".join(lines)
+    if not ISO_VN.search(text):
+        problems.append(Problem("mark_text_missing", "no signing time in ISO 8601 with +07:00 in the mark"))
+    if role == "officer" and not re.search(r"Người số hóa: \S", text):
+        problems.append(Problem("mark_text_missing", "the officer mark does not name the digitizer"))
+    if role == "organisation":
+        if CONVERTED_NOTE not in text:
+            problems.append(Problem("mark_text_missing", f"the organisation mark lacks «{CONVERTED_NOTE}»"))
+        if not re.search(r"^(SAO Y|SAO LỤC|TRÍCH SAO)$", text, re.MULTILINE):
+            problems.append(
+                Problem("mark_text_missing", "the organisation mark lacks the copy form (SAO Y...)")
+            )
+        if sizes and any(abs(s - 10.0) > 0.5 for s in sizes):
+            problems.append(
+                Problem("mark_font_size", f"mark text is {sizes[0]:.1f} pt, the rule requires 10 pt")
+            )
+    return problems
+
+
+# --- signatures -------------------------------------------------------------------------------
+def _check_signature(sig: Any, status: Any, pdf: Any, now: dt.datetime, is_last: bool) -> SignatureCheck:
+    from cryptography import x509
+
+    cert = x509.load_der_x509_certificate(status.signing_cert.dump())
+    from cryptography.hazmat.primitives import hashes
+
+    problems: list[Problem] = []
+    if not status.intact:
+        problems.append(Problem("tampered", "digest mismatch: the signed bytes were changed"))
+    elif not status.valid:
+        problems.append(Problem("bad_signature", "the signature value does not verify"))
+    signed_at = status.signer_reported_dt
+    at = signed_at or now
+    if cert.not_valid_after_utc < now:
+        problems.append(
+            Problem("certificate_expired", f"signer certificate expired {cert.not_valid_after_utc:%Y-%m-%d}")
+        )
+    elif cert.not_valid_before_utc > at:
+        problems.append(
+            Problem(
+                "certificate_not_yet_valid",
+                f"signer certificate valid from {cert.not_valid_before_utc:%Y-%m-%d}",
+            )
+        )
+    elif status.intact and status.valid and not status.trusted:
+        problems.append(
+            Problem("untrusted", "the signer certificate does not chain to a configured trust root")
+        )
+    if getattr(status, "revoked", False):
+        problems.append(Problem("revoked", "the signer certificate is revoked"))
+    coverage = str(getattr(status.coverage, "name", status.coverage))
+    modification = str(getattr(status.modification_level, "name", status.modification_level))
+    if is_last and coverage != "ENTIRE_FILE":
+        problems.append(
+            Problem("unsigned_changes", f"bytes after the last signature are not signed ({coverage})")
+        )
+    elif modification not in {"NONE", "LTA_UPDATES", "FORM_FILLING"}:
+        problems.append(
+            Problem("modified_after_signing", f"later revisions changed the document ({modification})")
+        )
+    name = sig.field_name
+    role = name.split("-", 1)[0] if name.split("-", 1)[0] in {"officer", "organisation"} else role_of(cert)
+    page_index, widget = _widget(pdf, name)
+    rect = position = None
+    lines: list[str] = []
+    sizes: list[float] = []
+    if widget is not None and page_index is not None:
+        r = [float(v) for v in widget.Rect]
+        rect = (min(r[0], r[2]), min(r[1], r[3]), max(r[0], r[2]), max(r[1], r[3]))
+        position = _position(rect, _page_box(pdf.pages[page_index]))
+        ap = widget.get("/AP")
+        if ap is not None and ap.get("/N") is not None:
+            lines, sizes = _appearance_text(ap.N)
+    problems.extend(_mark_problems(role, position, page_index, lines, sizes))
+    return SignatureCheck(
+        field_name=name,
+        signer=cert.subject.rfc4514_string(),
+        cert_sha256=cert.fingerprint(hashes.SHA256()).hex(),
+        role=role,
+        signing_time=signed_at.isoformat() if signed_at else None,
+        intact=bool(status.intact),
+        valid=bool(status.valid),
+        trusted=bool(status.trusted),
+        coverage=coverage,
+        modification_level=modification,
+        mark_page=page_index,
+        mark_rect=rect,
+        mark_position=position,
+        mark_text="\n".join(lines),
+        mark_font_size=round(sizes[0], 2) if sizes else None,
+        problems=tuple(problems),
+    )
+
+
+def verify_pdf(
+    data: bytes, trust_roots: Sequence[Path], *, name: str = "", now: dt.datetime | None = None
+) -> PdfReport:
+    """Check every signature of a PDF; the report's `ok` is True only when everything holds."""
+    import pikepdf
+    from pyhanko.pdf_utils.misc import PdfError
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko_certvalidator import ValidationContext
+
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        reader = PdfFileReader(io.BytesIO(data), strict=False)
+        sigs = list(reader.embedded_signatures)
+        pdf = pikepdf.open(io.BytesIO(data))
+    except (PdfError, pikepdf.PdfError, ValueError) as err:
+        return PdfReport(name, (), (Problem("unreadable", f"not a readable PDF: {err}"),))
+    if not sigs:
+        return PdfReport(name, (), (Problem("no_signatures", "the PDF carries no signature"),))
+    roots = load_roots(trust_roots)
+    checks = []
+    with pdf:
+        for i, sig in enumerate(sigs):
+            vc = ValidationContext(trust_roots=roots, allow_fetching=False, moment=now)
+            try:
+                status = validate_pdf_signature(sig, vc)
+            except Exception as err:  # noqa: BLE001 - pyHanko raises many kinds on malformed data
+                log.warning("validating %s failed: %s", sig.field_name, type(err).__name__)
+                checks.append(
+                    SignatureCheck(
+                        sig.field_name,
+                        "",
+                        "",
+                        "",
+                        None,
+                        False,
+                        False,
+                        False,
+                        "NONE",
+                        "UNKNOWN",
+                        None,
+                        None,
+                        None,
+                        "",
+                        None,
+                        (Problem("tampered", f"cannot validate: {type(err).__name__}: {err}"),),
+                    )
+                )
+                continue
+            checks.append(_check_signature(sig, status, pdf, now, i == len(sigs) - 1))
+    return PdfReport(name, tuple(checks))
