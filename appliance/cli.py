@@ -44,9 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_PDF")
     d.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.pdf")
-    d.add_argument("--json", action="store_true", help="print one JSON object with pages, fields, text, timings")
-    d.add_argument("--photo", action="store_true", help="treat images as camera photos (find and flatten the page)")
-    d.add_argument("--workers", type=int, default=None, help="pages processed in parallel (default: settings)")
+    d.add_argument(
+        "--json", action="store_true", help="print one JSON object with pages, fields, text, timings"
+    )
+    d.add_argument(
+        "--photo", action="store_true", help="treat images as camera photos (find and flatten the page)"
+    )
+    d.add_argument(
+        "--workers", type=int, default=None, help="pages processed in parallel (default: settings)"
+    )
     d.add_argument("--digitizer", default=None, help="name of the officer, recorded in the metadata")
 
     s = sub.add_parser(
@@ -55,13 +61,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Scan pages from a SANE device (flatbed page or ADF batch), keep the lossless originals, "
         "record the document in the database, then digitize it into a PDF/A-2b.",
     )
-    s.add_argument("--device", default=None, help="SANE device name, e.g. test:0 (default: settings / first found)")
+    s.add_argument(
+        "--device", default=None, help="SANE device name, e.g. test:0 (default: settings / first found)"
+    )
     s.add_argument("--list", action="store_true", help="list scanners and their options, then exit")
     s.add_argument("--resolution", type=int, default=None, help="dpi (default: settings, 300)")
     s.add_argument("--mode", default=None, help="colour mode as the device names it, e.g. Color, Gray")
     s.add_argument("--source", default=None, help="source as the device names it, or 'adf' / 'duplex'")
     s.add_argument("--batch", action="store_true", help="take pages until the feeder is empty")
-    s.add_argument("-o", "--output", type=Path, default=None, metavar="OUT.pdf", help="also write the PDF here")
+    s.add_argument(
+        "-o", "--output", type=Path, default=None, metavar="OUT.pdf", help="also write the PDF here"
+    )
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--digitizer", default=None, help="name of the officer, recorded in the metadata")
 
@@ -89,8 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - a broken config file must give one clear line
         print(f"error [bad_config]: cannot read settings: {err}".replace("\n", " "), file=sys.stderr)
         return EXIT_USAGE
-    logs.setup(level="INFO" if args.verbose else settings.log_level if args.command == "serve" else "WARNING",
-               fmt=settings.log_format, stream=sys.stderr)
+    logs.setup(
+        level="INFO" if args.verbose else settings.log_level if args.command == "serve" else "WARNING",
+        fmt=settings.log_format,
+        stream=sys.stderr,
+    )
     try:
         return int(_dispatch(args, settings))
     except ApplianceError as err:
@@ -135,7 +148,9 @@ def _options(settings: Settings, args: argparse.Namespace) -> Any:
         encode=EncodeOptions(
             background_dpi=settings.encode.background_dpi, jpeg_quality=settings.encode.jpeg_quality
         ),
-        ocr=OcrOptions(lang=settings.ocr.lang, timeout_s=settings.ocr.timeout_s, low_conf=settings.ocr.low_confidence),
+        ocr=OcrOptions(
+            lang=settings.ocr.lang, timeout_s=settings.ocr.timeout_s, low_conf=settings.ocr.low_confidence
+        ),
         workers=getattr(args, "workers", None) or settings.ocr.workers,
     )
 
@@ -161,7 +176,9 @@ def _digitize(args: argparse.Namespace, settings: Settings) -> int:
     signed = [p for p in args.inputs if p.suffix.lower() == ".pdf" and files.inspect_pdf(p).signed]
     if signed:
         if len(args.inputs) != 1:
-            raise InputError(f"{signed[0]} carries digital signatures: digitize it alone, it is kept byte for byte")
+            raise InputError(
+                f"{signed[0]} carries digital signatures: digitize it alone, it is kept byte for byte"
+            )
         return _keep_signed(signed[0], args)
 
     result = pipeline.digitize(
@@ -184,7 +201,7 @@ def _keep_signed(path: Path, args: argparse.Namespace) -> int:
         "output": str(args.output),
         "kept_byte_for_byte": True,
         "signed": True,
-        "page_count": info.page_count,
+        "page_count": info.pages,
         "signatures": [_jsonable(asdict(r)) for r in reports],
         "bytes": len(data),
     }
@@ -192,8 +209,10 @@ def _keep_signed(path: Path, args: argparse.Namespace) -> int:
         print(json.dumps(out, ensure_ascii=False))
     else:
         ok = all(r.intact and r.valid for r in reports)
-        print(f"{args.output}: signed PDF kept byte for byte; {len(reports)} signature(s), "
-              f"{'all intact' if ok else 'NOT all intact'}")
+        print(
+            f"{args.output}: signed PDF kept byte for byte; {len(reports)} signature(s), "
+            f"{'all intact' if ok else 'NOT all intact'}"
+        )
     return 0
 
 
@@ -250,16 +269,20 @@ def _summary(result: Any, output: Path | None) -> dict[str, Any]:
 
 
 def _report(result: Any, output: Path | None, as_json: bool, extra: dict[str, Any] | None = None) -> None:
-    summary = _summary(result, output) | (extra or {})
+    summary: dict[str, Any] = _summary(result, output) | (extra or {})
     if as_json:
         print(json.dumps(summary, ensure_ascii=False))
         return
-    print(f"{output}: {summary['page_count']} page(s), {summary['bytes'] // 1024} KB, "
-          f"{summary['timings']['total']:.1f} s")
+    print(
+        f"{output}: {summary['page_count']} page(s), {summary['bytes'] // 1024} KB, "
+        f"{summary['timings']['total']:.1f} s"
+    )
     for page in summary["pages"]:
         flags = ", ".join(page["flags"]) or "ok"
-        print(f"  page {page['index'] + 1}: {page['encoding']}, rotated {page['rotation']}°, "
-              f"skew {page['skew']}°, confidence {page['mean_confidence']}, {flags}")
+        print(
+            f"  page {page['index'] + 1}: {page['encoding']}, rotated {page['rotation']}°, "
+            f"skew {page['skew']}°, confidence {page['mean_confidence']}, {flags}"
+        )
     for f in summary["fields"]:
         print(f"  {f['name']}: {f['value']}")
 
@@ -271,7 +294,7 @@ def _scan(args: argparse.Namespace, settings: Settings) -> int:
 
     scanner = SaneScanner(lock_timeout_s=settings.scanner.lock_timeout_s)
     if args.list:
-        listing = [
+        listing: list[dict[str, Any]] = [
             {"device": asdict(dev), "options": [_jsonable(asdict(o)) for o in scanner.options(dev.name)]}
             for dev in scanner.devices()
         ]
@@ -304,7 +327,9 @@ def _scan(args: argparse.Namespace, settings: Settings) -> int:
     )
     from appliance import pipeline
 
-    doc_id = pipeline.capture_document(scanner.scan(request), settings, source="scanner", digitizer=args.digitizer)
+    doc_id = pipeline.capture_document(
+        scanner.scan(request), settings, source="scanner", digitizer=args.digitizer
+    )
     result, pdf_path = pipeline.run_document(doc_id, settings, _options(settings, args))
     if args.output:
         from appliance.originals import write_atomic

@@ -14,7 +14,18 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, ForeignKey, Integer, String, UniqueConstraint, create_engine, event, select
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -131,7 +142,8 @@ def create_document(
     """Record a captured document: pages are (original sha256, label, dpi) in physical order."""
     doc = Document(source=source, digitizer=digitizer, dossier_code=dossier_code, page_count=len(pages))
     doc.pages = [
-        Page(index=i, original_sha256=sha, label=label, dpi=round(dpi)) for i, (sha, label, dpi) in enumerate(pages)
+        Page(index=i, original_sha256=sha, label=label, dpi=round(dpi))
+        for i, (sha, label, dpi) in enumerate(pages)
     ]
     session.add(doc)
     session.flush()
@@ -139,7 +151,9 @@ def create_document(
 
 
 def documents_in_state(session: Session, *, states: Sequence[str]) -> list[Document]:
-    return list(session.scalars(select(Document).where(Document.state.in_(states)).order_by(Document.created_at)))
+    return list(
+        session.scalars(select(Document).where(Document.state.in_(states)).order_by(Document.created_at))
+    )
 
 
 def fields_json(fields: Sequence[Any]) -> dict[str, Any]:
@@ -147,6 +161,13 @@ def fields_json(fields: Sequence[Any]) -> dict[str, Any]:
     out: dict[str, list[dict[str, Any]]] = {}
     for f in fields:
         out.setdefault(f.name, []).append(
-            {"value": f.value, "confidence": f.confidence, "source": f.source, "valid": f.valid, "problem": f.problem}
+            {
+                "value": f.value,
+                "confidence": f.confidence,
+                "source": f.source,
+                "valid": f.valid,
+                "problem": f.problem,
+            }
         )
-    return json.loads(json.dumps(out, ensure_ascii=False))
+    result: dict[str, Any] = json.loads(json.dumps(out, ensure_ascii=False))
+    return result

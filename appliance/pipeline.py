@@ -29,6 +29,7 @@ from appliance.model import (
     Field,
     PageFlag,
     PageResult,
+    QrCode,
     RawPage,
     Source,
 )
@@ -65,7 +66,9 @@ def process_page(raw: RawPage, index: int, opts: PipelineOptions) -> PageResult:
     """One physical page through clean -> encode -> OCR (-> QR). Never drops a page."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    clean = imaging.clean(raw, opts.clean, orient=ocr.detect_orientation if opts.clean.fix_orientation else None)
+    clean = imaging.clean(
+        raw, opts.clean, orient=ocr.detect_orientation if opts.clean.fix_orientation else None
+    )
     timings["clean"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -76,7 +79,7 @@ def process_page(raw: RawPage, index: int, opts: PipelineOptions) -> PageResult:
     text = ocr.recognize(clean, opts.ocr)
     timings["ocr"] = time.perf_counter() - t
 
-    codes: tuple[qr.QrCode, ...] = ()
+    codes: tuple[QrCode, ...] = ()
     if opts.read_qr:
         t = time.perf_counter()
         codes = qr.find_qr(clean.image)
@@ -194,7 +197,11 @@ def _store(settings: Settings) -> tuple[OriginalStore, sessionmaker[Session]]:
 
 
 def capture_document(
-    raws: Iterable[RawPage], settings: Settings, *, source: str, digitizer: str | None = None,
+    raws: Iterable[RawPage],
+    settings: Settings,
+    *,
+    source: str,
+    digitizer: str | None = None,
     dossier_code: str | None = None,
 ) -> str:
     """Keep every captured page's lossless original, then record the document. Returns its id.
@@ -231,7 +238,9 @@ def run_document(doc_id: str, settings: Settings, opts: PipelineOptions) -> tupl
     def originals() -> Iterator[RawPage]:
         for digest, label, dpi in pages:
             image, stored_dpi = store.get_image(digest)
-            yield RawPage(image=image, dpi=stored_dpi or dpi, source=Source(source), original=digest, label=label)
+            yield RawPage(
+                image=image, dpi=stored_dpi or dpi, source=Source(source), original=digest, label=label
+            )
 
     with logs.context(doc_id=doc_id, stage="digitize"):
         try:
@@ -249,7 +258,11 @@ def run_document(doc_id: str, settings: Settings, opts: PipelineOptions) -> tupl
             assert doc is not None
             for row, page in zip(doc.pages, result.pages, strict=True):
                 row.rotation, row.skew, row.flags = page.rotation, page.skew, sorted(page.flags)
-                row.encoding, row.mean_conf, row.encoded_bytes = page.encoded.encoding, page.ocr.mean_conf, page.encoded.size
+                row.encoding, row.mean_conf, row.encoded_bytes = (
+                    page.encoded.encoding,
+                    page.ocr.mean_conf,
+                    page.encoded.size,
+                )
             doc.fields = db.fields_json(result.fields)
             doc.pdf_path, doc.pdf_bytes = str(pdf_path), len(result.pdf)
             doc.pdf_sha256 = hashlib.sha256(result.pdf).hexdigest()
@@ -261,7 +274,9 @@ def resume(settings: Settings, opts: PipelineOptions) -> list[str]:
     """Finish every document a power cut left between capture and archive."""
     _, factory = _store(settings)
     with db.transaction(factory) as session:
-        todo = [d.id for d in db.documents_in_state(session, states=[db.DocState.CAPTURED, db.DocState.OCR_DONE])]
+        todo = [
+            d.id for d in db.documents_in_state(session, states=[db.DocState.CAPTURED, db.DocState.OCR_DONE])
+        ]
     for doc_id in todo:
         run_document(doc_id, settings, opts)
     return todo

@@ -360,8 +360,8 @@ def markdown(summary: list[dict[str, Any]]) -> str:
         r = e.get("ratio_ours_over_anchor")
         if r:
             lines.append(
-                f"| {e['kind']} | **ours/anchor** | | | {_f(r['cer_unordered'], '.2f')}× "
-                f"| {_f(r['cer'], '.2f')}× | {_f(r['s_per_page'], '.2f')}× | {_f(r['kb_per_page'], '.2f')}× "
+                f"| {e['kind']} | **ours/anchor** | | | {_f(r['cer_unordered'], '.2g')}× "
+                f"| {_f(r['cer'], '.2g')}× | {_f(r['s_per_page'], '.2f')}× | {_f(r['kb_per_page'], '.2f')}× "
                 f"| {_f(r['peak_tree_rss_mb'], '.2f')}× | |"
             )
     return head + "\n".join(lines) + "\n"

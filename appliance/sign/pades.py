@@ -144,8 +144,8 @@ def font_file() -> Path:
     pyHanko 0.38 writes glyph widths and TJ kerning in font units but PDF reads them per 1000 em,
     so a 2048-upem font like Liberation Serif comes out spaced twice too wide. Rescaling fixes it.
     """
-    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
-    from fontTools.ttLib.scaleUpem import scale_upem  # type: ignore[import-untyped]
+    from fontTools.ttLib import TTFont
+    from fontTools.ttLib.scaleUpem import scale_upem
 
     source = FONT.read_bytes()
     digest = hashlib.sha256(source).hexdigest()[:16]

@@ -64,7 +64,9 @@ def test_digitize_two_scanned_pages_to_searchable_pdfa(
         meta = pdf.open_metadata()
         assert meta.get("pdfaid:part") == "2"
     subprocess.run(["qpdf", "--check", str(out)], check=True, capture_output=True)
-    text = subprocess.run(["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True, check=True
+    ).stdout
     pages_text = text.split("\f")
     for truth, got in zip(truths, pages_text, strict=False):
         assert cer(truth, got) < 0.05
@@ -110,7 +112,9 @@ def test_scan_records_archives_and_resume_is_idempotent(
     import sqlite3
 
     con = sqlite3.connect(tmp_path / "data" / "appliance.db")
-    state, pdf_path = con.execute("select state, pdf_path from documents where id=?", (report["document_id"],)).fetchone()
+    state, pdf_path = con.execute(
+        "select state, pdf_path from documents where id=?", (report["document_id"],)
+    ).fetchone()
     con.close()
     assert state == "assembled" and Path(pdf_path) == archived
     originals = list((tmp_path / "data" / "originals").rglob("*.png"))
