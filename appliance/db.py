@@ -117,7 +117,7 @@ def upgrade(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")  # parts add independent branches off 0001
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
