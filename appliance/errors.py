@@ -221,6 +221,23 @@ class PackageError(SignError):
     code = "package_failed"
 
 
+# --- outbox (store-and-forward to the province) -------------------------------------------
+class OutboxError(ApplianceError):
+    code = "outbox_failed"
+
+
+class BrokerUnreachable(OutboxError):
+    code = "broker_unreachable"
+
+
+class BrokerDenied(OutboxError):
+    code = "broker_denied"
+
+
+class PackageRejected(OutboxError):
+    code = "package_rejected"
+
+
 def all_error_classes() -> list[type[ApplianceError]]:
     """Every error class in the tree (used by the test that checks messages exist)."""
     seen: list[type[ApplianceError]] = []

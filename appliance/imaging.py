@@ -49,6 +49,10 @@ BLANK_INK_MM2 = 3.0  # less text-like ink than about two small letters: blank
 BLUR_RATIO = 0.55  # edge gradient / contrast at 200 dpi; about a 0.23 mm blur (tesseract copes to ~0.3 mm)
 DARK_PAPER = 100  # paper brightness (0..255) below which the page is too dark
 COLOUR_MIN_MM2 = 10.0  # strongly saturated area that counts as colour content (seal, signature)
+# |layout score| from which the ink-above-vs-below cue decides orientation on its own. Vietnamese
+# text pages score 0.25-0.7 (upright positive, upside-down negative); weaker pages go to the orienter
+# (tesseract OSD, ~1 s a page), so OSD runs only where the cheap cue is unsure.
+SURE_ORIENTATION = 0.2
 
 _DEFAULT_OPTIONS = CleanOptions()
 
@@ -508,12 +512,12 @@ def _finish(
 
     rotation = 0
     if opts.fix_orientation and not blank:
-        if orient is not None:
+        rotation, score = _guess_rotation(ink, vertical, px_mm)
+        if orient is not None and abs(score) < SURE_ORIENTATION:
+            # The ink-layout cue is weak (few lines, tables, capitals only): ask the orienter.
             rotation, confidence = orient(out, dpi)
             rotation = rotation % 360 if rotation % 90 == 0 else 0
-            log.debug("orienter says %d (confidence %.2f)", rotation, confidence)
-        else:
-            rotation = _guess_rotation(ink, vertical, px_mm)
+            log.debug("orienter says %d (confidence %.2f, layout score %.2f)", rotation, confidence, score)
     if rotation:
         code = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}[
             rotation
@@ -543,11 +547,14 @@ def _finish(
     )
 
 
-def _guess_rotation(ink: Mask, vertical: bool, px_mm: float) -> int:
-    """Clockwise rotation that makes the text upright, from where the ink sits around the text lines."""
+def _guess_rotation(ink: Mask, vertical: bool, px_mm: float) -> tuple[int, float]:
+    """Clockwise rotation that makes the text upright, from where the ink sits around the text lines,
+    and the layout score it rests on (its magnitude says how sure the cue is)."""
     if vertical:
-        return 90 if _upright_score(cv2.rotate(ink, cv2.ROTATE_90_CLOCKWISE), px_mm) >= 0 else 270
-    return 180 if _upright_score(ink, px_mm) < -0.1 else 0
+        score = _upright_score(cv2.rotate(ink, cv2.ROTATE_90_CLOCKWISE), px_mm)
+        return (90 if score >= 0 else 270), score
+    score = _upright_score(ink, px_mm)
+    return (180 if score < -0.1 else 0), score
 
 
 def _upright_score(ink: Mask, px_mm: float) -> float:

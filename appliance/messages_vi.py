@@ -74,6 +74,13 @@ MESSAGES_VI: dict[str, str] = {
     "hãy số hóa lại hoặc báo cho cán bộ CNTT.",
     "package_failed": "Không tạo hoặc đọc được gói hồ sơ điện tử. "
     "Hãy kiểm tra các tệp trong gói rồi thử lại.",
+    "outbox_failed": "Không gửi được gói hồ sơ lên tỉnh. Gói vẫn được giữ an toàn trên thiết bị và sẽ tự "
+    "gửi lại; nếu lỗi kéo dài hãy báo cho cán bộ CNTT.",
+    "broker_unreachable": "Chưa kết nối được máy chủ của tỉnh (mất mạng hoặc máy chủ đang dừng). Các gói "
+    "vẫn được giữ trên thiết bị và sẽ tự gửi khi có mạng.",
+    "broker_denied": "Máy chủ của tỉnh từ chối quyền gửi của thiết bị này (chứng thư hoặc phân quyền sai). "
+    "Hãy báo cho cán bộ CNTT của tỉnh.",
+    "package_rejected": "Kho dữ liệu của tỉnh từ chối gói hồ sơ này; xem lý do, sửa hồ sơ rồi bấm gửi lại.",
 }
 
 

@@ -77,6 +77,29 @@ class WebSettings(BaseModel):
     port: int = 8080
 
 
+
+class OutboxSettings(BaseModel):
+    """MQTT link to the province (docs/protocol.md). The device id is `Settings.device_id`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8883
+    ca_file: Path | None = None  # the provincial CA; TLS is off only when all three are unset
+    cert_file: Path | None = None  # this device's certificate, CN = device id
+    key_file: Path | None = None
+    topic_mode: Literal["device", "emqx"] = "device"  # device: devices/{id}/file-async/..., emqx: $file-async/...
+    segment_size: int = Field(default=256 * 1024, ge=1024, le=256 * 1024)
+    inflight: int = Field(default=4, ge=1, le=64)  # segments awaiting the receiver's answer
+    rate_kbit: float = 0.0  # token-bucket cap on what the sender publishes; 0 = no cap
+    windows: list[str] = []  # local "HH:MM-HH:MM" windows when packages may be sent; empty = always
+    response_timeout_s: float = 30.0  # no answer for this long: ask the receiver where to resume
+    receipt_timeout_s: float = 600.0  # transferred but no receipt for this long: ask again
+    backoff_base_s: float = 5.0
+    backoff_max_s: float = 900.0
+    max_attempts: int = 50  # failed attempts before a package stops retrying by itself
+    retention_days: int = 90  # receipted packages stay in the local archive this long
+    keepalive_s: int = 30
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="APPLIANCE_",
@@ -97,6 +120,7 @@ class Settings(BaseSettings):
     encode: EncodeSettings = EncodeSettings()
     sign: SignSettings = SignSettings()
     web: WebSettings = WebSettings()
+    outbox: OutboxSettings = OutboxSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -209,7 +209,16 @@ def test_skewed_and_upside_down_page(page: np.ndarray) -> None:
     assert clean.skew == pytest.approx(-3.0, abs=0.3)
 
 
-def test_orienter_decides_when_given(page: np.ndarray) -> None:
+def test_orienter_not_asked_when_the_layout_cue_is_sure(page: np.ndarray) -> None:
+    def orienter(image: np.ndarray, dpi: float) -> tuple[int, float]:
+        raise AssertionError("a clear Vietnamese text page needs no OSD run")
+
+    assert imaging.clean(RawPage(page[::-1, ::-1].copy(), 300, Source.SCANNER), orient=orienter).rotation == 180
+    assert imaging.clean(RawPage(page, 300, Source.SCANNER), orient=orienter).rotation == 0
+
+
+def test_orienter_decides_when_the_layout_cue_is_weak(page: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(imaging, "SURE_ORIENTATION", 99.0)  # every page counts as unsure
     calls: list[tuple[tuple[int, ...], float]] = []
 
     def orienter(image: np.ndarray, dpi: float) -> tuple[int, float]:

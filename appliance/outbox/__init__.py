@@ -1,0 +1,1 @@
+"""Store-and-forward to the province: durable queue, MQTT transfer protocol, bandwidth shaping."""
