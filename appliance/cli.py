@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from appliance import logs
+from appliance import logs, memory
 from appliance.errors import ApplianceError, InputError, NoPages
 from appliance.messages_vi import message_for
 from appliance.settings import Settings, load_settings
@@ -44,15 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_PDF")
     d.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.pdf")
-    d.add_argument(
-        "--json", action="store_true", help="print one JSON object with pages, fields, text, timings"
-    )
-    d.add_argument(
-        "--photo", action="store_true", help="treat images as camera photos (find and flatten the page)"
-    )
-    d.add_argument(
-        "--workers", type=int, default=None, help="pages processed in parallel (default: settings)"
-    )
+    d.add_argument("--json", action="store_true", help="print one JSON object with pages, fields, text, timings")
+    d.add_argument("--photo", action="store_true", help="treat images as camera photos (find and flatten the page)")
+    d.add_argument("--workers", type=int, default=None, help="pages processed in parallel (default: settings)")
     d.add_argument("--digitizer", default=None, help="name of the officer, recorded in the metadata")
 
     s = sub.add_parser(
@@ -61,17 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Scan pages from a SANE device (flatbed page or ADF batch), keep the lossless originals, "
         "record the document in the database, then digitize it into a PDF/A-2b.",
     )
-    s.add_argument(
-        "--device", default=None, help="SANE device name, e.g. test:0 (default: settings / first found)"
-    )
+    s.add_argument("--device", default=None, help="SANE device name, e.g. test:0 (default: settings / first found)")
     s.add_argument("--list", action="store_true", help="list scanners and their options, then exit")
     s.add_argument("--resolution", type=int, default=None, help="dpi (default: settings, 300)")
     s.add_argument("--mode", default=None, help="colour mode as the device names it, e.g. Color, Gray")
     s.add_argument("--source", default=None, help="source as the device names it, or 'adf' / 'duplex'")
     s.add_argument("--batch", action="store_true", help="take pages until the feeder is empty")
-    s.add_argument(
-        "-o", "--output", type=Path, default=None, metavar="OUT.pdf", help="also write the PDF here"
-    )
+    s.add_argument("-o", "--output", type=Path, default=None, metavar="OUT.pdf", help="also write the PDF here")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--digitizer", default=None, help="name of the officer, recorded in the metadata")
 
@@ -87,11 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     from appliance.sign import commands as sign_commands
 
     sign_commands.register(sub)
+    from appliance.web import commands as web_commands
+
+    web_commands.register(sub)
+    from appliance.outbox import commands as outbox_commands
+
+    outbox_commands.register(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    memory.limit_heap_growth()
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -113,6 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug: still one line for the person, the traceback in the log
+        log.exception("unexpected failure in %s", args.command)
+        detail = f"{type(err).__name__}: {err}".replace("\n", " ")[:300]
+        print(f"lỗi: {message_for(err)} [internal_error: {detail}]", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -145,12 +147,8 @@ def _options(settings: Settings, args: argparse.Namespace) -> Any:
 
     return PipelineOptions(
         clean=CleanOptions(photo=True if getattr(args, "photo", False) else None),
-        encode=EncodeOptions(
-            background_dpi=settings.encode.background_dpi, jpeg_quality=settings.encode.jpeg_quality
-        ),
-        ocr=OcrOptions(
-            lang=settings.ocr.lang, timeout_s=settings.ocr.timeout_s, low_conf=settings.ocr.low_confidence
-        ),
+        encode=EncodeOptions(background_dpi=settings.encode.background_dpi, jpeg_quality=settings.encode.jpeg_quality),
+        ocr=OcrOptions(lang=settings.ocr.lang, timeout_s=settings.ocr.timeout_s, low_conf=settings.ocr.low_confidence),
         workers=getattr(args, "workers", None) or settings.ocr.workers,
     )
 
@@ -176,9 +174,7 @@ def _digitize(args: argparse.Namespace, settings: Settings) -> int:
     signed = [p for p in args.inputs if p.suffix.lower() == ".pdf" and files.inspect_pdf(p).signed]
     if signed:
         if len(args.inputs) != 1:
-            raise InputError(
-                f"{signed[0]} carries digital signatures: digitize it alone, it is kept byte for byte"
-            )
+            raise InputError(f"{signed[0]} carries digital signatures: digitize it alone, it is kept byte for byte")
         return _keep_signed(signed[0], args)
 
     result = pipeline.digitize(
@@ -274,8 +270,7 @@ def _report(result: Any, output: Path | None, as_json: bool, extra: dict[str, An
         print(json.dumps(summary, ensure_ascii=False))
         return
     print(
-        f"{output}: {summary['page_count']} page(s), {summary['bytes'] // 1024} KB, "
-        f"{summary['timings']['total']:.1f} s"
+        f"{output}: {summary['page_count']} page(s), {summary['bytes'] // 1024} KB, {summary['timings']['total']:.1f} s"
     )
     for page in summary["pages"]:
         flags = ", ".join(page["flags"]) or "ok"
@@ -327,9 +322,7 @@ def _scan(args: argparse.Namespace, settings: Settings) -> int:
     )
     from appliance import pipeline
 
-    doc_id = pipeline.capture_document(
-        scanner.scan(request), settings, source="scanner", digitizer=args.digitizer
-    )
+    doc_id = pipeline.capture_document(scanner.scan(request), settings, source="scanner", digitizer=args.digitizer)
     result, pdf_path = pipeline.run_document(doc_id, settings, _options(settings, args))
     if args.output:
         from appliance.originals import write_atomic

@@ -269,7 +269,10 @@ def _despeckle(ink: Mask, dpi: float) -> Mask:
         x, y, bw, bh, area = (int(v) for v in stats[i])
         if bw * bh > 400 * f * f and area * 5 < bw * bh:
             roi = labels[y : y + bh, x : x + bw] == i
-            ys, xs = np.nonzero(roi[::f, ::f] | roi[f // 2 :: f, f // 2 :: f][: roi[::f].shape[0]])
+            hits = roi[::f, ::f].copy()
+            offset = roi[f // 2 :: f, f // 2 :: f]  # a second sampling grid, so thin strokes are seen
+            hits[: offset.shape[0], : offset.shape[1]] |= offset
+            ys, xs = np.nonzero(hits)
             near[(ys * f + y) // f, (xs * f + x) // f] = 255
         else:
             near[y // f : (y + bh - 1) // f + 1, x // f : (x + bw - 1) // f + 1] = 255

@@ -9,25 +9,29 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import cv2
+import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from appliance import assemble, db, encode, fields, imaging, logs, ocr, qr
 from appliance.errors import ApplianceError, NoPages, StorageError
 from appliance.model import (
     CleanOptions,
+    CleanPage,
     DocumentMeta,
+    EncodedPage,
     EncodeOptions,
     Field,
     PageFlag,
+    PageImage,
     PageResult,
     QrCode,
     RawPage,
@@ -62,36 +66,54 @@ class Digitized:
         return "\n\n".join(p.ocr.text for p in self.pages)
 
 
-def process_page(raw: RawPage, index: int, opts: PipelineOptions) -> PageResult:
-    """One physical page through clean -> encode -> OCR (-> QR). Never drops a page."""
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A page after the image work: what OCR still needs (a grey copy) and the small results."""
+
+    index: int
+    label: str
+    clean: CleanPage  # its image is the grey copy: a third of an RGB page's memory
+    encoded: EncodedPage
+    qr: tuple[QrCode, ...]
+    timings: dict[str, float]
+
+
+def _prepare(index: int, raw: RawPage, opts: PipelineOptions) -> _Prepared:
+    """Clean, encode and look for QR codes: the memory-hungry part of a page."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    clean = imaging.clean(
-        raw, opts.clean, orient=ocr.detect_orientation if opts.clean.fix_orientation else None
-    )
+    clean = imaging.clean(raw, opts.clean, orient=ocr.detect_orientation if opts.clean.fix_orientation else None)
+    label = raw.label
+    del raw  # the full-resolution capture is no longer needed (its lossless original is stored)
     timings["clean"] = time.perf_counter() - t
 
     t = time.perf_counter()
     encoded = encode.encode(clean, opts.encode)
     timings["encode"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    text = ocr.recognize(clean, opts.ocr)
-    timings["ocr"] = time.perf_counter() - t
-
     codes: tuple[QrCode, ...] = ()
     if opts.read_qr:
         t = time.perf_counter()
         codes = qr.find_qr(clean.image)
         timings["qr"] = time.perf_counter() - t
+    image = clean.image
+    grey: PageImage = image if image.ndim == 2 else np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+    return _Prepared(index, label, replace(clean, image=grey), encoded, codes, timings)
 
+
+def _finish(prepared: _Prepared, opts: PipelineOptions) -> PageResult:
+    """OCR (a tesseract process) on the grey copy, then the page's small result."""
+    clean, timings = prepared.clean, prepared.timings
+    t = time.perf_counter()
+    text = ocr.recognize(clean, opts.ocr)
+    timings["ocr"] = time.perf_counter() - t
     flags = set(clean.flags)
     if PageFlag.BLANK not in flags and text.mean_conf < opts.ocr.low_conf:
         flags.add(PageFlag.LOW_CONFIDENCE)
     height, width = clean.image.shape[:2]
     return PageResult(
-        index=index,
-        label=raw.label,
+        index=prepared.index,
+        label=prepared.label,
         dpi=clean.dpi,
         width=width,
         height=height,
@@ -100,11 +122,16 @@ def process_page(raw: RawPage, index: int, opts: PipelineOptions) -> PageResult:
         flags=frozenset(flags),
         colour=clean.colour,
         perspective=clean.perspective,
-        encoded=encoded,
+        encoded=prepared.encoded,
         ocr=text,
-        qr=codes,
+        qr=prepared.qr,
         timings=timings,
     )
+
+
+def process_page(raw: RawPage, index: int, opts: PipelineOptions) -> PageResult:
+    """One physical page through clean -> encode (-> QR) -> OCR. Never drops a page."""
+    return _finish(_prepare(index, raw, opts), opts)
 
 
 def process_pages(
@@ -112,27 +139,65 @@ def process_pages(
     opts: PipelineOptions,
     on_page: Callable[[PageResult], None] | None = None,
 ) -> Iterator[PageResult]:
-    """Process pages in parallel, yielding results in input order.
+    """Process pages with ``workers`` threads, yielding results in input order.
 
-    At most ``2 * workers`` raw pages are held at once, so a 100-page batch needs no more
-    memory than a 4-page one.
+    Memory stays flat however long the batch: a worker takes the next page from ``raws`` (so it
+    is loaded or scanned only then) and does the image work while holding a lock, so only one
+    full-resolution page is in memory at a time; OCR, the slow part, then runs outside the lock on
+    a grey copy, in parallel with the other workers' pages.
     """
-    workers = max(1, opts.workers)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="page") as pool:
-        pending: deque[Future[PageResult]] = deque()
-        for index, raw in enumerate(raws):
-            pending.append(pool.submit(process_page, raw, index, opts))
-            del raw
-            while len(pending) >= 2 * workers:
-                result = pending.popleft().result()
-                if on_page:
-                    on_page(result)
-                yield result
-        while pending:
-            result = pending.popleft().result()
+    source = enumerate(raws)
+    image_work = threading.Lock()
+    done: dict[int, PageResult] = {}
+    failure: list[BaseException] = []
+    ready = threading.Condition()
+    stop = threading.Event()  # the caller stopped reading: take no more pages
+
+    def work() -> None:
+        try:
+            while not failure and not stop.is_set():
+                with image_work:
+                    try:
+                        # no name keeps the raw page alive: _prepare drops it after cleaning
+                        prepared = _prepare(*next(source), opts)
+                    except StopIteration:
+                        return
+                result = _finish(prepared, opts)
+                del prepared
+                with ready:
+                    done[result.index] = result
+                    ready.notify_all()
+        except BaseException as err:  # handed to the caller below, in order
+            with ready:
+                failure.append(err)
+                ready.notify_all()
+        finally:
+            with ready:
+                ready.notify_all()
+
+    workers = [threading.Thread(target=work, name=f"page-{i}", daemon=True) for i in range(max(1, opts.workers))]
+    for thread in workers:
+        thread.start()
+    try:
+        next_index = 0
+        while True:
+            with ready:
+                while next_index not in done and not failure and any(t.is_alive() for t in workers):
+                    ready.wait(0.5)
+                if next_index in done:
+                    result = done.pop(next_index)
+                elif failure:
+                    raise failure[0]
+                else:
+                    return
             if on_page:
                 on_page(result)
             yield result
+            next_index += 1
+    finally:
+        stop.set()
+        for thread in workers:
+            thread.join()
 
 
 def describe(found: Iterable[Field], base: DocumentMeta) -> DocumentMeta:
@@ -217,9 +282,7 @@ def capture_document(
     if not kept:
         raise NoPages("the scanner returned no pages")
     with db.transaction(factory) as session:
-        doc = db.create_document(
-            session, source=source, pages=kept, digitizer=digitizer, dossier_code=dossier_code
-        )
+        doc = db.create_document(session, source=source, pages=kept, digitizer=digitizer, dossier_code=dossier_code)
         doc_id = doc.id
     log.info("captured document with %d pages", len(kept), extra={"doc_id": doc_id})
     return doc_id
@@ -238,9 +301,7 @@ def run_document(doc_id: str, settings: Settings, opts: PipelineOptions) -> tupl
     def originals() -> Iterator[RawPage]:
         for digest, label, dpi in pages:
             image, stored_dpi = store.get_image(digest)
-            yield RawPage(
-                image=image, dpi=stored_dpi or dpi, source=Source(source), original=digest, label=label
-            )
+            yield RawPage(image=image, dpi=stored_dpi or dpi, source=Source(source), original=digest, label=label)
 
     with logs.context(doc_id=doc_id, stage="digitize"):
         try:
@@ -274,9 +335,7 @@ def resume(settings: Settings, opts: PipelineOptions) -> list[str]:
     """Finish every document a power cut left between capture and archive."""
     _, factory = _store(settings)
     with db.transaction(factory) as session:
-        todo = [
-            d.id for d in db.documents_in_state(session, states=[db.DocState.CAPTURED, db.DocState.OCR_DONE])
-        ]
+        todo = [d.id for d in db.documents_in_state(session, states=[db.DocState.CAPTURED, db.DocState.OCR_DONE])]
     for doc_id in todo:
         run_document(doc_id, settings, opts)
     return todo

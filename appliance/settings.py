@@ -75,6 +75,12 @@ class SignSettings(BaseModel):
 class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
+    https_cert: Path | None = None  # the box's certificate (PEM); HTTPS when both are set
+    https_key: Path | None = None
+    idle_timeout_min: int = Field(default=30, ge=1)  # signed out after this long without a request
+    upload_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)  # per request
+    login_max_failures: int = Field(default=5, ge=1)  # wrong passwords before a temporary lockout
+    login_lockout_min: int = Field(default=15, ge=1)
 
 
 

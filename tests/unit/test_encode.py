@@ -343,3 +343,18 @@ def test_blank_page_encodes_to_an_empty_mask() -> None:
     assert enc.encoding is Encoding.MRC and enc.mask is not None
     assert not decode_mask(enc.mask).any()
     assert enc.size < 10 * 1024
+
+
+@pytest.mark.parametrize(("bw", "bh"), [(401, 399), (398, 403), (37, 1201)])
+def test_despeckle_handles_sparse_components_of_any_size(bw: int, bh: int) -> None:
+    # a thin frame (sparse, large) of odd size, with specks near and far from it
+    ink = np.zeros((1400, 1400), dtype=bool)
+    ink[10 : 10 + bh, 10] = ink[10 : 10 + bh, 10 + bw - 1] = True
+    ink[10, 10 : 10 + bw] = ink[10 + bh - 1, 10 : 10 + bw] = True
+    ink[14, 14] = True  # next to the frame: kept
+    ink[1390, 1390] = True  # isolated: dropped
+    from appliance.encode import _despeckle
+
+    out = _despeckle(ink, 300.0)
+    assert out[14, 14] and not out[1390, 1390]
+    assert out[10 : 10 + bh, 10].all()

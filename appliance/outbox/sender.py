@@ -1,0 +1,434 @@
+"""The box's sender: takes packages from the outbox and moves them to the province (docs/protocol.md).
+
+One package is transferred at a time (a higher-priority one pre-empts it between segments); any number
+wait for their receipts. Every state change is committed before the action it describes; what the
+receiver holds is asked again (init -> offset) after every reconnect or restart, so a transfer resumes
+from the receiver's last stored byte and a resent segment is harmless.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from appliance import db
+from appliance.outbox import protocol, store
+from appliance.outbox.mqtt import Event, Link, LinkConfig
+from appliance.outbox.protocol import Receipt, Topics
+from appliance.outbox.shaping import TokenBucket, backoff, in_window, parse_windows
+from appliance.outbox.store import PackageState
+from appliance.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_CORRUPT_RESENDS = 3
+Tamper = Callable[[int, bytes], bytes]  # fault injection for tests: (offset, bytes) -> bytes on the wire
+
+
+@dataclass
+class Transfer:
+    item_id: int
+    package_id: str
+    path: Path
+    size: int
+    sha256: str
+    priority: int
+    dossier_code: str | None
+    file: BinaryIO
+    phase: str = "init"  # init | segments | yield | fin | wait
+    acked: int = 0  # leading bytes the receiver holds
+    next_offset: int = 0
+    inflight: dict[int, int] = field(default_factory=dict)  # offset -> length, awaiting the receiver
+    done: dict[int, int] = field(default_factory=dict)  # answered segments beyond `acked`
+    corrupt: dict[int, int] = field(default_factory=dict)
+    last_progress: float = 0.0
+
+
+@dataclass
+class Stats:
+    payload_bytes: int = 0  # segment bytes published
+    wire_bytes: int = 0  # topic + payload of every publish (approximate MQTT overhead excluded)
+    segments: int = 0
+    resent_bytes: int = 0  # segment bytes published a second time or more
+    inits: int = 0
+    denials: int = 0
+
+
+class Sender:
+    def __init__(
+        self,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        *,
+        tamper: Tamper | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        o = settings.outbox
+        self.o = o
+        self.factory = factory
+        self.topics = Topics(settings.device_id, o.topic_mode)
+        self.link = Link(
+            LinkConfig(
+                host=o.host,
+                port=o.port,
+                client_id=settings.device_id,
+                ca_file=o.ca_file,
+                cert_file=o.cert_file,
+                key_file=o.key_file,
+                keepalive_s=o.keepalive_s,
+                inflight=o.inflight + 4,
+                subscriptions=(self.topics.response, self.topics.receipts, protocol.RECEIVER_STATE_FILTER),
+            )
+        )
+        self.bucket = TokenBucket(o.rate_kbit, o.segment_size, time.monotonic())
+        self.windows = parse_windows(o.windows)
+        self.receivers: dict[str, str] = {}
+        self.transfer: Transfer | None = None
+        self.tamper = tamper
+        self.rng = rng or random.Random()
+        self.stats = Stats()
+        self.sent_offsets: dict[str, set[int]] = {}
+        self.last_error: str | None = None
+        self._last_sweep = 0.0
+        self._last_preempt_check = 0.0
+
+    # --- main loop ---
+    def run(self, stop: threading.Event | None = None, *, until_empty: bool = False) -> None:
+        stop = stop or threading.Event()
+        self.link.start()
+        try:
+            while not stop.is_set():
+                timeout = self._step()
+                try:
+                    ev = self.link.events.get(timeout=max(0.0, min(timeout, 1.0)))
+                except queue.Empty:
+                    ev = None
+                while ev is not None:
+                    self._handle(ev)
+                    try:
+                        ev = self.link.events.get_nowait()
+                    except queue.Empty:
+                        ev = None
+                if until_empty and self.transfer is None:
+                    with db.transaction(self.factory) as s:
+                        if store.depth(s)[0] == 0:
+                            return
+        finally:
+            if self.transfer is not None:
+                self.transfer.file.close()
+            self.link.stop()
+
+    def paused(self) -> str | None:
+        """Why packages may not go now (None = they may)."""
+        if self.receivers and all(v != "online" for v in self.receivers.values()):
+            return "receiver offline"
+        if not in_window(self.windows, dt.datetime.now().astimezone()):
+            return "outside the sending window"
+        return None
+
+    def _step(self) -> float:
+        if not self.link.connected.is_set():
+            return 1.0
+        now = time.monotonic()
+        if now - self._last_sweep > 5.0:
+            self._last_sweep = now
+            self._sweep()
+        t = self.transfer
+        if t is None:
+            return self._begin_next()
+        pause = self.paused() if t.priority >= store.PRIORITY_PACKAGE else None
+        if t.inflight and now - t.last_progress > self.o.response_timeout_s:
+            self._fail(t, f"no answer from the receiver within {self.o.response_timeout_s:g} s", "outbox_failed")
+            return 0.0
+        if t.phase in ("init", "fin") and now - t.last_progress > self.o.response_timeout_s:
+            self._fail(t, f"no answer to {t.phase} within {self.o.response_timeout_s:g} s", "outbox_failed")
+            return 0.0
+        if t.phase == "segments" and pause is not None and not t.inflight:
+            log.info("pausing %s: %s", t.package_id[:12], pause)
+            self._drop(t)
+            return 1.0
+        if t.phase == "segments" and now - self._last_preempt_check > 2.0 and t.priority > 0:
+            self._last_preempt_check = now
+            with db.transaction(self.factory) as s:
+                better = store.next_due(s, now=db.utcnow(), max_priority=t.priority - 1)
+            if better is not None:
+                log.info("package %s yields to higher-priority %s", t.package_id[:12], better.package_id[:12])
+                t.phase = "yield"
+        if t.phase == "yield" and not t.inflight:
+            self._drop(t)
+            return 0.0
+        if t.phase == "segments" and pause is None:
+            while len(t.inflight) < self.o.inflight and t.next_offset < t.size:
+                wait = self.bucket.wait(time.monotonic())
+                if wait > 0:
+                    return wait
+                self._send_segment(t, t.next_offset)
+                t.next_offset += t.inflight[t.next_offset]
+            if t.acked >= t.size and not t.inflight:
+                t.phase = "fin"
+                t.last_progress = time.monotonic()
+                self._publish(self.topics.fin(t.package_id, t.size, t.sha256), b"")
+        return 0.5
+
+    def _sweep(self) -> None:
+        now = db.utcnow()
+        with db.transaction(self.factory) as s:
+            for item in store.awaiting_receipt(s, older_than=now - dt.timedelta(seconds=self.o.receipt_timeout_s)):
+                log.info("no receipt for %s yet: asking the receiver again", item.package_id[:12])
+                item.state = PackageState.SENDING
+                item.next_try_at = None
+            removed = store.purge_archive(s, now=now, retention_days=self.o.retention_days)
+        for path in removed:
+            log.info("removed %s from the local archive (retention %d days)", path, self.o.retention_days)
+
+    def _begin_next(self) -> float:
+        pause = self.paused()
+        with db.transaction(self.factory) as s:
+            item = store.next_due(
+                s, now=db.utcnow(), max_priority=store.PRIORITY_RECEIPT if pause is not None else None
+            )
+            if item is None:
+                return 1.0
+            try:
+                fh = Path(item.path).open("rb")
+            except OSError as err:
+                item.state = PackageState.REJECTED
+                item.reason = f"package file unreadable on the box: {err.strerror}"
+                log.error("outbox item %s: %s", item.id, item.reason)
+                return 0.0
+            item.state = PackageState.SENDING  # committed before the init goes out
+            t = Transfer(
+                item_id=item.id,
+                package_id=item.package_id,
+                path=Path(item.path),
+                size=item.size,
+                sha256=item.sha256,
+                priority=item.priority,
+                dossier_code=item.dossier_code,
+                file=fh,
+                acked=item.bytes_acked,
+            )
+        self.transfer = t
+        self._send_init(t)
+        return 0.0
+
+    def _send_init(self, t: Transfer) -> None:
+        t.phase = "init"
+        t.inflight.clear()
+        t.done.clear()
+        t.last_progress = time.monotonic()
+        self.stats.inits += 1
+        payload = protocol.init_payload(
+            name=f"{t.package_id}.asice",
+            size=t.size,
+            checksum=t.sha256,
+            user_data={"package_id": t.package_id, "dossier_code": t.dossier_code, "device_id": self.topics.device_id},
+        )
+        self._publish(self.topics.init(t.package_id), payload)
+
+    def _send_segment(self, t: Transfer, offset: int) -> None:
+        t.file.seek(offset)
+        data = t.file.read(min(self.o.segment_size, t.size - offset))
+        checksum = protocol.sha256_hex(data)
+        wire = self.tamper(offset, data) if self.tamper is not None else data
+        sent = self.sent_offsets.setdefault(t.package_id, set())
+        if offset in sent:
+            self.stats.resent_bytes += len(data)
+        sent.add(offset)
+        t.inflight[offset] = len(data)
+        t.last_progress = time.monotonic() if len(t.inflight) == 1 else t.last_progress
+        self.stats.payload_bytes += len(data)
+        self.stats.segments += 1
+        self._publish(self.topics.segment(t.package_id, offset, checksum), wire)
+
+    def _publish(self, topic: str, payload: bytes) -> None:
+        self.stats.wire_bytes += len(topic) + len(payload)
+        self.bucket.spend(len(topic) + len(payload), time.monotonic())
+        self.link.publish(topic, payload)
+
+    # --- events ---
+    def _handle(self, ev: Event) -> None:
+        t = self.transfer
+        if ev.kind == "connected":
+            log.info("connected to %s:%s", self.o.host, self.o.port)
+            if t is not None:
+                self._send_init(t)  # ask where to resume
+        elif ev.kind == "disconnected":
+            log.warning("disconnected from the broker: %s", ev.reason)
+            if t is not None:
+                t.phase = "wait"
+                t.inflight.clear()
+        elif ev.kind == "refused":
+            self.last_error = f"broker refused the connection: {ev.reason}"
+            log.error("%s", self.last_error)
+        elif ev.kind == "puback":
+            if ev.reason_code >= 0x80:
+                self.stats.denials += 1
+                msg = f"broker rejected a publish on {ev.topic}: {ev.reason} (0x{ev.reason_code:02x})"
+                self.last_error = msg
+                log.error("%s", msg)
+                if t is not None and f"/{t.package_id}/" in ev.topic:
+                    self._fail(t, msg, "broker_denied")
+        elif ev.kind == "message":
+            self._on_message(ev.topic, ev.payload)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic == self.topics.receipts:
+            try:
+                receipt = protocol.parse_receipt(json.loads(payload))
+            except ValueError:
+                receipt = None
+            if receipt is not None:
+                self._apply_receipt(receipt)
+            return
+        if topic.startswith("province/receivers/"):
+            try:
+                self.receivers[topic.split("/")[2]] = str(json.loads(payload).get("state"))
+            except (ValueError, AttributeError):
+                self.receivers.pop(topic.split("/")[2], None)
+            return
+        if topic != self.topics.response:
+            return
+        resp = protocol.parse_response(payload)
+        t = self.transfer
+        if resp is None:
+            return
+        if resp.receipt is not None:
+            receipt = protocol.parse_receipt(resp.receipt)
+            if receipt is not None:
+                self._apply_receipt(receipt)
+                return
+        prefix = f"{self.topics.base}/"
+        if t is None or not resp.topic.startswith(f"{prefix}{t.package_id}/"):
+            return  # an answer to an earlier attempt
+        rest = resp.topic[len(prefix) + len(t.package_id) + 1 :].split("/")
+        t.last_progress = time.monotonic()
+        if rest == ["init"]:
+            if t.phase != "init":
+                return
+            if not resp.ok:
+                self._fail(t, f"receiver refused init: {resp.reason_description}", "outbox_failed")
+                return
+            t.acked = resp.offset if resp.offset is not None else t.acked
+            t.next_offset = t.acked
+            t.phase = "segments"
+            self._commit_acked(t)
+        elif rest[0] == "fin":
+            if t.phase != "fin":
+                return
+            if resp.ok:
+                with db.transaction(self.factory) as s:
+                    item = store.get_item(s, item_id=t.item_id)
+                    if item.state == PackageState.SENDING:
+                        item.state = PackageState.TRANSFERRED
+                        item.bytes_acked = t.size
+                        item.next_try_at = None
+                t.file.close()
+                self.transfer = None
+                log.info("package %s transferred (%d bytes); waiting for the receipt", t.package_id[:12], t.size)
+            else:
+                t.acked = 0
+                self._fail(t, f"receiver could not assemble the package: {resp.reason_description}", "outbox_failed")
+        else:
+            try:
+                offset = int(rest[0])
+            except ValueError:
+                return
+            length = t.inflight.pop(offset, None)
+            if length is None:
+                return
+            if resp.ok:
+                t.done[offset] = length
+                while t.acked in t.done:
+                    t.acked += t.done.pop(t.acked)
+                self._commit_acked(t)
+            elif resp.reason_code == protocol.PAYLOAD_INVALID:
+                t.corrupt[offset] = t.corrupt.get(offset, 0) + 1
+                log.warning("segment %s@%d arrived corrupted; sending it again", t.package_id[:12], offset)
+                if t.corrupt[offset] > MAX_CORRUPT_RESENDS:
+                    self._fail(t, f"segment at {offset} keeps arriving corrupted", "outbox_failed")
+                else:
+                    self._send_segment(t, offset)
+            else:
+                reason = (
+                    "receiver disk full"
+                    if resp.reason_code == protocol.QUOTA_EXCEEDED
+                    else f"receiver refused a segment: {resp.reason_description}"
+                )
+                self._fail(t, reason, "outbox_failed")
+
+    def _commit_acked(self, t: Transfer) -> None:
+        with db.transaction(self.factory) as s:
+            store.get_item(s, item_id=t.item_id).bytes_acked = t.acked
+
+    def _apply_receipt(self, r: Receipt) -> None:
+        with db.transaction(self.factory) as s:
+            try:
+                item = store.get_item(s, package_id=r.package_id)
+            except Exception:  # noqa: BLE001 - a receipt for a package this box no longer knows
+                return
+            if item.state in (PackageState.RECEIPTED, PackageState.REJECTED):
+                pass
+            elif r.status == "accepted":
+                item.state = PackageState.RECEIPTED
+                item.warehouse_id = r.warehouse_id
+                item.receipted_at = db.utcnow()
+                item.reason = None
+                item.bytes_acked = item.size
+                item.next_try_at = None
+                log.info("package %s receipted by the warehouse as %s", r.package_id[:12], r.warehouse_id)
+            else:
+                item.state = PackageState.REJECTED
+                item.reason = (r.reason or "rejected")[:500]
+                item.next_try_at = None
+                log.warning("package %s rejected by the warehouse: %s", r.package_id[:12], item.reason)
+        t = self.transfer
+        if t is not None and t.package_id == r.package_id:
+            t.file.close()
+            self.transfer = None
+
+    def _drop(self, t: Transfer) -> None:
+        """Stop working on `t` for now; it stays `sending` and resumes from what the receiver holds."""
+        self._commit_acked(t)
+        t.file.close()
+        self.transfer = None
+
+    def _fail(self, t: Transfer, reason: str, code: str) -> None:
+        with db.transaction(self.factory) as s:
+            item = store.get_item(s, item_id=t.item_id)
+            item.attempts += 1
+            delay = backoff(item.attempts, base=self.o.backoff_base_s, cap=self.o.backoff_max_s, rng=self.rng)
+            item.next_try_at = db.utcnow() + dt.timedelta(seconds=delay)
+            item.reason = f"{code}: {reason}"[:500]
+            item.bytes_acked = t.acked
+        log.warning(
+            "package %s: %s (attempt %d, next try in %.0f s)", t.package_id[:12], reason, item.attempts, delay
+        )
+        self.last_error = reason
+        t.file.close()
+        self.transfer = None
+
+
+def open_factory(settings: Settings) -> sessionmaker[Session]:
+    engine = db.make_engine(settings.db_url)
+    db.upgrade(engine)
+    return db.session_factory(engine)
+
+
+def run_sender(settings: Settings, *, until_empty: bool = False, stop: threading.Event | None = None) -> Stats:
+    sender = Sender(settings, open_factory(settings))
+    log.info("outbox sender for %s starting (pid %d)", settings.device_id, os.getpid())
+    sender.run(stop, until_empty=until_empty)
+    return sender.stats

@@ -1,0 +1,278 @@
+"""The officers' web UI: FastAPI + server-rendered Jinja2 + htmx (vendored in static/).
+
+``create_app(settings, scanner=...)`` builds everything at startup (database, job runner,
+templates); nothing reads settings at import time. The UI calls the pipeline and the outbox
+store; the scanner is reached only through the Scanner protocol passed in here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from appliance import db, pipeline
+from appliance.capture import Scanner
+from appliance.model import EncodeOptions
+from appliance.ocr import OcrOptions
+from appliance.settings import Settings
+from appliance.web.auth import LoginThrottle
+from appliance.web.jobs import Jobs
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+SESSION_COOKIE = "sid"
+PRELOGIN_COOKIE = "pre"
+
+
+class NeedLogin(Exception):
+    """Raised by the `officer` dependency; answered with a redirect to the sign-in page."""
+
+    def __init__(self, expired: bool = False) -> None:
+        super().__init__("sign in")
+        self.expired = expired
+
+
+class Forbidden(Exception):
+    """The page needs the supervisor role."""
+
+
+class BadCsrf(Exception):
+    """A form came without the session's CSRF token."""
+
+
+@dataclass
+class Ctx:
+    """Everything the routes need, built once in create_app."""
+
+    settings: Settings
+    factory: sessionmaker[Session]
+    templates: Jinja2Templates
+    jobs: Jobs
+    throttle: LoginThrottle
+    scanner: Scanner | None
+    secure_cookies: bool
+    idle: timedelta
+    cache_dir: Path
+    signed_dir: Path
+    packages_dir: Path
+
+    @contextmanager
+    def tx(self) -> Iterator[Session]:
+        with db.transaction(self.factory) as session:
+            yield session
+
+
+def pipeline_options(settings: Settings) -> pipeline.PipelineOptions:
+    """The same options as the CLI builds from settings."""
+    return pipeline.PipelineOptions(
+        encode=EncodeOptions(
+            background_dpi=settings.encode.background_dpi, jpeg_quality=settings.encode.jpeg_quality
+        ),
+        ocr=OcrOptions(
+            lang=settings.ocr.lang, timeout_s=settings.ocr.timeout_s, low_conf=settings.ocr.low_confidence
+        ),
+        workers=settings.ocr.workers,
+    )
+
+
+class BodyLimit:
+    """Refuses request bodies larger than ``limit`` bytes (declared or streamed) with a 413 page."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(scope, send, self.limit)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await _too_large(scope, send, self.limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(scope: Scope, send: Send, limit: int) -> None:
+    mb = limit / (1024 * 1024)
+    body = (
+        "<!doctype html><html lang='vi'><meta charset='utf-8'><title>Tệp quá lớn</title>"
+        "<link rel='stylesheet' href='/static/app.css'><main class='narrow'><h1>Tệp quá lớn</h1>"
+        f"<p role='alert' class='error'>Tệp gửi lên vượt quá {mb:.0f} MB. Hãy chia nhỏ hoặc quét lại "
+        "ở độ phân giải thấp hơn. Các trang đã quét trước đó vẫn được giữ nguyên.</p>"
+        "<p><a href='javascript:history.back()'>Quay lại</a></p></main></html>"
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"text/html; charset=utf-8"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def create_app(
+    settings: Settings,
+    *,
+    scanner: Scanner | None = None,
+    options: pipeline.PipelineOptions | None = None,
+) -> FastAPI:
+    """The web application. ``scanner`` is the shared device (None: upload only)."""
+    from appliance.web import routes
+    from appliance.web.models import Base  # noqa: F401 - tables registered on the shared metadata
+
+    engine = db.make_engine(settings.db_url)
+    db.upgrade(engine)
+    factory = db.session_factory(engine)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals["kind_labels"] = routes.KIND_LABELS_STR
+    templates.env.filters["vn_state"] = routes.doc_state_label
+    jobs = Jobs(settings, options or pipeline_options(settings), after=routes.after_digitize(factory))
+    cache_dir = settings.data_dir / "web-cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    ctx = Ctx(
+        settings=settings,
+        factory=factory,
+        templates=templates,
+        jobs=jobs,
+        throttle=LoginThrottle(
+            max_failures=settings.web.login_max_failures,
+            lockout_s=settings.web.login_lockout_min * 60.0,
+        ),
+        scanner=scanner,
+        secure_cookies=bool(settings.web.https_cert and settings.web.https_key),
+        idle=timedelta(minutes=settings.web.idle_timeout_min),
+        cache_dir=cache_dir,
+        signed_dir=settings.data_dir / "signed",
+        packages_dir=settings.data_dir / "packages",
+    )
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        jobs.shutdown()
+
+    app = FastAPI(
+        title="Số hóa hồ sơ — một cửa", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
+    app.state.ctx = ctx
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    for router in routes.routers():
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        for key, value in SECURITY_HEADERS.items():
+            if key == "Cache-Control" and key in response.headers:
+                continue
+            response.headers.setdefault(key, value)
+        return response
+
+    @app.exception_handler(NeedLogin)
+    async def need_login(request: Request, exc: NeedLogin) -> Response:
+        target = "/login?expired=1" if exc.expired else "/login"
+        if request.headers.get("hx-request"):
+            return Response(status_code=200, headers={"HX-Redirect": target})
+        response = RedirectResponse(target, status_code=303)
+        if exc.expired:
+            response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> Response:
+        return routes.message_page(
+            request, "Không có quyền", "Trang này chỉ dành cho lãnh đạo (người phụ trách).", 403
+        )
+
+    @app.exception_handler(BadCsrf)
+    async def bad_csrf(request: Request, exc: BadCsrf) -> Response:
+        log.warning("form refused: missing or wrong CSRF token path=%s", request.url.path)
+        return routes.message_page(
+            request,
+            "Biểu mẫu đã hết hạn",
+            "Biểu mẫu này đã cũ hoặc không hợp lệ. Hãy tải lại trang rồi thao tác lại.",
+            403,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc.__cause__, _TooLarge):
+            mb = settings.web.upload_max_bytes / (1024 * 1024)
+            return routes.message_page(
+                request, "Tệp quá lớn", f"Tệp gửi lên vượt quá {mb:.0f} MB. Hãy chia nhỏ tệp.", 413
+            )
+        if exc.status_code == 404:
+            return routes.message_page(request, "Không tìm thấy", "Không tìm thấy trang hoặc tài liệu này.", 404)
+        if exc.status_code == 405:
+            return routes.message_page(request, "Không hợp lệ", "Thao tác không hợp lệ.", 405)
+        return routes.message_page(request, "Lỗi", "Yêu cầu không hợp lệ.", exc.status_code)
+
+    from fastapi.exceptions import RequestValidationError
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        return routes.message_page(
+            request, "Thiếu thông tin", "Biểu mẫu thiếu thông tin hoặc có giá trị không hợp lệ.", 422
+        )
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> Response:
+        log.exception("page failed path=%s", request.url.path)
+        return routes.message_page(
+            request,
+            "Có lỗi",
+            "Có lỗi không mong muốn. Công việc đã làm vẫn được giữ. Hãy thử lại; nếu vẫn lỗi, báo cán bộ kỹ thuật.",
+            500,
+        )
+
+    app.add_middleware(BodyLimit, limit=settings.web.upload_max_bytes)
+    return app
+
+
+__all__ = ["Ctx", "HTMLResponse", "create_app", "pipeline_options"]

@@ -1,0 +1,169 @@
+"""Officer accounts and browser sessions: Argon2 passwords, server-side sessions, CSRF, login lockout.
+
+The session cookie carries a random token; the database keeps only its SHA-256, with the session's
+CSRF token and the time of the last request (idle timeout). Signing in always starts a new session
+(no fixation). Wrong passwords are counted per account and per client address; past the limit the
+account is locked for a while, whatever password is typed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from appliance.db import utcnow
+from appliance.web.models import Role, User, WebSession
+
+log = logging.getLogger(__name__)
+
+_HASHER = PasswordHasher()
+_DUMMY_HASH = _HASHER.hash("not-a-real-password")  # verified for unknown names: same timing
+USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def hash_password(password: str) -> str:
+    return _HASHER.hash(password)
+
+
+def check_password(stored: str | None, password: str) -> bool:
+    try:
+        return _HASHER.verify(stored or _DUMMY_HASH, password) and stored is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def valid_username(name: str) -> bool:
+    return 2 <= len(name) <= 64 and set(name) <= USERNAME_CHARS
+
+
+# --- accounts ---------------------------------------------------------------------------------
+def create_user(session: Session, *, username: str, full_name: str, role: Role, password: str) -> User:
+    user = User(
+        username=username,
+        full_name=full_name,
+        role=role,
+        password_hash=hash_password(password),
+        active=True,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def find_user(session: Session, *, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == username))
+
+
+def authenticate(session: Session, *, username: str, password: str) -> User | None:
+    user = find_user(session, username=username)
+    ok = check_password(user.password_hash if user else None, password)
+    if user is None or not ok or not user.active:
+        return None
+    return user
+
+
+# --- sessions ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    user_id: int
+    username: str
+    full_name: str
+    role: str
+    csrf: str
+
+    @property
+    def supervisor(self) -> bool:
+        return self.role == Role.SUPERVISOR
+
+
+def start_session(session: Session, *, user: User, replaces: str | None = None) -> str:
+    """A new session for the user; the old one (if any cookie came with the login) is dropped."""
+    if replaces:
+        session.execute(delete(WebSession).where(WebSession.id == token_hash(replaces)))
+    token = secrets.token_urlsafe(32)
+    session.add(WebSession(id=token_hash(token), user_id=user.id, csrf=secrets.token_urlsafe(32)))
+    session.flush()
+    return token
+
+
+def end_session(session: Session, *, token: str) -> None:
+    session.execute(delete(WebSession).where(WebSession.id == token_hash(token)))
+
+
+def lookup_session(session: Session, *, token: str, idle: timedelta) -> SignedIn | None:
+    """The signed-in officer for a cookie token, or None (unknown, expired or account disabled)."""
+    row = session.get(WebSession, token_hash(token))
+    if row is None:
+        return None
+    now = utcnow()
+    last = _aware(row.last_seen)
+    user = session.get(User, row.user_id)
+    if now - last > idle or user is None or not user.active:
+        session.delete(row)
+        return None
+    if now - last > timedelta(seconds=30):  # fewer writes: refresh at most twice a minute
+        row.last_seen = now
+    return SignedIn(user.id, user.username, user.full_name, user.role, row.csrf)
+
+
+def _aware(when: datetime) -> datetime:
+    from datetime import UTC
+
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def same_token(given: str | None, expected: str) -> bool:
+    return bool(given) and hmac.compare_digest(str(given).encode(), expected.encode())
+
+
+# --- login throttle -----------------------------------------------------------------------------
+class LoginThrottle:
+    """Counts wrong passwords per account and per client; locks either for ``lockout_s``."""
+
+    def __init__(self, *, max_failures: int, lockout_s: float, per_client: int | None = None) -> None:
+        self.max_failures = max_failures
+        self.per_client = per_client or max_failures * 4
+        self.lockout_s = lockout_s
+        self._fails: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        q = self._fails.setdefault(key, deque())
+        while q and now - q[0] > self.lockout_s:
+            q.popleft()
+        return q
+
+    def locked(self, username: str, client: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            return (
+                len(self._recent("u:" + username, now)) >= self.max_failures
+                or len(self._recent("c:" + client, now)) >= self.per_client
+            )
+
+    def failed(self, username: str, client: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._recent("u:" + username, now).append(now)
+            self._recent("c:" + client, now).append(now)
+        log.warning("failed sign-in for an account from client=%s", client)
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._fails.pop("u:" + username, None)

@@ -1,0 +1,152 @@
+"""`appliance serve`: the officers' web UI on the LAN (HTTPS with the box's certificate when configured)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from appliance.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEV_OFFICER = "canbo"
+DEV_SUPERVISOR = "lanhdao"
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser(
+        "serve",
+        help="serve the officers' web UI",
+        description="Serve the Vietnamese web UI for the counter officers. HTTPS when settings.web.https_cert "
+        "and https_key are set; plain HTTP otherwise (development only).",
+    )
+    s.add_argument("--host", default=None, help="address to listen on (default: settings.web.host)")
+    s.add_argument("--port", type=int, default=None, help="port (default: settings.web.port)")
+    s.add_argument(
+        "--dev",
+        action="store_true",
+        help="development: create an officer and a supervisor account with fresh passwords and print them; "
+        "use the SANE test scanner when no scanner is attached",
+    )
+    s.add_argument("--no-scanner", action="store_true", help="no scanner: file upload only")
+    s.set_defaults(handler=serve)
+
+    u = sub.add_parser("user", help="create an officer account (the password is read from stdin)")
+    u.add_argument("username")
+    u.add_argument("--name", required=True, help="full name, as shown on signatures")
+    u.add_argument("--role", choices=["officer", "supervisor"], default="officer")
+    u.set_defaults(handler=add_user)
+
+
+def _dev_sane(settings: Settings) -> None:
+    """No real scanner: enable only SANE's test backend (A4 geometry) in a private config dir."""
+    if os.environ.get("SANE_CONFIG_DIR") or not Path("/etc/sane.d/test.conf").exists():
+        return
+    conf = settings.data_dir / "sane"
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "dll.conf").write_text("test\n")
+    lines = [
+        "geometry_max 300.0" if ln.strip().startswith("geometry_max") else ln
+        for ln in Path("/etc/sane.d/test.conf").read_text().splitlines()
+    ]
+    (conf / "test.conf").write_text("\n".join(lines) + "\n")
+    os.environ["SANE_CONFIG_DIR"] = str(conf)
+
+
+def dev_accounts(settings: Settings) -> list[tuple[str, str, str]]:
+    """(Re)create the development accounts with new random passwords: [(username, password, role)]."""
+    from appliance import db
+    from appliance.web.auth import create_user, find_user, hash_password
+    from appliance.web.models import Role
+
+    engine = db.make_engine(settings.db_url)
+    db.upgrade(engine)
+    out = []
+    with db.transaction(db.session_factory(engine)) as session:
+        for name, full, role in (
+            (DEV_OFFICER, "Cán bộ Một Cửa (thử)", Role.OFFICER),
+            (DEV_SUPERVISOR, "Lãnh đạo Xã (thử)", Role.SUPERVISOR),
+        ):
+            password = secrets.token_urlsafe(9)
+            user = find_user(session, username=name)
+            if user is None:
+                create_user(session, username=name, full_name=full, role=role, password=password)
+            else:
+                user.password_hash, user.active = hash_password(password), True
+            out.append((name, password, role.value))
+    engine.dispose()
+    return out
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from appliance.web.app import create_app
+
+    host = args.host or settings.web.host
+    port = args.port or settings.web.port
+    scanner = None
+    if not args.no_scanner:
+        if args.dev and not (shutil.which("scanimage") and _has_real_scanner()):
+            _dev_sane(settings)
+        from appliance.capture.sane import SaneScanner
+
+        scanner = SaneScanner(lock_timeout_s=settings.scanner.lock_timeout_s)
+    app = create_app(settings, scanner=scanner)
+    tls = settings.web.https_cert and settings.web.https_key
+    scheme = "https" if tls else "http"
+    if args.dev:
+        for name, password, role in dev_accounts(settings):
+            print(f"development account: {name} / {password} ({role})", file=sys.stderr, flush=True)
+    print(f"web UI: {scheme}://{host}:{port}/", file=sys.stderr, flush=True)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=str(settings.web.https_cert) if tls else None,
+        ssl_keyfile=str(settings.web.https_key) if tls else None,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def _has_real_scanner() -> bool:
+    if os.environ.get("SANE_CONFIG_DIR"):
+        return True  # the caller chose a SANE configuration
+    import subprocess
+
+    try:
+        out = subprocess.run(["scanimage", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return any(line.startswith("device") and "`test:" not in line for line in out.splitlines())
+
+
+def add_user(args: argparse.Namespace, settings: Settings) -> int:
+    from appliance import db
+    from appliance.errors import InputError
+    from appliance.web.auth import create_user, find_user, valid_username
+    from appliance.web.models import Role
+
+    name = args.username.strip().lower()
+    if not valid_username(name):
+        raise InputError(f"bad user name {name!r}: use a-z, 0-9, '.', '_', '-'")
+    password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 10:
+        raise InputError("the password needs at least 10 characters")
+    engine = db.make_engine(settings.db_url)
+    db.upgrade(engine)
+    with db.transaction(db.session_factory(engine)) as session:
+        if find_user(session, username=name) is not None:
+            raise InputError(f"user {name} exists already")
+        create_user(session, username=name, full_name=args.name, role=Role(args.role), password=password)
+    print(f"created {args.role} {name}")
+    return 0

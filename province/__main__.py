@@ -1,0 +1,5 @@
+import sys
+
+from province.cli import main
+
+sys.exit(main())

@@ -1,0 +1,86 @@
+"""The warehouse catalogue: one row per accepted package (SQLite by default, PostgreSQL by URL).
+
+The package files themselves are content-addressed under the store directory (store/ab/abcd....asice).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Integer, String, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from appliance.db import make_engine, utcnow
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class StoredPackage(Base):
+    __tablename__ = "packages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    package_id: Mapped[str] = mapped_column(String(64), unique=True)
+    device_id: Mapped[str] = mapped_column(String(100), index=True)
+    commune_code: Mapped[str] = mapped_column(String(20), index=True, default="")
+    dossier_code: Mapped[str | None] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(500))
+    signer: Mapped[str | None] = mapped_column(String(500))
+    warehouse_id: Mapped[str] = mapped_column(String(100))
+    receipt: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Rejection(Base):
+    """Every rejection, as a log; a rejected package is not catalogued, so a corrected resend is checked anew."""
+
+    __tablename__ = "rejections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    package_id: Mapped[str] = mapped_column(String(64), index=True)
+    device_id: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(1000))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def open_catalogue(url: str) -> sessionmaker[Session]:
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def find(session: Session, package_id: str) -> StoredPackage | None:
+    return session.scalar(select(StoredPackage).where(StoredPackage.package_id == package_id))
+
+
+def record(factory: sessionmaker[Session], row: StoredPackage) -> StoredPackage:
+    """Insert and commit; when another receiver stored the same package first, return its row."""
+    try:
+        with factory() as s, s.begin():
+            s.add(row)
+        return row
+    except IntegrityError:
+        with factory() as s:
+            existing = find(s, row.package_id)
+        if existing is None:
+            raise
+        return existing
+
+
+def record_rejection(factory: sessionmaker[Session], *, package_id: str, device_id: str, reason: str) -> None:
+    with factory() as s, s.begin():
+        s.add(Rejection(package_id=package_id, device_id=device_id, reason=reason[:1000]))
+
+
+def list_packages(session: Session) -> list[StoredPackage]:
+    return list(session.scalars(select(StoredPackage).order_by(StoredPackage.commune_code, StoredPackage.id)))
+
+
+def list_rejections(session: Session) -> list[Rejection]:
+    return list(session.scalars(select(Rejection).order_by(Rejection.id)))

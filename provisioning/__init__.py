@@ -1,0 +1,1 @@
+"""Provincial provisioning: a small CA for device and receiver certificates, broker config + ACL generation."""

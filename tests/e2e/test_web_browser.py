@@ -1,0 +1,238 @@
+"""The counter workflow in a real browser: Debian's headless Chromium driven by Playwright, against
+uvicorn on a free loopback port, with the SANE test scanner, real tesseract and a SoftHSM2 token.
+
+Screenshots (1366x768) go to test-artifacts/e2e/; with DOCS_SCREENSHOTS=1 they are also copied to
+docs/img/ for the officers' guide (docs/huong-dan-can-bo.md), so the guide shows the real UI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import need
+from tests.softhsm import SoftToken, fresh_hsm, hsm, shared_token  # noqa: F401
+
+pytestmark = [pytest.mark.slow, pytest.mark.sane, pytest.mark.tesseract]
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+DOCS_IMG = ROOT / "docs" / "img"
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+CODE = "000.00.19.H12-240517-0042"
+WAIT_MS = 180_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path, sane_env: Path, tesseract: str, hsm: SoftToken) -> Iterator[tuple[str, str]]:  # noqa: F811
+    need("chromium")
+    import uvicorn
+
+    from appliance.capture.sane import SaneScanner
+    from appliance.settings import load_settings
+    from appliance.web.app import create_app
+    from appliance.web.commands import dev_accounts
+
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        scanner={"device": "test:0", "resolution": 100, "mode": "Gray"},
+        ocr={"workers": 2},
+        sign={"token_serial": hsm.serial, "organisation_name": "UBND xã Quảng Phú"},
+    )
+    accounts = dev_accounts(settings)
+    app = create_app(settings, scanner=SaneScanner(lock_timeout_s=60))
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    officer = next(a for a in accounts if a[2] == "officer")
+    yield f"http://127.0.0.1:{port}", f"{officer[0]}:{officer[1]}"
+    srv.should_exit = True
+    thread.join(timeout=30)
+
+
+def _receipt_image(path: Path) -> None:
+    """A one-stop receipt: its QR code carries the dossier facts."""
+    import zxingcpp
+
+    payload = json.dumps(
+        {
+            "MaHoSo": CODE,
+            "MaTTHC": "1.001193",
+            "SoDinhDanh": "044190000123",
+            "HoTen": "Lê Thị Hoa",
+            "TenGiayTo": "Đăng ký khai sinh",
+            "NgayHenTra": "2024-05-20",
+        },
+        ensure_ascii=False,
+    )
+    symbol = np.asarray(zxingcpp.create_barcode(payload, zxingcpp.BarcodeFormat.QRCode).to_image(scale=6))
+    page = np.full((1100, 850), 255, np.uint8)
+    h, w = symbol.shape[:2]
+    page[80 : 80 + h, 80 : 80 + w] = symbol if symbol.ndim == 2 else symbol[..., 0]
+    Image.fromarray(page).save(path, dpi=(150, 150))
+
+
+def test_counter_workflow_in_chromium(server: tuple[str, str], tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from bench.corpus import render_page
+
+    base, creds = server
+    user, password = creds.split(":", 1)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shots: list[Path] = []
+
+    image, truth = render_page(seed=3, dpi=200)
+    sample = tmp_path / "to-khai.png"
+    Image.fromarray(image).save(sample, dpi=(200, 200))
+    receipt = tmp_path / "giay-tiep-nhan.png"
+    _receipt_image(receipt)
+    # a word of the page, searched without diacritics
+    from appliance.web.search import fold
+
+    word = max((w for w in truth.split() if w.isalpha() and fold(w) != w.lower()), key=len)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        page = browser.new_page(viewport={"width": 1366, "height": 768}, locale="vi-VN")
+        page.set_default_timeout(30_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+
+        def shot(name: str) -> None:
+            path = ARTIFACTS / f"{name}.png"
+            page.screenshot(path=str(path), full_page=False)
+            shots.append(path)
+
+        # sign in (wrong password first)
+        page.goto(f"{base}/")
+        expect(page.get_by_role("heading", name="Đăng nhập")).to_be_visible()
+        page.get_by_label("Tên đăng nhập").fill(user)
+        page.get_by_label("Mật khẩu").fill("sai")
+        page.get_by_role("button", name="Đăng nhập").click()
+        expect(page.locator("#login-error")).to_contain_text("không đúng")
+        shot("01-dang-nhap")
+        page.get_by_label("Tên đăng nhập").fill(user)
+        page.get_by_label("Mật khẩu").fill(password)
+        page.get_by_role("button", name="Đăng nhập").click()
+        expect(page.get_by_role("heading", name="Mở hồ sơ")).to_be_visible()
+
+        # a malformed code gets a Vietnamese message
+        page.locator("#code").fill("000.00.19.H12-241399-1")
+        page.get_by_role("button", name="Mở hồ sơ").click()
+        expect(page.locator("#code-err")).to_contain_text("Mã hồ sơ không đúng dạng")
+        shot("02-ma-ho-so-sai")
+
+        # the receipt's QR fills the form
+        page.get_by_label("Ảnh giấy tiếp nhận (JPG, PNG, PDF)").set_input_files(str(receipt))
+        page.get_by_role("button", name="Đọc mã QR").click()
+        expect(page.locator("#code")).to_have_value(CODE)
+        expect(page.locator("#tthc_code")).to_have_value("1.001193")
+        shot("03-doc-ma-qr")
+        page.get_by_role("button", name="Mở hồ sơ").click()
+        expect(page.get_by_role("heading", name=f"Hồ sơ {CODE}")).to_be_visible()
+
+        # upload a page from the PC; its thumbnail appears, then OCR finishes
+        page.get_by_label("Chọn ảnh hoặc PDF (mỗi ảnh là một trang, theo thứ tự)").set_input_files(str(sample))
+        page.get_by_role("button", name="Tải lên").click()
+        expect(page.locator(".job img").first).to_be_visible()
+        page.wait_for_selector(".job-done", timeout=WAIT_MS)
+        shot("04-tai-len")
+        upload_doc = page.locator(".job-done a.open-doc").first.get_attribute("href")
+        assert upload_doc
+
+        # scan one page with the SANE test scanner ("Giấy tờ A4 đen trắng")
+        page.goto(f"{base}/dossiers/{CODE}")
+        page.get_by_label("Giấy tờ A4 đen trắng").check()
+        page.get_by_role("button", name="Quét").click()
+        page.wait_for_selector(f".job-done >> a.open-doc:not([href='{upload_doc}'])", timeout=WAIT_MS)
+        shot("05-quet")
+        scanned_doc = [
+            h
+            for h in page.locator(".job-done a.open-doc").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+            if h != upload_doc
+        ][0]
+
+        # review: fields side by side with the page image; choose the document kind
+        page.goto(f"{base}{upload_doc}")
+        expect(page.locator("img.pageimg")).to_be_visible()
+        page.get_by_label("Thành phần hồ sơ do tổ chức, cá nhân nộp").check()
+        shot("06-kiem-tra")
+        page.get_by_role("button", name="Lưu thông tin").click()
+        expect(page.locator(".notice")).to_contain_text("Đã lưu")
+
+        # the scanned page is a result: a result code is required, then issued automatically
+        page.goto(f"{base}{scanned_doc}")
+        page.get_by_label("Kết quả giải quyết TTHC (kể cả văn bản từ chối)").check()
+        page.get_by_role("button", name="Lưu thông tin").click()
+        expect(page.locator("#rc-err")).to_contain_text("mã kết quả")
+        page.get_by_label("Cấp mã tự động khi để trống").check()
+        page.get_by_role("button", name="Lưu thông tin").click()
+        expect(page.locator(".notice")).to_contain_text("Đã lưu")
+        expect(page.get_by_label("Mã kết quả (với kết quả giải quyết)")).to_have_value("KQ.000.00.00.H00.000001")
+
+        # sign both with one PIN entry; packages are queued
+        page.goto(f"{base}/sign")
+        expect(page.locator("#token-state")).to_contain_text("Sẵn sàng ký")
+        expect(page.locator("#sign-form input[name=doc]:checked")).to_have_count(2)
+        page.get_by_label("Mã PIN của token").fill("000000")
+        page.get_by_role("button", name="Ký và gửi").click()
+        expect(page.locator("#sign-error")).to_contain_text("PIN")
+        page.get_by_label("Mã PIN của token").fill("123456")
+        shot("07-ky-so")
+        page.get_by_role("button", name="Ký và gửi").click()
+        expect(page.get_by_role("heading", name="Theo dõi gửi lên Kho dữ liệu")).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#packages td.state")).to_have_text(["Chờ gửi", "Chờ gửi"])
+        shot("08-theo-doi")
+
+        # search without diacritics finds the uploaded page
+        page.goto(f"{base}/search")
+        page.get_by_label("Mã hồ sơ, người nộp", exact=False).fill(f"{fold(word)} le thi hoa")
+        page.get_by_role("button", name="Tìm").click()
+        expect(page.locator(f".hits a[href='{upload_doc}']")).to_be_visible()
+        shot("09-tra-cuu")
+
+        page.goto(f"{base}/stats")
+        expect(page.locator("#stats tbody tr").first).to_contain_text("1")
+        shot("10-thong-ke")
+        page.goto(f"{base}/backlog")
+        shot("11-ton-dong")
+        assert not errors, errors
+        browser.close()
+
+    assert all(s.stat().st_size > 5000 for s in shots)
+    if os.environ.get("DOCS_SCREENSHOTS") == "1":
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        for s in shots:
+            shutil.copy2(s, DOCS_IMG / s.name)
