@@ -83,7 +83,6 @@ class WebSettings(BaseModel):
     login_lockout_min: int = Field(default=15, ge=1)
 
 
-
 class OutboxSettings(BaseModel):
     """MQTT link to the province (docs/protocol.md). The device id is `Settings.device_id`."""
 

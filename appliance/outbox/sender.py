@@ -34,6 +34,7 @@ from appliance.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_CORRUPT_RESENDS = 3
+SETTLE_S = 0.5  # after connecting, before starting a package
 Tamper = Callable[[int, bytes], bytes]  # fault injection for tests: (offset, bytes) -> bytes on the wire
 
 
@@ -54,6 +55,7 @@ class Transfer:
     done: dict[int, int] = field(default_factory=dict)  # answered segments beyond `acked`
     corrupt: dict[int, int] = field(default_factory=dict)
     last_progress: float = 0.0
+    committed_at: float = 0.0
 
 
 @dataclass
@@ -103,6 +105,7 @@ class Sender:
         self.last_error: str | None = None
         self._last_sweep = 0.0
         self._last_preempt_check = 0.0
+        self._connected_at = 0.0
 
     # --- main loop ---
     def run(self, stop: threading.Event | None = None, *, until_empty: bool = False) -> None:
@@ -194,6 +197,8 @@ class Sender:
             log.info("removed %s from the local archive (retention %d days)", path, self.o.retention_days)
 
     def _begin_next(self) -> float:
+        if time.monotonic() - self._connected_at < SETTLE_S:
+            return SETTLE_S  # let the retained receiver states arrive before deciding
         pause = self.paused()
         with db.transaction(self.factory) as s:
             item = store.next_due(
@@ -262,6 +267,7 @@ class Sender:
     def _handle(self, ev: Event) -> None:
         t = self.transfer
         if ev.kind == "connected":
+            self._connected_at = time.monotonic()
             log.info("connected to %s:%s", self.o.host, self.o.port)
             if t is not None:
                 self._send_init(t)  # ask where to resume
@@ -353,7 +359,8 @@ class Sender:
                 t.done[offset] = length
                 while t.acked in t.done:
                     t.acked += t.done.pop(t.acked)
-                self._commit_acked(t)
+                if time.monotonic() - t.committed_at > 1.0 or t.acked >= t.size:
+                    self._commit_acked(t)  # a hint only: after a restart the receiver says where to resume
             elif resp.reason_code == protocol.PAYLOAD_INVALID:
                 t.corrupt[offset] = t.corrupt.get(offset, 0) + 1
                 log.warning("segment %s@%d arrived corrupted; sending it again", t.package_id[:12], offset)
@@ -370,6 +377,7 @@ class Sender:
                 self._fail(t, reason, "outbox_failed")
 
     def _commit_acked(self, t: Transfer) -> None:
+        t.committed_at = time.monotonic()
         with db.transaction(self.factory) as s:
             store.get_item(s, item_id=t.item_id).bytes_acked = t.acked
 

@@ -79,12 +79,8 @@ class Ctx:
 def pipeline_options(settings: Settings) -> pipeline.PipelineOptions:
     """The same options as the CLI builds from settings."""
     return pipeline.PipelineOptions(
-        encode=EncodeOptions(
-            background_dpi=settings.encode.background_dpi, jpeg_quality=settings.encode.jpeg_quality
-        ),
-        ocr=OcrOptions(
-            lang=settings.ocr.lang, timeout_s=settings.ocr.timeout_s, low_conf=settings.ocr.low_confidence
-        ),
+        encode=EncodeOptions(background_dpi=settings.encode.background_dpi, jpeg_quality=settings.encode.jpeg_quality),
+        ocr=OcrOptions(lang=settings.ocr.lang, timeout_s=settings.ocr.timeout_s, low_conf=settings.ocr.low_confidence),
         workers=settings.ocr.workers,
     )
 
@@ -164,8 +160,8 @@ def create_app(
     options: pipeline.PipelineOptions | None = None,
 ) -> FastAPI:
     """The web application. ``scanner`` is the shared device (None: upload only)."""
+    import appliance.web.models  # noqa: F401 - tables registered on the shared metadata
     from appliance.web import routes
-    from appliance.web.models import Base  # noqa: F401 - tables registered on the shared metadata
 
     engine = db.make_engine(settings.db_url)
     db.upgrade(engine)
@@ -175,7 +171,8 @@ def create_app(
     templates.env.filters["vn_state"] = routes.doc_state_label
     jobs = Jobs(settings, options or pipeline_options(settings), after=routes.after_digitize(factory))
     cache_dir = settings.data_dir / "web-cache"
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (cache_dir, settings.documents_dir, settings.originals_dir):
+        folder.mkdir(parents=True, exist_ok=True)
     ctx = Ctx(
         settings=settings,
         factory=factory,
@@ -192,14 +189,13 @@ def create_app(
         signed_dir=settings.data_dir / "signed",
         packages_dir=settings.data_dir / "packages",
     )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         jobs.shutdown()
 
-    app = FastAPI(
-        title="Số hóa hồ sơ — một cửa", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
-    )
+    app = FastAPI(title="Số hóa hồ sơ — một cửa", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.ctx = ctx
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     for router in routes.routers():
@@ -226,9 +222,7 @@ def create_app(
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> Response:
-        return routes.message_page(
-            request, "Không có quyền", "Trang này chỉ dành cho lãnh đạo (người phụ trách).", 403
-        )
+        return routes.message_page(request, "Không có quyền", "Trang này chỉ dành cho lãnh đạo (người phụ trách).", 403)
 
     @app.exception_handler(BadCsrf)
     async def bad_csrf(request: Request, exc: BadCsrf) -> Response:

@@ -103,8 +103,9 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     scheme = "https" if tls else "http"
     if args.dev:
         for name, password, role in dev_accounts(settings):
-            print(f"development account: {name} / {password} ({role})", file=sys.stderr, flush=True)
-    print(f"web UI: {scheme}://{host}:{port}/", file=sys.stderr, flush=True)
+            sys.stderr.write(f"development account: {name} / {password} ({role})\n")
+    sys.stderr.write(f"web UI: {scheme}://{host}:{port}/\n")
+    sys.stderr.flush()
     uvicorn.run(
         app,
         host=host,
@@ -148,5 +149,5 @@ def add_user(args: argparse.Namespace, settings: Settings) -> int:
         if find_user(session, username=name) is not None:
             raise InputError(f"user {name} exists already")
         create_user(session, username=name, full_name=args.name, role=Role(args.role), password=password)
-    print(f"created {args.role} {name}")
+    sys.stdout.write(f"created {args.role} {name}\n")
     return 0

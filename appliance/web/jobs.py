@@ -127,9 +127,7 @@ class Jobs:
         backlog: bool = False,
     ) -> Job:
         """Capture pages (lazily, e.g. from the scanner), record the document, then digitize it."""
-        job = self._add(
-            Job(id=uuid.uuid4().hex, dossier_code=dossier_code, what=what, user=user, backlog=backlog)
-        )
+        job = self._add(Job(id=uuid.uuid4().hex, dossier_code=dossier_code, what=what, user=user, backlog=backlog))
 
         def watched() -> Iterator[RawPage]:
             job.state = "capturing"

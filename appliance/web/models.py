@@ -78,9 +78,7 @@ class DocumentInfo(Base):
 
     __tablename__ = "web_documents"
 
-    document_id: Mapped[str] = mapped_column(
-        ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True
-    )
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str | None] = mapped_column(String(16))
     result_code: Mapped[str | None] = mapped_column(String(100))
     valid_until: Mapped[str | None] = mapped_column(String(32))

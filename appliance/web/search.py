@@ -15,7 +15,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from appliance.db import Document
-from appliance.web.models import Dossier, DocumentInfo
+from appliance.web.models import DocumentInfo, Dossier
 
 _SPACES = re.compile(r"\s+")
 

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import need
-from tests.softhsm import SoftToken, fresh_hsm, hsm, shared_token  # noqa: F401
+from tests.softhsm import OFFICER, ORGANISATION, SoftToken, make_token, shared_token  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.sane, pytest.mark.tesseract]
 
@@ -39,7 +39,7 @@ LAUNCH_ARGS = [
     "--disable-quic",
 ]
 CODE = "000.00.19.H12-240517-0042"
-WAIT_MS = 180_000
+WAIT_MS = 120_000
 
 
 def _free_port() -> int:
@@ -49,8 +49,17 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def server(tmp_path: Path, sane_env: Path, tesseract: str, hsm: SoftToken) -> Iterator[tuple[str, str]]:  # noqa: F811
+def server(
+    tmp_path: Path,
+    sane_env: Path,
+    tesseract: str,
+    shared_token: SoftToken,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[str, str]]:
     need("chromium")
+    # a token of its own: the test types a wrong PIN once
+    hsm = make_token(tmp_path / "hsm", (OFFICER, ORGANISATION), ca=shared_token.ca)
+    monkeypatch.setenv("SOFTHSM2_CONF", str(hsm.conf))
     import uvicorn
 
     from appliance.capture.sane import SaneScanner

@@ -13,7 +13,7 @@ import pikepdf
 import pytest
 from PIL import Image
 
-from bench.corpus import cer, degrade_scan, render_page
+from bench.corpus import cer_unordered, degrade_scan, render_page
 from tests.conftest import need
 
 pytestmark = [pytest.mark.tesseract, pytest.mark.slow]
@@ -65,11 +65,11 @@ def test_digitize_two_scanned_pages_to_searchable_pdfa(
         assert meta.get("pdfaid:part") == "2"
     subprocess.run(["qpdf", "--check", str(out)], check=True, capture_output=True)
     text = subprocess.run(
-        ["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True, check=True
+        ["pdftotext", str(out), "-"], capture_output=True, text=True, check=True
     ).stdout
     pages_text = text.split("\f")
     for truth, got in zip(truths, pages_text, strict=False):
-        assert cer(truth, got) < 0.05
+        assert cer_unordered(truth, got) < 0.02
 
 
 def test_digitize_bad_inputs_give_one_clear_line(tmp_path: Path) -> None:

@@ -67,9 +67,7 @@ def test_pages_need_sign_in(client: TestClient) -> None:
 
 def test_session_cookie_flags_and_headers(client: TestClient) -> None:
     token = _csrf(client.get("/login").text)
-    r = client.post(
-        "/login", data={"username": "canbo", "password": OFFICER_PW, "csrf": token}, follow_redirects=False
-    )
+    r = client.post("/login", data={"username": "canbo", "password": OFFICER_PW, "csrf": token}, follow_redirects=False)
     cookie = [h for h in r.headers.get_list("set-cookie") if h.startswith(f"{SESSION_COOKIE}=")][0]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie
     page = client.get("/")

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import secrets
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
 from appliance.web.app import PRELOGIN_COOKIE, SESSION_COOKIE
 from appliance.web.auth import (
-    SignedIn,
     authenticate,
     create_user,
     end_session,
@@ -21,7 +20,7 @@ from appliance.web.auth import (
     valid_username,
 )
 from appliance.web.models import Role, User
-from appliance.web.routes.common import checked, checked_supervisor, ctx_of, render, see_other, supervisor
+from appliance.web.routes.common import Checked, CheckedSupervisor, Supervisor, ctx_of, render, see_other
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -31,9 +30,7 @@ def _login_page(request: Request, error: str | None = None, status_code: int = 2
     ctx = ctx_of(request)
     token = secrets.token_urlsafe(24)
     expired = request.query_params.get("expired") == "1"
-    response = render(
-        request, "login.html", status_code=status_code, error=error, login_csrf=token, expired=expired
-    )
+    response = render(request, "login.html", status_code=status_code, error=error, login_csrf=token, expired=expired)
     response.set_cookie(
         PRELOGIN_COOKIE,
         token,
@@ -79,15 +76,13 @@ def login(
         ctx.throttle.succeeded(name)
         token = start_session(session, user=user, replaces=request.cookies.get(SESSION_COOKIE))
     response = see_other("/")
-    response.set_cookie(
-        SESSION_COOKIE, token, httponly=True, samesite="strict", secure=ctx.secure_cookies, path="/"
-    )
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=ctx.secure_cookies, path="/")
     response.delete_cookie(PRELOGIN_COOKIE, path="/login")
     return response
 
 
 @router.post("/logout")
-def logout(request: Request, who: SignedIn = Depends(checked)) -> Response:
+def logout(request: Request, who: Checked) -> Response:
     ctx = ctx_of(request)
     token = request.cookies.get(SESSION_COOKIE)
     if token:
@@ -99,7 +94,7 @@ def logout(request: Request, who: SignedIn = Depends(checked)) -> Response:
 
 
 @router.get("/admin/users", response_class=HTMLResponse)
-def users(request: Request, who: SignedIn = Depends(supervisor)) -> HTMLResponse:
+def users(request: Request, who: Supervisor) -> HTMLResponse:
     ctx = ctx_of(request)
     with ctx.tx() as session:
         rows = list(session.scalars(select(User).order_by(User.username)))
@@ -109,11 +104,11 @@ def users(request: Request, who: SignedIn = Depends(supervisor)) -> HTMLResponse
 @router.post("/admin/users", response_model=None)
 def add_user(
     request: Request,
+    who: CheckedSupervisor,
     username: str = Form(max_length=64),
     full_name: str = Form(max_length=200),
     role: str = Form(default="officer"),
     password: str = Form(max_length=256),
-    who: SignedIn = Depends(checked_supervisor),
 ) -> Response:
     ctx = ctx_of(request)
     name = username.strip().lower()

@@ -7,17 +7,16 @@ import io
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 
 from appliance import db
 from appliance.web.app import Ctx
-from appliance.web.auth import SignedIn
-from appliance.web.models import Campaign, Dossier, DocumentInfo, Kind
-from appliance.web.routes.common import checked, checked_supervisor, ctx_of, officer, render, see_other
+from appliance.web.models import Campaign, DocumentInfo, Dossier, Kind
+from appliance.web.routes.common import Checked, CheckedSupervisor, Officer, ctx_of, render, see_other
 from appliance.web.search import search as run_search
 
 router = APIRouter()
@@ -26,7 +25,7 @@ SENT_STATES = (db.DocState.QUEUED, db.DocState.SENT, db.DocState.ACKED)
 
 
 @router.get("/search", response_class=HTMLResponse)
-def search(request: Request, q: str = "", who: SignedIn = Depends(officer)) -> HTMLResponse:
+def search(request: Request, who: Officer, q: str = "") -> HTMLResponse:
     ctx = ctx_of(request)
     query = q.strip()[:200]
     hits = []
@@ -74,16 +73,16 @@ def backlog_page(request: Request, ctx: Ctx, *, error: str | None = None, status
 
 
 @router.get("/backlog", response_class=HTMLResponse)
-def backlog(request: Request, who: SignedIn = Depends(officer)) -> HTMLResponse:
+def backlog(request: Request, who: Officer) -> HTMLResponse:
     return backlog_page(request, ctx_of(request))
 
 
 @router.post("/backlog/plan", response_model=None)
 def set_plan(
     request: Request,
+    who: CheckedSupervisor,
     target: int = Form(ge=0, le=1_000_000),
     note: str = Form(default="", max_length=500),
-    who: SignedIn = Depends(checked_supervisor),
 ) -> Response:
     ctx = ctx_of(request)
     year = _year()
@@ -99,9 +98,9 @@ def set_plan(
 @router.post("/backlog/scan", response_model=None)
 def backlog_scan(
     request: Request,
+    who: Checked,
     preset: str = Form(max_length=40),
     nonce: str = Form(default="", max_length=40),
-    who: SignedIn = Depends(checked),
 ) -> Response:
     from appliance.web.routes.work import start_scan
 
@@ -111,9 +110,9 @@ def backlog_scan(
 @router.post("/backlog/upload", response_model=None)
 async def backlog_upload(
     request: Request,
-    files: list[UploadFile] = File(),
+    who: Checked,
+    files: Annotated[list[UploadFile], File()],
     nonce: str = Form(default="", max_length=40),
-    who: SignedIn = Depends(checked),
 ) -> Response:
     from appliance.web.routes.work import start_upload
 
@@ -143,8 +142,9 @@ def monthly(ctx: Ctx) -> list[Month]:
     with ctx.tx() as session:
         dossiers = session.execute(select(Dossier.code, Dossier.created_at).where(Dossier.backlog.is_(False))).all()
         docs = session.execute(
-            select(db.Document.dossier_code, db.Document.state, db.Document.created_at, DocumentInfo)
-            .outerjoin(DocumentInfo, DocumentInfo.document_id == db.Document.id)
+            select(db.Document.dossier_code, db.Document.state, db.Document.created_at, DocumentInfo).outerjoin(
+                DocumentInfo, DocumentInfo.document_id == db.Document.id
+            )
         ).all()
     month_of: dict[str, str] = {code: f"{created:%Y-%m}" for code, created in dossiers}
     received = Counter(month_of.values())
@@ -156,7 +156,13 @@ def monthly(ctx: Ctx) -> list[Month]:
             backlog[f"{created:%Y-%m}"] += 1
         if code in month_of and state in DONE_STATES and (info is None or info.kind in (None, Kind.COMPONENT)):
             digitized_codes.add(code)
-        if code in month_of and info is not None and info.kind == Kind.RESULT and info.result_code and state in SENT_STATES:
+        if (
+            code in month_of
+            and info is not None
+            and info.kind == Kind.RESULT
+            and info.result_code
+            and state in SENT_STATES
+        ):
             results[month_of[code]] += 1
     digitized = Counter(month_of[c] for c in digitized_codes)
     months = sorted(set(received) | set(backlog) | {f"{datetime.now(UTC):%Y-%m}"}, reverse=True)[:24]
@@ -164,7 +170,7 @@ def monthly(ctx: Ctx) -> list[Month]:
 
 
 @router.get("/stats", response_class=HTMLResponse)
-def stats(request: Request, who: SignedIn = Depends(officer)) -> HTMLResponse:
+def stats(request: Request, who: Officer) -> HTMLResponse:
     return render(request, "stats.html", months=monthly(ctx_of(request)))
 
 
@@ -181,7 +187,7 @@ CSV_HEADER = (
 
 
 @router.get("/stats.csv")
-def stats_csv(request: Request, who: SignedIn = Depends(officer)) -> Response:
+def stats_csv(request: Request, who: Officer) -> Response:
     ctx = ctx_of(request)
     buf = io.StringIO()
     out = csv.writer(buf)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -16,7 +16,7 @@ from appliance.messages_vi import MESSAGES_VI
 from appliance.web.app import SESSION_COOKIE, BadCsrf, Ctx, Forbidden, NeedLogin
 from appliance.web.auth import SignedIn, lookup_session, same_token
 from appliance.web.jobs import Job
-from appliance.web.models import KIND_LABELS, Dossier, DocumentInfo
+from appliance.web.models import KIND_LABELS, DocumentInfo, Dossier
 from appliance.web.search import index_text
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -42,13 +42,10 @@ PACKAGE_STATES = {
 FLAG_LABELS = {
     "blank": "Trang trắng",
     "blurred": "Bị mờ",
-    "blurry": "Bị mờ",
     "cut_off": "Bị cắt mép",
-    "cropped": "Bị cắt mép",
+    "too_dark": "Quá tối",
     "low_confidence": "Chữ khó đọc",
-    "low_dpi": "Độ phân giải thấp",
-    "dark": "Quá tối",
-    "skewed": "Bị nghiêng",
+    "no_page_found": "Không thấy mép giấy",
 }
 NOTICES = {
     "saved": "Đã lưu.",
@@ -88,13 +85,13 @@ def officer(request: Request) -> SignedIn:
     return who
 
 
-def supervisor(who: SignedIn = Depends(officer)) -> SignedIn:
+def supervisor(who: Annotated[SignedIn, Depends(officer)]) -> SignedIn:
     if not who.supervisor:
         raise Forbidden()
     return who
 
 
-async def checked(request: Request, who: SignedIn = Depends(officer)) -> SignedIn:
+async def checked(request: Request, who: Annotated[SignedIn, Depends(officer)]) -> SignedIn:
     """The officer, after checking the form's (or htmx header's) CSRF token on unsafe methods."""
     if request.method in SAFE_METHODS:
         return who
@@ -110,7 +107,7 @@ async def checked(request: Request, who: SignedIn = Depends(officer)) -> SignedI
     return who
 
 
-def checked_supervisor(who: SignedIn = Depends(checked)) -> SignedIn:
+def checked_supervisor(who: Annotated[SignedIn, Depends(checked)]) -> SignedIn:
     if not who.supervisor:
         raise Forbidden()
     return who
@@ -130,9 +127,7 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         "package_states": PACKAGE_STATES,
         "path": request.url.path,
     }
-    response: HTMLResponse = ctx.templates.TemplateResponse(
-        request, template, base | context, status_code=status_code
-    )
+    response: HTMLResponse = ctx.templates.TemplateResponse(request, template, base | context, status_code=status_code)
     return response
 
 
@@ -156,7 +151,6 @@ def after_digitize(factory: sessionmaker[Session]) -> Callable[[str, pipeline.Di
             doc = session.get(db.Document, doc_id)
             if doc is None:
                 return
-            dossier = session.get(Dossier, doc.dossier_code) if doc.dossier_code else None
             info = session.get(DocumentInfo, doc_id)
             if info is None:
                 info = DocumentInfo(document_id=doc_id, fields={}, backlog=job.backlog, text="", text_folded="")
@@ -182,3 +176,9 @@ def reindex(session: Session, info: DocumentInfo, doc: db.Document) -> None:
         " ".join(str(v) for v in info.fields.values() if v),
         info.text,
     )
+
+
+Officer = Annotated[SignedIn, Depends(officer)]
+Supervisor = Annotated[SignedIn, Depends(supervisor)]
+Checked = Annotated[SignedIn, Depends(checked)]
+CheckedSupervisor = Annotated[SignedIn, Depends(checked_supervisor)]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
@@ -16,9 +16,8 @@ from appliance import db
 from appliance.errors import ApplianceError, OutboxError
 from appliance.messages_vi import message_for
 from appliance.web.app import Ctx
-from appliance.web.auth import SignedIn
-from appliance.web.models import Dossier, DocumentInfo, Kind
-from appliance.web.routes.common import checked, ctx_of, officer, render, see_other
+from appliance.web.models import DocumentInfo, Dossier, Kind
+from appliance.web.routes.common import Checked, Officer, ctx_of, render, see_other
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -92,12 +91,12 @@ def _sign_page(request: Request, ctx: Ctx, *, error: str | None = None, status_c
 
 
 @router.get("/sign", response_class=HTMLResponse)
-def sign_form(request: Request, who: SignedIn = Depends(officer)) -> HTMLResponse:
+def sign_form(request: Request, who: Officer) -> HTMLResponse:
     return _sign_page(request, ctx_of(request))
 
 
 @router.post("/sign", response_model=None)
-async def sign(request: Request, who: SignedIn = Depends(checked)) -> Response:
+async def sign(request: Request, who: Checked) -> Response:
     """Sign the chosen documents with one PIN entry, build one package per dossier and kind, queue them."""
     from appliance.outbox import store
     from appliance.sign.batch import SignJob, sign_batch
@@ -158,9 +157,7 @@ async def sign(request: Request, who: SignedIn = Depends(checked)) -> Response:
                 tthc_code=dossier.tthc_code if dossier else None,
                 result_code=result_code or None,
                 fields={
-                    f"{doc.id}.pdf": {
-                        new: info.fields.get(old) or None for old, new in PACKAGE_FIELDS.items()
-                    }
+                    f"{doc.id}.pdf": {new: info.fields.get(old) or None for old, new in PACKAGE_FIELDS.items()}
                     | {"validity": info.valid_until}
                     for doc, info in members
                 },
@@ -187,13 +184,13 @@ async def sign(request: Request, who: SignedIn = Depends(checked)) -> Response:
             )
             for doc, _info in members:
                 row = session.get(db.Document, doc.id)
-                info = session.get(DocumentInfo, doc.id)
-                assert row is not None and info is not None
+                signed = session.get(DocumentInfo, doc.id)
+                assert row is not None and signed is not None
                 row.state = db.DocState.QUEUED
-                info.signed_path = str(ctx.signed_dir / f"{doc.id}.pdf")
-                info.signed_by = who.username
-                info.signed_at = now
-                info.package_id = package.package_id
+                signed.signed_path = str(ctx.signed_dir / f"{doc.id}.pdf")
+                signed.signed_by = who.username
+                signed.signed_at = now
+                signed.package_id = package.package_id
     log.info("signed %d document(s) into %d package(s)", len(picked), len(built))
     return see_other("/track?ok=signed")
 
@@ -205,7 +202,7 @@ def _pin_required() -> ApplianceError:
 
 
 @router.get("/track", response_class=HTMLResponse)
-def track(request: Request, who: SignedIn = Depends(officer)) -> HTMLResponse:
+def track(request: Request, who: Officer) -> HTMLResponse:
     from appliance.outbox import store
 
     ctx = ctx_of(request)
@@ -216,7 +213,7 @@ def track(request: Request, who: SignedIn = Depends(officer)) -> HTMLResponse:
 
 
 @router.post("/track/{item_id}/retry", response_model=None)
-def retry(request: Request, item_id: int, who: SignedIn = Depends(checked)) -> Response:
+def retry(request: Request, who: Checked, item_id: int) -> Response:
     from appliance.outbox import store
 
     ctx = ctx_of(request)

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from PIL import Image
 from sqlalchemy import select
@@ -35,11 +35,11 @@ from appliance.model import RawPage
 from appliance.originals import OriginalStore
 from appliance.web.app import Ctx
 from appliance.web.auth import SignedIn
-from appliance.web.models import Dossier, DocumentInfo, Kind
+from appliance.web.models import DocumentInfo, Dossier, Kind
 from appliance.web.routes.common import (
-    checked,
+    Checked,
+    Officer,
     ctx_of,
-    officer,
     reindex,
     render,
     see_other,
@@ -195,7 +195,7 @@ def _today_dossiers(ctx: Ctx) -> list[Dossier]:
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, who: SignedIn = Depends(officer)) -> HTMLResponse:
+def home(request: Request, who: Officer) -> HTMLResponse:
     ctx = ctx_of(request)
     return render(request, "home.html", dossiers=_today_dossiers(ctx), form={}, errors={})
 
@@ -234,13 +234,13 @@ def _validate_dossier(form: dict[str, str]) -> tuple[dict[str, str], dict[str, s
 @router.post("/dossiers", response_model=None)
 def open_dossier(
     request: Request,
+    who: Checked,
     code: str = Form(default="", max_length=100),
     tthc_code: str = Form(default="", max_length=100),
     owner_id: str = Form(default="", max_length=40),
     owner_name: str = Form(default="", max_length=200),
     title: str = Form(default="", max_length=500),
     appointment: str = Form(default="", max_length=40),
-    who: SignedIn = Depends(checked),
 ) -> Response:
     ctx = ctx_of(request)
     form = {
@@ -253,9 +253,7 @@ def open_dossier(
     }
     clean, errors = _validate_dossier(form)
     if errors:
-        return render(
-            request, "home.html", status_code=400, dossiers=_today_dossiers(ctx), form=form, errors=errors
-        )
+        return render(request, "home.html", status_code=400, dossiers=_today_dossiers(ctx), form=form, errors=errors)
     with ctx.tx() as session:
         if session.get(Dossier, clean["code"]) is None:  # opening twice just opens it
             session.add(
@@ -283,9 +281,7 @@ async def _save_uploads(ctx: Ctx, uploads: Sequence[UploadFile]) -> tuple[Path, 
             continue
         suffix = Path(name).suffix.lower()
         if suffix not in ALLOWED_SUFFIXES:
-            return folder, saved, (
-                f"Tệp “{name}” không phải ảnh hoặc PDF. Chỉ nhận PDF, JPG, PNG, TIFF, BMP, WEBP."
-            )
+            return folder, saved, (f"Tệp “{name}” không phải ảnh hoặc PDF. Chỉ nhận PDF, JPG, PNG, TIFF, BMP, WEBP.")
         target = folder / f"{i:03d}{suffix}"
         with target.open("wb") as out:
             while chunk := await up.read(1 << 20):
@@ -315,15 +311,15 @@ def _load_pages(saved: Sequence[tuple[str, Path]]) -> list[RawPage]:
         except ApplianceError as err:
             err.params["file"] = name  # the officer's name, not our temp name
             raise
-        pages.extend(
-            replace(p, label=name if len(loaded) == 1 else f"{name} [{i}]") for i, p in enumerate(loaded, 1)
-        )
+        pages.extend(replace(p, label=name if len(loaded) == 1 else f"{name} [{i}]") for i, p in enumerate(loaded, 1))
     return pages
 
 
 @router.post("/dossiers/receipt", response_model=None)
 async def read_receipt(
-    request: Request, receipt: UploadFile = File(), who: SignedIn = Depends(checked)
+    request: Request,
+    who: Checked,
+    receipt: Annotated[UploadFile, File()],
 ) -> Response:
     """A photo or scan of the one-stop receipt: its QR code fills the open-dossier form."""
     from appliance import qr
@@ -403,7 +399,7 @@ def _documents(ctx: Ctx, code: str | None, *, backlog: bool = False) -> list[tup
 
 
 @router.get("/dossiers/{code}", response_class=HTMLResponse)
-def dossier_page(request: Request, code: str, who: SignedIn = Depends(officer)) -> HTMLResponse:
+def dossier_page(request: Request, who: Officer, code: str) -> HTMLResponse:
     ctx = ctx_of(request)
     dossier = _dossier_or_404(ctx, code)
     presets, scanner_problem = scanner_info(request).get(ctx)
@@ -512,10 +508,10 @@ async def start_upload(
 @router.post("/dossiers/{code}/scan", response_model=None)
 def scan(
     request: Request,
+    who: Checked,
     code: str,
     preset: str = Form(max_length=40),
     nonce: str = Form(default="", max_length=40),
-    who: SignedIn = Depends(checked),
 ) -> Response:
     ctx = ctx_of(request)
     dossier = _dossier_or_404(ctx, code)
@@ -525,10 +521,10 @@ def scan(
 @router.post("/dossiers/{code}/upload", response_model=None)
 async def upload(
     request: Request,
+    who: Checked,
+    files: Annotated[list[UploadFile], File()],
     code: str,
-    files: list[UploadFile] = File(),
     nonce: str = Form(default="", max_length=40),
-    who: SignedIn = Depends(checked),
 ) -> Response:
     ctx = ctx_of(request)
     dossier = _dossier_or_404(ctx, code)
@@ -546,7 +542,7 @@ JOB_STATES = {
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_fragment(request: Request, job_id: str, who: SignedIn = Depends(officer)) -> HTMLResponse:
+def job_fragment(request: Request, who: Officer, job_id: str) -> HTMLResponse:
     ctx = ctx_of(request)
     job = ctx.jobs.get(job_id)
     if job is None:
@@ -555,7 +551,7 @@ def job_fragment(request: Request, job_id: str, who: SignedIn = Depends(officer)
 
 
 @router.get("/jobs/{job_id}/thumb/{n}.jpg")
-def job_thumb(request: Request, job_id: str, n: int, who: SignedIn = Depends(officer)) -> Response:
+def job_thumb(request: Request, who: Officer, job_id: str, n: int) -> Response:
     job = ctx_of(request).jobs.get(job_id)
     if job is None or not 0 <= n < len(job.thumbs):
         raise HTTPException(404)
@@ -595,7 +591,7 @@ def _review_context(ctx: Ctx, doc_id: str, page: int) -> dict[str, Any]:
 
 
 @router.get("/documents/{doc_id}", response_class=HTMLResponse)
-def document_page(request: Request, doc_id: str, page: int = 0, who: SignedIn = Depends(officer)) -> HTMLResponse:
+def document_page(request: Request, who: Officer, doc_id: str, page: int = 0) -> HTMLResponse:
     ctx = ctx_of(request)
     return render(request, "document.html", errors={}, **_review_context(ctx, doc_id, page))
 
@@ -633,9 +629,7 @@ def _render_page_image(ctx: Ctx, doc: db.Document, index: int, width: int) -> by
 
 
 @router.get("/documents/{doc_id}/pages/{index}.jpg")
-def page_image(
-    request: Request, doc_id: str, index: int, w: int = 900, who: SignedIn = Depends(officer)
-) -> Response:
+def page_image(request: Request, who: Officer, doc_id: str, index: int, w: int = 900) -> Response:
     ctx = ctx_of(request)
     doc, _info, _d = _document(ctx, doc_id)
     if not 0 <= index < len(doc.pages):
@@ -646,19 +640,19 @@ def page_image(
 
 
 @router.get("/documents/{doc_id}/pdf")
-def document_pdf(request: Request, doc_id: str, who: SignedIn = Depends(officer)) -> Response:
+def document_pdf(request: Request, who: Officer, doc_id: str) -> Response:
     ctx = ctx_of(request)
     doc, info, _d = _document(ctx, doc_id)
     path = info.signed_path if info and info.signed_path else doc.pdf_path
     if not path or not Path(path).exists():
         raise HTTPException(404)
-    return FileResponse(path, media_type="application/pdf", filename=f"{doc.dossier_code or 'tai-lieu'}-{doc.id[:8]}.pdf")
+    return FileResponse(
+        path, media_type="application/pdf", filename=f"{doc.dossier_code or 'tai-lieu'}-{doc.id[:8]}.pdf"
+    )
 
 
 @router.post("/documents/{doc_id}/pages/{page_id}/{action}", response_model=None)
-def edit_page(
-    request: Request, doc_id: str, page_id: int, action: str, who: SignedIn = Depends(checked)
-) -> Response:
+def edit_page(request: Request, who: Checked, doc_id: str, page_id: int, action: str) -> Response:
     """Rotate, move or delete one page, then digitize the document again."""
     ctx = ctx_of(request)
     if action not in {"rotate", "up", "down", "delete"}:
@@ -692,7 +686,9 @@ def edit_page(
             )
         if action == "rotate":
             image, dpi = store.get_image(pages[at].original_sha256)
-            pages[at].original_sha256 = store.put_image(np.ascontiguousarray(np.rot90(image, k=-1)), dpi=dpi or pages[at].dpi)
+            pages[at].original_sha256 = store.put_image(
+                np.ascontiguousarray(np.rot90(image, k=-1)), dpi=dpi or pages[at].dpi
+            )
         else:
             order = list(pages)
             if action == "delete":
@@ -714,7 +710,7 @@ def edit_page(
 
 
 @router.post("/documents/{doc_id}/review", response_model=None)
-async def review(request: Request, doc_id: str, who: SignedIn = Depends(checked)) -> Response:
+async def review(request: Request, who: Checked, doc_id: str) -> Response:
     ctx = ctx_of(request)
     form = await request.form()
     values = {name: str(form.get(name, "") or "").strip()[:1000] for name, _label in REVIEW_FIELDS}
@@ -739,7 +735,9 @@ async def review(request: Request, doc_id: str, who: SignedIn = Depends(checked)
         if kind == Kind.RESULT and not errors:
             try:
                 if auto_code and not result_code:
-                    taken = session.scalars(select(DocumentInfo.result_code).where(DocumentInfo.result_code.is_not(None)))
+                    taken = session.scalars(
+                        select(DocumentInfo.result_code).where(DocumentInfo.result_code.is_not(None))
+                    )
                     result_code = make_result_code(
                         ctx.settings.sign.result_code_template,
                         ctx.settings.sign.result_code_pattern,
@@ -755,8 +753,16 @@ async def review(request: Request, doc_id: str, who: SignedIn = Depends(checked)
         if errors:
             context = _review_context(ctx, doc_id, 0)
             context["values"] = values
-            return render(request, "document.html", status_code=400, errors=errors, form_kind=kind,
-                          form_code=result_code, form_valid=valid_until, **context)
+            return render(
+                request,
+                "document.html",
+                status_code=400,
+                errors=errors,
+                form_kind=kind,
+                form_code=result_code,
+                form_valid=valid_until,
+                **context,
+            )
         info = session.get(DocumentInfo, doc_id)
         if info is None:
             info = DocumentInfo(document_id=doc_id, text="", text_folded="", fields={}, backlog=False)
