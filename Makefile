@@ -11,15 +11,22 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc libsane-dev libsane1 sane-u
 	tesseract-ocr tesseract-ocr-vie tesseract-ocr-osd poppler-utils qpdf ghostscript \
 	fonts-liberation2 fonts-dejavu-core tzdata \
 	softhsm2 opensc libnss3-tools
-# Only for the benchmark's anchor.
+# Only for the tests (the browser) and the benchmark's anchor.
+TEST_APT_PACKAGES := chromium
 BENCH_APT_PACKAGES := ocrmypdf
 
-.PHONY: run test bench setup apt venv lint typecheck clean-venv
+.PHONY: run test bench setup apt apt-test apt-install venv lint typecheck clean-venv
 
 setup: apt venv
 
 apt:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(APT_PACKAGES)"
+
+apt-test:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(APT_PACKAGES) $(TEST_APT_PACKAGES)"
+
+apt-install:
+	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing apt packages: $$missing"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
@@ -40,7 +47,7 @@ run: setup
 	@bash scripts/run-dev.sh
 
 # Sets up and runs every test suite (slow ones included).
-test: setup
+test: apt-test venv
 	$(PY) -m pytest -q
 
 bench: setup

@@ -6,6 +6,7 @@ Every pipeline step records its state here before it acts, so work resumes after
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -108,16 +109,28 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+_upgrade_lock = threading.Lock()
+_upgraded: set[str] = set()
+
+
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest migration (idempotent)."""
+    """Bring the schema to the newest migration (idempotent; once per database per process).
+
+    Alembic is not thread-safe, so concurrent callers (web jobs, the CLI) are serialised here.
+    """
     from alembic import command
     from alembic.config import Config
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "heads")  # parts add independent branches off 0001
+    key = engine.url.render_as_string(hide_password=False)
+    with _upgrade_lock:
+        if key in _upgraded:
+            return
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "heads")  # parts add independent branches off 0001
+        _upgraded.add(key)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

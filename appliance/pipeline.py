@@ -312,6 +312,7 @@ def run_document(doc_id: str, settings: Settings, opts: PipelineOptions) -> tupl
                 assert failed is not None
                 failed.state, failed.error_code = db.DocState.FAILED, err.code
             raise
+        settings.documents_dir.mkdir(parents=True, exist_ok=True)
         pdf_path = settings.documents_dir / f"{doc_id}.pdf"
         write_atomic(pdf_path, result.pdf)
         with db.transaction(factory) as session:

@@ -2,7 +2,7 @@
 # `make run`: the appliance's main job with embedded defaults, on a development machine or a box.
 # - data (SQLite, originals, PDFs) under ./var unless APPLIANCE_DATA_DIR says otherwise;
 # - the SANE test scanner when no real scanner is attached;
-# - digitizes a generated Vietnamese sample page (and a camera photo of it) and one scanned page.
+# - writes a generated Vietnamese sample page (scan and camera photo) to try, then serves the web UI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -37,11 +37,8 @@ Image.fromarray(degrade_scan(page, skew_deg=1.5, seed=7)).save(out / "sample-sca
 Image.fromarray(camera_photo(page, seed=7)).save(out / "sample-photo.jpg", quality=92)
 PY
 
-echo "== digitizing the sample scan"
-$PY -m appliance digitize "$out/sample-scan.png" -o "$out/sample-scan.pdf"
-echo "== digitizing the camera photo"
-$PY -m appliance digitize --photo "$out/sample-photo.jpg" -o "$out/sample-photo.pdf"
-echo "== scanning one page from ${APPLIANCE_SCANNER__DEVICE:-the first scanner}"
-$PY -m appliance scan --resolution 200 -o "$out/scan.pdf"
+echo "sample pages to upload or digitize: $out/sample-scan.png, $out/sample-photo.jpg"
+echo "   (try: .venv/bin/appliance digitize $out/sample-scan.png -o $out/sample.pdf --json)"
 echo
-echo "done: PDFs in $out, database and archive in $APPLIANCE_DATA_DIR"
+echo "== starting the officers' web UI (development accounts are printed below)"
+exec $PY -m appliance serve --dev --host "${APPLIANCE_WEB__HOST:-127.0.0.1}" --port "${APPLIANCE_WEB__PORT:-8080}"
