@@ -96,10 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - a broken config file must give one clear line
         print(f"error [bad_config]: cannot read settings: {err}".replace("\n", " "), file=sys.stderr)
         return EXIT_USAGE
+    # Services log at the configured level (JSON lines to journald); one-shot commands keep stderr
+    # to their one line unless -v asks for progress.
+    service = args.command in {"serve", "outbox", "province"}
     logs.setup(
-        level="INFO" if args.verbose else settings.log_level if args.command == "serve" else "WARNING",
-        fmt=settings.log_format,
-        stream=sys.stderr,
+        level="INFO" if args.verbose else settings.log_level if service else "ERROR",
+        fmt=settings.log_format if service or args.verbose else "text",
+        stream=sys.stdout if service else sys.stderr,
     )
     try:
         return int(_dispatch(args, settings))

@@ -117,6 +117,8 @@ class Receiver:
         if ev.kind == "connected":
             self.link.publish(self.state_topic, protocol.receiver_state_payload("online", self.cfg.name), retain=True)
             log.info("receiver %s online", self.cfg.name)
+        elif ev.kind in ("disconnected", "refused"):
+            log.warning("receiver %s %s: %s", self.cfg.name, ev.kind, ev.reason)
         elif ev.kind == "puback" and ev.reason_code >= 0x80:
             log.error("broker rejected our publish on %s: %s", ev.topic, ev.reason)
             self.stats.errors.append(f"puback {ev.reason_code} on {ev.topic}")
