@@ -15,6 +15,7 @@ from PIL import Image
 
 from bench.corpus import cer_unordered, degrade_scan, render_page
 from tests.conftest import need
+from tests.faults import bomb_png, empty_pdf, signed_pdf
 
 pytestmark = [pytest.mark.tesseract, pytest.mark.slow]
 
@@ -78,6 +79,8 @@ def test_digitize_bad_inputs_give_one_clear_line(tmp_path: Path) -> None:
     cases = {
         "unreadable_file": [str(tmp_path / "missing.png")],
         "not_an_image": [str(not_image)],
+        "image_too_large": [str(bomb_png(tmp_path / "bomb.png"))],
+        "no_pages": [str(empty_pdf(tmp_path / "empty.pdf"))],
     }
     for code, inputs in cases.items():
         proc = run_cli("digitize", *inputs, "-o", str(tmp_path / "x.pdf"))
@@ -143,3 +146,22 @@ def test_resume_finishes_a_document_interrupted_after_capture(
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["resumed"] == [doc_id]
     assert (tmp_path / "data" / "documents" / f"{doc_id}.pdf").exists()
+
+
+def test_signed_pdf_is_kept_byte_for_byte_and_its_signature_reported(tmp_path: Path) -> None:
+    signed, _cert = signed_pdf(tmp_path)
+    out = tmp_path / "kept.pdf"
+    proc = run_cli("digitize", str(signed), "-o", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["kept_byte_for_byte"] is True
+    assert out.read_bytes() == signed.read_bytes()
+    [sig] = report["signatures"]
+    assert sig["intact"] is True and sig["trusted"] == "unknown"
+
+    # a signed PDF cannot be merged with other pages: that would break its signature
+    page = tmp_path / "page.png"
+    Image.fromarray(np.full((200, 200), 255, np.uint8)).save(page)
+    mixed = run_cli("digitize", str(signed), str(page), "-o", str(tmp_path / "mixed.pdf"))
+    assert mixed.returncode == 1 and "bad_input" in mixed.stderr
+    assert not (tmp_path / "mixed.pdf").exists()
