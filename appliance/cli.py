@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     # Services log at the configured level (JSON lines to journald); one-shot commands keep stderr
     # to their one line unless -v asks for progress.
-    service = args.command in {"serve", "outbox", "province"}
+    service = args.command in {"serve", "province"} or getattr(args, "outbox_action", None) == "run"
     logs.setup(
         level="INFO" if args.verbose else settings.log_level if service else "ERROR",
         fmt=settings.log_format if service or args.verbose else "text",

@@ -91,9 +91,25 @@ def receivers(d: Path, pki: object, broker: Broker, n_rx: int, n_pkgs: int, size
         c = pki.clients[f"receiver-{i + 1}"]  # type: ignore[attr-defined]
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "province", "serve", "--no-verify", "--port", str(broker.port),
-                 "--name", f"receiver-{i + 1}", "--ca", str(pki.ca.cert), "--cert", str(c.cert),  # type: ignore[attr-defined]
-                 "--key", str(c.key), "--data-dir", str(rx_dir)],
+                [
+                    sys.executable,
+                    "-m",
+                    "province",
+                    "serve",
+                    "--no-verify",
+                    "--port",
+                    str(broker.port),
+                    "--name",
+                    f"receiver-{i + 1}",
+                    "--ca",
+                    str(pki.ca.cert),
+                    "--cert",
+                    str(c.cert),  # type: ignore[attr-defined]
+                    "--key",
+                    str(c.key),
+                    "--data-dir",
+                    str(rx_dir),
+                ],
                 cwd=ROOT,
             )  # fmt: skip
         )

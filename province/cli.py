@@ -109,14 +109,20 @@ def _packages(args: argparse.Namespace) -> int:
         out = {
             "communes": communes,
             "total": len(rows),
-            "rejections": [{"package_id": j.package_id, "device_id": j.device_id, "reason": j.reason} for j in rejections],
+            "rejections": [
+                {"package_id": j.package_id, "device_id": j.device_id, "reason": j.reason} for j in rejections
+            ],
         }
-        print(json.dumps(out, ensure_ascii=False))
+        _out(json.dumps(out, ensure_ascii=False))
         return 0
-    print(f"{len(rows)} package(s) stored, {len(rejections)} rejection(s)")
+    _out(f"{len(rows)} package(s) stored, {len(rejections)} rejection(s)")
     for code, items in sorted(communes.items()):
         total = sum(int(str(i["size"])) for i in items)
-        print(f"commune {code}: {len(items)} package(s), {total} bytes")
+        _out(f"commune {code}: {len(items)} package(s), {total} bytes")
         for i in items:
-            print(f"  {i['warehouse_id']} {i['dossier_code'] or '-'} {i['category'] or '-'} from {i['device_id']}")
+            _out(f"  {i['warehouse_id']} {i['dossier_code'] or '-'} {i['category'] or '-'} from {i['device_id']}")
     return 0
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")

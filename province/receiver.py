@@ -11,7 +11,6 @@ import errno
 import json
 import logging
 import os
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -101,11 +100,9 @@ class Receiver:
         self.link.start()
         try:
             while not stop.is_set():
-                try:
-                    ev = self.link.events.get(timeout=0.5)
-                except queue.Empty:
-                    continue
-                self.handle(ev)
+                ev = self.link.next_event(0.5)
+                if ev is not None:
+                    self.handle(ev)
         finally:
             if self.link.connected.is_set():  # a clean stop says so; a crash leaves it to the will
                 self.link.publish(

@@ -4,6 +4,7 @@ that run a box sender and province receivers in threads."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -194,10 +195,8 @@ class ThrottleProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.close()
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         with self._lock:
@@ -313,7 +312,11 @@ def build_packages(directory: Path, token: Any, sizes: list[int], *, first_seed:
     os.environ["SOFTHSM2_CONF"] = str(token.conf)
     try:
         jobs = [
-            SignJob(padded_pdf(directory / f"in{first_seed + i}.pdf", n, first_seed + i), directory / f"doc{first_seed + i}.pdf", "officer")
+            SignJob(
+                padded_pdf(directory / f"in{first_seed + i}.pdf", n, first_seed + i),
+                directory / f"doc{first_seed + i}.pdf",
+                "officer",
+            )
             for i, n in enumerate(sizes)
         ]
         sign_batch(jobs, token.pin, module=MODULE, serial=token.serial)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ def register(sub: Any) -> None:
     rt.set_defaults(handler=_retry)
 
 
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
 def _factory(settings: Settings) -> Any:
     from appliance.outbox.sender import open_factory
 
@@ -59,8 +64,15 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
             s, path=args.package.resolve(), package_id=package_id, dossier_code=dossier, priority=args.priority
         )
         out = {"id": item.id, "package_id": item.package_id, "state": item.state, "size": item.size}
-    print(json.dumps(out) if args.json else f"queued #{out['id']} {package_id[:16]}… ({out['size']} bytes)")
+    _out(json.dumps(out) if args.json else f"queued #{out['id']} {package_id[:16]}… ({out['size']} bytes)")
     return 0
+
+
+def _iso(when: Any) -> str | None:
+    from appliance.outbox import store
+
+    value = store.aware(when)
+    return value.isoformat() if value is not None else None
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
@@ -69,7 +81,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
     with db.transaction(_factory(settings)) as s:
         count, oldest = store.depth(s)
-        items = [
+        items: list[dict[str, Any]] = [
             {
                 "id": i.id,
                 "package_id": i.package_id,
@@ -80,16 +92,16 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
                 "size": i.size,
                 "bytes_acked": i.bytes_acked,
                 "attempts": i.attempts,
-                "next_try_at": store.aware(i.next_try_at).isoformat() if i.next_try_at else None,
+                "next_try_at": _iso(i.next_try_at),
                 "warehouse_id": i.warehouse_id,
-                "created_at": store.aware(i.created_at).isoformat() if i.created_at else None,
+                "created_at": _iso(i.created_at),
             }
             for i in store.list_items(s, limit=args.limit)
         ]
     if args.json:
-        print(json.dumps({"unsent": count, "oldest_unsent": oldest.isoformat() if oldest else None, "items": items}))
+        _out(json.dumps({"unsent": count, "oldest_unsent": oldest.isoformat() if oldest else None, "items": items}))
         return 0
-    print(f"{count} package(s) not yet receipted" + (f", oldest queued {oldest:%Y-%m-%d %H:%M} UTC" if oldest else ""))
+    _out(f"{count} package(s) not yet receipted" + (f", oldest queued {oldest:%Y-%m-%d %H:%M} UTC" if oldest else ""))
     for i in items:
         pct = 100 * i["bytes_acked"] // i["size"] if i["size"] else 100
         line = f"#{i['id']} {i['package_id'][:16]}… {i['state']} {pct}% of {i['size']} bytes"
@@ -97,7 +109,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
             line += f" -> {i['warehouse_id']}"
         if i["reason"]:
             line += f" [{i['reason']}]"
-        print(line)
+        _out(line)
     return 0
 
 
@@ -114,5 +126,5 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
 
     with db.transaction(_factory(settings)) as s:
         item = store.retry(s, item_id=args.item_id)
-        print(f"#{item.id} queued again")
+        _out(f"#{item.id} queued again")
     return 0

@@ -1,9 +1,10 @@
 """The paho-mqtt 2.x adapter (the only module that imports paho). MQTT 5, QoS 1, TLS client certificates.
 
 Everything paho reports arrives as an `Event` on one queue, so the caller's loop owns all state:
-no bookkeeping in paho's thread. PUBACK reason codes >= 0x80 are failures (a broker ACL denial shows
-up only there); the mid -> topic map is filled under the same lock held around publish() because
-on_publish can fire before publish() returns (paho #482).
+no bookkeeping and no locks in paho's thread (a lock taken in on_publish while publish() waits for
+paho's own message mutex deadlocks). PUBACK reason codes >= 0x80 are failures (a broker ACL denial
+shows up only there). on_publish can fire before publish() returns (paho #482); the mid -> topic map is
+read only when the caller takes the event, after its publish() returned, in the same thread.
 """
 
 from __future__ import annotations
@@ -58,13 +59,9 @@ class Link:
     def __init__(self, cfg: LinkConfig) -> None:
         self.cfg = cfg
         self.events: queue.Queue[Event] = queue.Queue()
-        self._lock = threading.Lock()
-        self._pending: dict[int, str] = {}  # mid -> topic, until PUBACK
-        self._early: dict[int, int] = {}  # PUBACKs that came before publish() returned
+        self._pending: dict[int, str] = {}  # mid -> topic, until PUBACK (caller's thread only)
         self.connected = threading.Event()
-        c = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=MQTTProtocolVersion.MQTTv5
-        )
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=MQTTProtocolVersion.MQTTv5)
         if cfg.ca_file is not None:
             c.tls_set(
                 ca_certs=str(cfg.ca_file),
@@ -90,8 +87,6 @@ class Link:
             return
         for topic in self.cfg.subscriptions:
             client.subscribe(topic, qos=1)
-        with self._lock:
-            self._pending.clear()
         self.connected.set()
         self.events.put(Event("connected", reason=str(getattr(flags, "session_present", ""))))
 
@@ -104,17 +99,12 @@ class Link:
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, reason_code: Any, _p: Any) -> None:
         code = int(getattr(reason_code, "value", 0))
-        with self._lock:
-            topic = self._pending.pop(mid, None)
-            if topic is None:
-                self._early[mid] = code
-                return
-        self.events.put(Event("puback", topic=topic, mid=mid, reason_code=code, reason=str(reason_code)))
+        self.events.put(Event("puback", mid=mid, reason_code=code, reason=str(reason_code)))
 
     # --- caller's side ---
     def start(self) -> None:
         """Connect in the background; reconnects by itself. Raises only on a bad TLS setup."""
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.cfg.session_expiry_s
         try:
             self.client.connect_async(
@@ -132,17 +122,25 @@ class Link:
         return self.connected.wait(timeout)
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int:
-        """QoS 1 publish; the PUBACK comes back as an Event. Returns the mid (0 when not connected)."""
-        with self._lock:
-            info = self.client.publish(topic, payload, qos=1, retain=retain)
-            if info.rc != paho.MQTT_ERR_SUCCESS:
-                return 0
-            early = self._early.pop(info.mid, None)
-            if early is None:
-                self._pending[info.mid] = topic
-        if early is not None:
-            self.events.put(Event("puback", topic=topic, mid=info.mid, reason_code=early))
-        return int(info.mid)
+        """QoS 1 publish; the PUBACK comes back as an Event. Returns the mid (0 when not connected).
+        Call it only from the thread that takes the events."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        self._pending[info.mid] = topic  # paho may still deliver it after a reconnect
+        if len(self._pending) > 10_000:
+            self._pending.pop(next(iter(self._pending)))
+        return int(info.mid) if info.rc == paho.MQTT_ERR_SUCCESS else 0
+
+    def next_event(self, timeout: float | None = None) -> Event | None:
+        """The next event (None after `timeout`, or at once with timeout=0); PUBACKs carry their topic."""
+        try:
+            ev = self.events.get(timeout=timeout) if timeout else self.events.get_nowait()
+        except queue.Empty:
+            return None
+        if ev.kind == "puback":
+            return Event(
+                "puback", topic=self._pending.pop(ev.mid, ""), mid=ev.mid, reason_code=ev.reason_code, reason=ev.reason
+            )
+        return ev
 
     def stop(self) -> None:
         try:

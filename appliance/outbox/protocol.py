@@ -82,7 +82,9 @@ def parse_topic(topic: str) -> Command | None:
         if rest[0] == "fin" and len(rest) in (2, 3):
             return Command(device, file_id, "fin", size=int(rest[1]), checksum=rest[2] if len(rest) == 3 else None)
         if len(rest) in (1, 2):
-            return Command(device, file_id, "segment", offset=int(rest[0]), checksum=rest[1] if len(rest) == 2 else None)
+            return Command(
+                device, file_id, "segment", offset=int(rest[0]), checksum=rest[1] if len(rest) == 2 else None
+            )
     except ValueError:
         return None
     return None

@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import logging
 import os
-import queue
 import random
 import threading
 import time
@@ -114,16 +113,10 @@ class Sender:
         try:
             while not stop.is_set():
                 timeout = self._step()
-                try:
-                    ev = self.link.events.get(timeout=max(0.0, min(timeout, 1.0)))
-                except queue.Empty:
-                    ev = None
+                ev = self.link.next_event(max(0.001, min(timeout, 1.0)))
                 while ev is not None:
                     self._handle(ev)
-                    try:
-                        ev = self.link.events.get_nowait()
-                    except queue.Empty:
-                        ev = None
+                    ev = self.link.next_event(0)
                 if until_empty and self.transfer is None:
                     with db.transaction(self.factory) as s:
                         if store.depth(s)[0] == 0:
@@ -207,7 +200,7 @@ class Sender:
             if item is None:
                 return 1.0
             try:
-                fh = Path(item.path).open("rb")
+                fh = Path(item.path).open("rb")  # noqa: SIM115 - held for the whole transfer
             except OSError as err:
                 item.state = PackageState.REJECTED
                 item.reason = f"package file unreadable on the box: {err.strerror}"
@@ -421,9 +414,7 @@ class Sender:
             item.next_try_at = db.utcnow() + dt.timedelta(seconds=delay)
             item.reason = f"{code}: {reason}"[:500]
             item.bytes_acked = t.acked
-        log.warning(
-            "package %s: %s (attempt %d, next try in %.0f s)", t.package_id[:12], reason, item.attempts, delay
-        )
+        log.warning("package %s: %s (attempt %d, next try in %.0f s)", t.package_id[:12], reason, item.attempts, delay)
         self.last_error = reason
         t.file.close()
         self.transfer = None

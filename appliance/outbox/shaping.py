@@ -1,4 +1,4 @@
-""""When bandwidth allows": token bucket, time windows, back-off with jitter. Pure, clock passed in."""
+""" "When bandwidth allows": token bucket, time windows, back-off with jitter. Pure, clock passed in."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class Window:
 
 
 def parse_windows(specs: list[str]) -> list[Window]:
-    """"HH:MM-HH:MM" strings; "always" or an empty list means no restriction."""
+    """ "HH:MM-HH:MM" strings; "always" or an empty list means no restriction."""
     out = []
     for spec in specs:
         if spec.strip().lower() == "always":
@@ -64,5 +64,5 @@ def in_window(windows: list[Window], local: dt.datetime) -> bool:
 def backoff(attempts: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Exponential back-off with full jitter in [d/2, d]: attempts=1 -> ~base."""
     d = min(cap, base * 2 ** max(0, attempts - 1))
-    r = (rng or random).random()
-    return d / 2 + r * d / 2
+    r = float((rng or random).random())
+    return float(d / 2 + r * d / 2)

@@ -136,9 +136,7 @@ def retry(session: Session, *, item_id: int) -> OutboxItem:
 def depth(session: Session) -> tuple[int, datetime | None]:
     """How many packages are not yet receipted (nor rejected), and when the oldest of them was queued."""
     count, oldest = session.execute(
-        select(func.count(OutboxItem.id), func.min(OutboxItem.created_at)).where(
-            OutboxItem.state.in_(list(UNSENT))
-        )
+        select(func.count(OutboxItem.id), func.min(OutboxItem.created_at)).where(OutboxItem.state.in_(list(UNSENT)))
     ).one()
     return int(count), aware(oldest)
 

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from tests.mqtt
 """End to end over a real mosquitto with TLS client certificates: real signed packages from one box reach
 the receiver, each verified, each receipted, none stored twice; and the CLI around it."""
 

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from tests.mqtt
 """Faults, each with nothing lost and nothing stored twice: broker killed mid-transfer, box kill -9
 mid-segment, receiver away, corrupted segment, a package failing verification, an ACL denial, a full disk."""
 
@@ -120,7 +121,7 @@ def test_receiver_away_then_back_pauses_without_failing(broker: Broker, pki: Pki
     link.start()
     assert link.wait_connected(10)
     link.publish("province/receivers/receiver-1/state", protocol.receiver_state_payload("offline", "x"), retain=True)
-    wait_for(lambda: not link.events.empty(), 10, "puback")
+    wait_for(lambda: (ev := link.next_event(0.1)) is not None and ev.kind == "puback", 10, "puback")
     link.stop()
 
     pkg = raw_package(tmp_path, 400_000, 4)

@@ -26,7 +26,6 @@ from tests.softhsm import (
     simple_pdf,
 )
 
-
 pytestmark = [pytest.mark.pdftools, pytest.mark.slow]
 
 
