@@ -71,3 +71,5 @@ def setup(level: str = "INFO", fmt: str = "json", stream: object = None) -> None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for chatty in ("alembic", "pikepdf"):  # their INFO lines say nothing an operator needs
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
