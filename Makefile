@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3 python3-venv python3-dev gcc libsane-dev libsane1 sane-utils \
 	tesseract-ocr tesseract-ocr-vie tesseract-ocr-osd poppler-utils qpdf ghostscript \
 	fonts-liberation2 fonts-dejavu-core tzdata \
-	softhsm2 opensc libnss3-tools
+	softhsm2 opensc libnss3-tools mosquitto
 # Only for the tests (the browser) and the benchmark's anchor.
 TEST_APT_PACKAGES := chromium
 BENCH_APT_PACKAGES := ocrmypdf
