@@ -49,8 +49,16 @@ class Rejection(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+def normalise_url(url: str) -> str:
+    """`postgresql://...` means psycopg 3 (SQLAlchemy's default driver for it would be psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
 def open_catalogue(url: str) -> sessionmaker[Session]:
-    engine = make_engine(url)
+    engine = make_engine(normalise_url(url))
     Base.metadata.create_all(engine)
     return sessionmaker(engine, expire_on_commit=False)
 

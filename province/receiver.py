@@ -104,6 +104,11 @@ class Receiver:
                 if ev is not None:
                     self.handle(ev)
         finally:
+            st = self.stats
+            log.info(
+                "receiver %s stopping: segments=%d bytes=%d accepted=%d rejected=%d duplicates=%d corrupt=%d",
+                self.cfg.name, st.segments, st.bytes, st.accepted, st.rejected, st.duplicates, st.corrupt,
+            )  # fmt: skip
             if self.link.connected.is_set():  # a clean stop says so; a crash leaves it to the will
                 self.link.publish(
                     self.state_topic, protocol.receiver_state_payload("offline", self.cfg.name), retain=True

@@ -2,7 +2,8 @@
 # `make run`: the appliance's main job with embedded defaults, on a development machine or a box.
 # - data (SQLite, originals, PDFs) under ./var unless APPLIANCE_DATA_DIR says otherwise;
 # - the SANE test scanner when no real scanner is attached;
-# - writes a generated Vietnamese sample page (scan and camera photo) to try, then serves the web UI.
+# - writes a generated Vietnamese sample page (scan and camera photo) to try;
+# - then runs the whole loop (scripts/dev_loop.py): dev token, broker, province receiver, sender, web UI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -40,5 +41,5 @@ PY
 echo "sample pages to upload or digitize: $out/sample-scan.png, $out/sample-photo.jpg"
 echo "   (try: .venv/bin/appliance digitize $out/sample-scan.png -o $out/sample.pdf --json)"
 echo
-echo "== starting the officers' web UI (development accounts are printed below)"
-exec $PY -m appliance serve --dev --host "${APPLIANCE_WEB__HOST:-127.0.0.1}" --port "${APPLIANCE_WEB__PORT:-8080}"
+echo "== starting the whole loop: development token, broker, province receiver, outbox sender, web UI"
+exec $PY scripts/dev_loop.py

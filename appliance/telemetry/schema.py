@@ -1,0 +1,191 @@
+"""The payloads the box publishes (docs/telemetry.md holds their JSON Schema, generated from these models).
+
+Topics (the device id is the certificate CN, see provisioning.broker):
+- `devices/{id}/status`    retained; `Status` (online / offline on a clean stop / lost as the last will)
+- `devices/{id}/telemetry` `Reading` (kind "reading"), `Counters` (kind "counters", daily) and
+                           `Incident` (kind "incident", an officer's "Báo sự cố")
+
+A value the box cannot determine is `null` ("unknown"), never zero.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Status(_Model):
+    """Retained connection state. `boot_id` + `seq` identify the session: a will whose session is older than
+    the newest `online` seen is stale and must be ignored."""
+
+    state: Literal["online", "offline", "lost"]
+    device_id: str
+    boot_id: str  # /proc/sys/kernel/random/boot_id: changes at every boot
+    seq: int  # connection sequence within this boot (like Sparkplug's bdSeq)
+    at: datetime | None = None  # the box's clock; null in the will (it is written before it fires)
+    version: str = ""
+    v: int = SCHEMA_VERSION
+
+
+class Certificate(_Model):
+    owner: str  # subject common name
+    role: Literal["officer", "organisation"]
+    serial: str
+    not_after: datetime
+    days_to_expiry: int
+    usable_for_signing: bool  # has non-repudiation and is not a CA certificate
+
+
+class Token(_Model):
+    serial: str
+    label: str
+    model: str
+    pin_state: str  # appliance.sign.token.PinState: ok / count_low / final_try / locked / ...
+    certificates: list[Certificate] = []
+
+
+class Scanner(_Model):
+    present: bool
+    devices: list[str] = []  # "vendor model (name)"
+
+
+class Camera(_Model):
+    configured: str  # settings.camera.kind: none / uvc / picamera
+    present: bool | None  # None: not configured, or not determinable
+
+
+class Disk(_Model):
+    path: str
+    total_bytes: int
+    free_bytes: int
+    used_pct: float
+    written_bytes: int | None = None  # since boot, from /sys/block/*/stat (the SD card's wear proxy)
+    device: str | None = None  # block device holding the data partition, e.g. mmcblk0p2
+
+
+class Power(_Model):
+    """Raspberry Pi `vcgencmd get_throttled` decoded; all null off a Pi."""
+
+    throttled_raw: str | None = None  # e.g. "0x50005"
+    under_voltage_now: bool | None = None
+    freq_capped_now: bool | None = None
+    throttled_now: bool | None = None
+    soft_temp_limit_now: bool | None = None
+    under_voltage_since_boot: bool | None = None
+    freq_capped_since_boot: bool | None = None
+    throttled_since_boot: bool | None = None
+    soft_temp_limit_since_boot: bool | None = None
+
+
+class Memory(_Model):
+    total_bytes: int
+    available_bytes: int
+    used_pct: float
+
+
+class Clock(_Model):
+    synchronized: bool | None  # NTP / chrony says the clock is synchronised; None: cannot tell
+    source: str  # "timedatectl", "adjtimex" or "unknown"
+    offset_ms: float | None = None
+
+
+class Outbox(_Model):
+    depth: int | None  # packages not yet receipted
+    oldest_age_s: float | None  # age of the oldest unsent package
+    last_receipt_at: datetime | None
+    receipted_bytes_24h: int | None  # what the link actually carried in the last day
+    link_rtt_ms: float | None = None  # MQTT PUBACK round trip of the previous telemetry publish
+
+
+class FleetRun(_Model):
+    """The last fleet-management (Ansible) run, from the file the role writes (docs/telemetry.md)."""
+
+    finished_at: datetime | None = None
+    result: str | None = None  # ok / failed / changed
+    playbook: str | None = None
+    version: str | None = None
+
+
+class ReadingError(_Model):
+    item: str
+    error: str  # "timeout after 5 s" or the exception's one-line text
+
+
+class Reading(_Model):
+    kind: Literal["reading"] = "reading"
+    v: int = SCHEMA_VERSION
+    device_id: str
+    commune_code: str
+    boot_id: str
+    at: datetime  # the box's own clock when the collection started
+    historical: bool = False  # true when taken while offline and sent later
+    version: str  # software version
+    uptime_s: float | None = None
+    scanner: Scanner | None = None
+    camera: Camera | None = None
+    tokens: list[Token] | None = None
+    disk: Disk | None = None
+    cpu_temp_c: float | None = None
+    power: Power | None = None
+    memory: Memory | None = None
+    clock: Clock | None = None
+    outbox: Outbox | None = None
+    fleet: FleetRun | None = None
+    errors: list[ReadingError] = []  # readings that failed or timed out (their field stays null)
+
+
+class Counters(_Model):
+    """Decision 766 counters for one local day (the box's timezone), recomputed and resent daily."""
+
+    kind: Literal["counters"] = "counters"
+    v: int = SCHEMA_VERSION
+    device_id: str
+    commune_code: str
+    day: str  # YYYY-MM-DD
+    at: datetime
+    historical: bool = False
+    dossiers_received: int
+    components_digitized: int  # dossiers with at least one digitized component
+    results_electronic: int  # results issued electronically (signed, with a result code)
+    reused: int  # dossiers that reused already digitized data
+    backlog_digitized: int = 0
+
+
+class Incident(_Model):
+    """'Báo sự cố': an officer's short text plus the box's health at that moment."""
+
+    kind: Literal["incident"] = "incident"
+    v: int = SCHEMA_VERSION
+    device_id: str
+    commune_code: str
+    incident_id: str  # uuid4, so a resend is recognised
+    at: datetime
+    historical: bool = False
+    reporter: str
+    text: str = Field(max_length=2000)
+    snapshot: Reading | None = None
+
+
+Message = Annotated[Reading | Counters | Incident, Field(discriminator="kind")]
+MESSAGE = TypeAdapter(Message)
+
+
+def parse_message(data: bytes | str) -> Reading | Counters | Incident:
+    """One `devices/{id}/telemetry` payload (raises pydantic.ValidationError on anything else)."""
+    return MESSAGE.validate_json(data)
+
+
+def json_schemas() -> dict[str, object]:
+    """JSON Schema of every payload, by topic."""
+    return {
+        "devices/{id}/status": Status.model_json_schema(),
+        "devices/{id}/telemetry": MESSAGE.json_schema(),
+    }

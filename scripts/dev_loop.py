@@ -1,0 +1,137 @@
+"""`make run`: the whole loop on one machine, with development defaults.
+
+Starts, under ``$APPLIANCE_DATA_DIR`` (default ./var), and stops together on Ctrl-C:
+  - a development SoftHSM2 token with an officer and an organisation certificate (unless a real
+    token is configured with APPLIANCE_SIGN__TOKEN_SERIAL), made once and reused;
+  - a provincial device CA, a broker certificate and this box's client certificate (CN = device id);
+  - a private mosquitto (TLS, client certificates, per-device ACLs) on a loopback port;
+  - the province receiver (`province serve`), trusting the development token's CA;
+  - the box's outbox sender (`appliance outbox run`);
+  - the officers' web UI (`appliance serve --dev`), which prints the development accounts.
+Development tooling only: a box in a commune gets its token, certificates and broker from Ansible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from provisioning import broker as broker_cfg  # noqa: E402
+from provisioning.ca import Ca, issue, make_ca  # noqa: E402
+
+DEVICE = os.environ.get("APPLIANCE_DEVICE_ID", "box-dev-01")
+RECEIVER = "receiver-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def dev_token(data: Path) -> dict[str, str]:
+    """Environment for a development SoftHSM token, created on the first run."""
+    if os.environ.get("APPLIANCE_SIGN__TOKEN_SERIAL"):
+        return {}
+    from tests.softhsm import make_token  # the same token the tests use
+
+    directory = data / "softhsm"
+    state = directory / "token.json"
+    if not state.exists():
+        token = make_token(directory, label="dev-token")
+        state.write_text(json.dumps({"conf": str(token.conf), "serial": token.serial, "ca": str(token.ca.pem)}))
+        print(f"development token created (serial {token.serial}, PIN 123456)")
+    info = json.loads(state.read_text())
+    return {
+        "SOFTHSM2_CONF": info["conf"],
+        "APPLIANCE_SIGN__TOKEN_SERIAL": info["serial"],
+        "APPLIANCE_SIGN__TRUST_ROOTS": json.dumps([info["ca"]]),
+        "DEV_TOKEN_CA": info["ca"],
+    }
+
+
+def pki(data: Path) -> tuple[Ca, Path]:
+    directory = data / "pki"
+    ca = Ca(directory / "ca.crt", directory / "ca.key")
+    if not ca.cert.exists():
+        ca = make_ca(directory, name="Development device CA")
+        issue(ca, "broker", directory, server=True)
+        for name in (DEVICE, RECEIVER):
+            issue(ca, name, directory)
+    return ca, directory
+
+
+def main() -> int:
+    data = Path(os.environ.get("APPLIANCE_DATA_DIR", ROOT / "var")).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "APPLIANCE_DATA_DIR": str(data), "APPLIANCE_DEVICE_ID": DEVICE}
+    env.update(dev_token(data))
+    ca, certs = pki(data)
+
+    port = free_port()
+    files = broker_cfg.write_broker_config(
+        data / "broker",
+        port=port,
+        ca=ca.cert,
+        cert=certs / "broker.crt",
+        key=certs / "broker.key",
+        receivers=[RECEIVER],
+        run_as_root=os.geteuid() == 0,
+    )
+    env.update(
+        {
+            "APPLIANCE_OUTBOX__HOST": "127.0.0.1",
+            "APPLIANCE_OUTBOX__PORT": str(port),
+            "APPLIANCE_OUTBOX__CA_FILE": str(ca.cert),
+            "APPLIANCE_OUTBOX__CERT_FILE": str(certs / f"{DEVICE}.crt"),
+            "APPLIANCE_OUTBOX__KEY_FILE": str(certs / f"{DEVICE}.key"),
+        }
+    )
+    py = sys.executable
+    children: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, args: list[str]) -> None:
+        log = (data / f"{name}.log").open("ab")
+        children.append(subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
+        print(f"started {name} (log: {data / (name + '.log')})")
+
+    start("mosquitto", ["mosquitto", "-c", str(files.conf)])
+    time.sleep(0.5)
+    receiver = [py, "-m", "province", "serve", "--port", str(port), "--name", RECEIVER]
+    receiver += ["--ca", str(ca.cert), "--cert", str(certs / f"{RECEIVER}.crt"), "--key", str(certs / f"{RECEIVER}.key")]
+    receiver += ["--data-dir", str(data / "province")]
+    if "DEV_TOKEN_CA" in env:
+        receiver += ["--trust", env["DEV_TOKEN_CA"]]
+    start("province", receiver)
+    start("outbox", [py, "-m", "appliance", "outbox", "run"])
+
+    host = os.environ.get("APPLIANCE_WEB__HOST", "127.0.0.1")
+    web_port = os.environ.get("APPLIANCE_WEB__PORT", "8080")
+    print(f"broker on 127.0.0.1:{port}; province catalogue: {py} -m province packages --data-dir {data / 'province'}")
+    web = subprocess.Popen([py, "-m", "appliance", "serve", "--dev", "--host", host, "--port", web_port], env=env, cwd=ROOT)
+    try:
+        return web.wait()
+    except KeyboardInterrupt:
+        web.send_signal(signal.SIGINT)
+        return web.wait()
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+                try:
+                    child.wait(10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
