@@ -107,7 +107,14 @@ def main() -> int:
     start("mosquitto", ["mosquitto", "-c", str(files.conf)])
     time.sleep(0.5)
     receiver = [py, "-m", "province", "serve", "--port", str(port), "--name", RECEIVER]
-    receiver += ["--ca", str(ca.cert), "--cert", str(certs / f"{RECEIVER}.crt"), "--key", str(certs / f"{RECEIVER}.key")]
+    receiver += [
+        "--ca",
+        str(ca.cert),
+        "--cert",
+        str(certs / f"{RECEIVER}.crt"),
+        "--key",
+        str(certs / f"{RECEIVER}.key"),
+    ]
     receiver += ["--data-dir", str(data / "province")]
     if "DEV_TOKEN_CA" in env:
         receiver += ["--trust", env["DEV_TOKEN_CA"]]
@@ -117,7 +124,9 @@ def main() -> int:
     host = os.environ.get("APPLIANCE_WEB__HOST", "127.0.0.1")
     web_port = os.environ.get("APPLIANCE_WEB__PORT", "8080")
     print(f"broker on 127.0.0.1:{port}; province catalogue: {py} -m province packages --data-dir {data / 'province'}")
-    web = subprocess.Popen([py, "-m", "appliance", "serve", "--dev", "--host", host, "--port", web_port], env=env, cwd=ROOT)
+    web = subprocess.Popen(
+        [py, "-m", "appliance", "serve", "--dev", "--host", host, "--port", web_port], env=env, cwd=ROOT
+    )
     try:
         return web.wait()
     except KeyboardInterrupt:
