@@ -211,13 +211,17 @@ def clock() -> Clock:
 # --- outbox -------------------------------------------------------------------------------------
 def outbox(settings: Settings, now: datetime, link_rtt_ms: float | None = None) -> Outbox:
     from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
 
     from appliance import db
     from appliance.outbox import store
 
-    engine = db.make_engine(settings.db_url)
+    url = settings.db_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return Outbox(depth=None, oldest_age_s=None, last_receipt_at=None, receipted_bytes_24h=None)
+    engine = db.make_engine(url)
     try:
-        with db.Session(engine) as s:
+        with Session(engine) as s:
             depth, oldest = store.depth(s)
             last = store.aware(s.scalar(select(func.max(store.OutboxItem.receipted_at))))
             day = s.scalar(

@@ -1,0 +1,95 @@
+"""Revocation and the CRL the broker checks (mosquitto ``crlfile``, EMQX ``ssl_options.crlfile``/CRL cache).
+
+The CRL is short-lived (``next_update`` in days): provincial IT regenerates it monthly (and on every
+revocation) and pushes it to the broker; an expired CRL makes OpenSSL refuse every client, which is
+loud rather than silently permissive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import CRLEntryExtensionOID
+
+from provisioning import registry
+from provisioning.ca import Ca
+from provisioning.enrol import _load_ca
+
+REASONS = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "key_compromise": x509.ReasonFlags.key_compromise,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessation_of_operation": x509.ReasonFlags.cessation_of_operation,
+    "affiliation_changed": x509.ReasonFlags.affiliation_changed,
+}
+
+
+def revoke(con: sqlite3.Connection, serial: str, reason: str = "unspecified") -> registry.CertRecord:
+    """Mark a certificate revoked in the registry (idempotent); regenerate the CRL afterwards."""
+    if reason not in REASONS:
+        raise registry.RegistryError(f"reason must be one of {sorted(REASONS)}")
+    return registry.mark_revoked(con, serial, reason)
+
+
+def revoke_device(con: sqlite3.Connection, device_id: str, reason: str = "cessation_of_operation") -> list[str]:
+    """Revoke every unrevoked certificate of a device (a stolen or retired box)."""
+    done = []
+    for rec in registry.certificates(con, device_id):
+        if rec.revoked_at is None:
+            revoke(con, rec.serial, reason)
+            done.append(rec.serial)
+    return done
+
+
+def build_crl(ca: Ca, con: sqlite3.Connection, *, days: int = 35) -> x509.CertificateRevocationList:
+    ca_cert, ca_key = _load_ca(ca)
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - dt.timedelta(minutes=5))
+        .next_update(now + dt.timedelta(days=days))
+        .add_extension(x509.CRLNumber(registry.next_crl_number(con)), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+    )
+    for rec in registry.certificates(con):
+        if rec.revoked_at is None:
+            continue
+        entry = (
+            x509.RevokedCertificateBuilder()
+            .serial_number(int(rec.serial, 16))
+            .revocation_date(dt.datetime.fromisoformat(rec.revoked_at))
+            .add_extension(x509.CRLReason(REASONS.get(rec.reason or "", x509.ReasonFlags.unspecified)), critical=False)
+            .build()
+        )
+        builder = builder.add_revoked_certificate(entry)
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def write_crl(ca: Ca, con: sqlite3.Connection, path: Path, *, days: int = 35) -> Path:
+    """Write the CRL (PEM) atomically, so a broker reloading it never reads half a file."""
+    crl = build_crl(ca, con, days=days)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    tmp.chmod(0o644)
+    tmp.replace(path)
+    return path
+
+
+def revoked_serials(crl_pem: bytes) -> dict[str, str]:
+    """Serial (hex) -> reason, read back from a CRL file."""
+    crl = x509.load_pem_x509_crl(crl_pem)
+    out: dict[str, str] = {}
+    for entry in crl:
+        try:
+            reason = entry.extensions.get_extension_for_oid(CRLEntryExtensionOID.CRL_REASON).value
+            name = reason.reason.name if isinstance(reason, x509.CRLReason) else "unspecified"
+        except x509.ExtensionNotFound:
+            name = "unspecified"
+        out[registry.serial_hex(entry.serial_number)] = name
+    return out
