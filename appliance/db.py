@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Engine,
     ForeignKey,
@@ -88,6 +89,7 @@ class Page(Base):
     encoding: Mapped[str | None] = mapped_column(String(16))
     mean_conf: Mapped[float | None]
     encoded_bytes: Mapped[int | None] = mapped_column(Integer)
+    upright: Mapped[bool] = mapped_column(Boolean, default=False)  # orientation set by an officer
     document: Mapped[Document] = relationship(back_populates="pages")
 
 
@@ -155,8 +157,7 @@ def create_document(
     """Record a captured document: pages are (original sha256, label, dpi) in physical order."""
     doc = Document(source=source, digitizer=digitizer, dossier_code=dossier_code, page_count=len(pages))
     doc.pages = [
-        Page(index=i, original_sha256=sha, label=label, dpi=round(dpi))
-        for i, (sha, label, dpi) in enumerate(pages)
+        Page(index=i, original_sha256=sha, label=label, dpi=round(dpi)) for i, (sha, label, dpi) in enumerate(pages)
     ]
     session.add(doc)
     session.flush()
@@ -164,9 +165,7 @@ def create_document(
 
 
 def documents_in_state(session: Session, *, states: Sequence[str]) -> list[Document]:
-    return list(
-        session.scalars(select(Document).where(Document.state.in_(states)).order_by(Document.created_at))
-    )
+    return list(session.scalars(select(Document).where(Document.state.in_(states)).order_by(Document.created_at)))
 
 
 def fields_json(fields: Sequence[Any]) -> dict[str, Any]:

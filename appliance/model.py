@@ -51,6 +51,7 @@ class RawPage:
     source: Source
     original: str | None = None  # sha256 of the lossless original in the originals store
     label: str = ""  # where it came from, for messages: file name, "ADF 3", ...
+    upright: bool = False  # an officer set this page's orientation: never turn it automatically
 
 
 @dataclass(frozen=True, slots=True)

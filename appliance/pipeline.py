@@ -82,7 +82,8 @@ def _prepare(index: int, raw: RawPage, opts: PipelineOptions) -> _Prepared:
     """Clean, encode and look for QR codes: the memory-hungry part of a page."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    clean = imaging.clean(raw, opts.clean, orient=ocr.detect_orientation if opts.clean.fix_orientation else None)
+    clean_opts = replace(opts.clean, fix_orientation=False) if raw.upright else opts.clean
+    clean = imaging.clean(raw, clean_opts, orient=ocr.detect_orientation if clean_opts.fix_orientation else None)
     label = raw.label
     del raw  # the full-resolution capture is no longer needed (its lossless original is stored)
     timings["clean"] = time.perf_counter() - t
@@ -295,13 +296,15 @@ def run_document(doc_id: str, settings: Settings, opts: PipelineOptions) -> tupl
         doc = session.get(db.Document, doc_id)
         if doc is None:
             raise StorageError(f"document {doc_id} not found")
-        pages = [(p.original_sha256, p.label, float(p.dpi)) for p in doc.pages]
+        pages = [(p.original_sha256, p.label, float(p.dpi), p.upright) for p in doc.pages]
         source, digitizer = doc.source, doc.digitizer
 
     def originals() -> Iterator[RawPage]:
-        for digest, label, dpi in pages:
+        for digest, label, dpi, upright in pages:
             image, stored_dpi = store.get_image(digest)
-            yield RawPage(image=image, dpi=stored_dpi or dpi, source=Source(source), original=digest, label=label)
+            yield RawPage(
+                image=image, dpi=stored_dpi or dpi, source=Source(source), original=digest, label=label, upright=upright
+            )
 
     with logs.context(doc_id=doc_id, stage="digitize"):
         try:

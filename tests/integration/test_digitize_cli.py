@@ -65,9 +65,7 @@ def test_digitize_two_scanned_pages_to_searchable_pdfa(
         meta = pdf.open_metadata()
         assert meta.get("pdfaid:part") == "2"
     subprocess.run(["qpdf", "--check", str(out)], check=True, capture_output=True)
-    text = subprocess.run(
-        ["pdftotext", str(out), "-"], capture_output=True, text=True, check=True
-    ).stdout
+    text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True, check=True).stdout
     pages_text = text.split("\f")
     for truth, got in zip(truths, pages_text, strict=False):
         assert cer_unordered(truth, got) < 0.02
@@ -102,9 +100,7 @@ def test_digitize_a_blank_page_is_kept_and_flagged(tesseract: str, tmp_path: Pat
 
 
 @pytest.mark.sane
-def test_scan_records_archives_and_resume_is_idempotent(
-    tesseract: str, sane_env: Path, tmp_path: Path
-) -> None:
+def test_scan_records_archives_and_resume_is_idempotent(tesseract: str, sane_env: Path, tmp_path: Path) -> None:
     env = {"SANE_CONFIG_DIR": str(sane_env), "APPLIANCE_DATA_DIR": str(tmp_path / "data")}
     proc = run_cli("scan", "--device", "test:0", "--resolution", "100", "--mode", "Gray", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
@@ -165,3 +161,30 @@ def test_signed_pdf_is_kept_byte_for_byte_and_its_signature_reported(tmp_path: P
     mixed = run_cli("digitize", str(signed), str(page), "-o", str(tmp_path / "mixed.pdf"))
     assert mixed.returncode == 1 and "bad_input" in mixed.stderr
     assert not (tmp_path / "mixed.pdf").exists()
+
+
+def test_an_officers_orientation_is_never_undone(
+    tesseract: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from appliance import db, pipeline
+    from appliance.model import RawPage, Source
+    from appliance.settings import load_settings
+
+    monkeypatch.setenv("APPLIANCE_DATA_DIR", str(tmp_path / "data"))
+    settings = load_settings()
+    page, _ = render_page(seed=4, dpi=200)
+    upside_down = np.ascontiguousarray(page[::-1, ::-1])
+    opts = pipeline.PipelineOptions(workers=1)
+    doc_id = pipeline.capture_document(
+        [RawPage(image=upside_down, dpi=200, source=Source.SCANNER)], settings, source="scanner"
+    )
+    result, _ = pipeline.run_document(doc_id, settings, opts)
+    assert result.pages[0].rotation == 180  # automatic: turned upright
+
+    factory = db.session_factory(db.make_engine(settings.db_url))
+    with db.transaction(factory) as session:
+        row = session.get(db.Document, doc_id)
+        assert row is not None
+        row.pages[0].upright = True  # the officer says: keep it exactly as stored
+    result, _ = pipeline.run_document(doc_id, settings, opts)
+    assert result.pages[0].rotation == 0

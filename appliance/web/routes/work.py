@@ -689,6 +689,7 @@ def edit_page(request: Request, who: Checked, doc_id: str, page_id: int, action:
             pages[at].original_sha256 = store.put_image(
                 np.ascontiguousarray(np.rot90(image, k=-1)), dpi=dpi or pages[at].dpi
             )
+            pages[at].upright = True  # the officer decided: automatic orientation must not undo it
         else:
             order = list(pages)
             if action == "delete":
