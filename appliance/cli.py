@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     from appliance.outbox import commands as outbox_commands
 
     outbox_commands.register(sub)
+    from appliance import doctor
+
+    doctor.register(sub)
     return p
 
 

@@ -136,9 +136,7 @@ def jpeg_bytes(image: PageImage, quality: int, full_chroma: bool = True) -> byte
     would halve it again and wash thin blue signature strokes and seal lettering out to grey.
     """
     buf = io.BytesIO()
-    Image.fromarray(image).save(
-        buf, "JPEG", quality=quality, optimize=True, subsampling=0 if full_chroma else 2
-    )
+    Image.fromarray(image).save(buf, "JPEG", quality=quality, optimize=True, subsampling=0 if full_chroma else 2)
     return buf.getvalue()
 
 

@@ -170,9 +170,7 @@ SO_KY_HIEU = re.compile(
     r"(?<![a-z0-9])s[o06]\s*(?P<colon>[:;.])?\s*(?P<so>[0-9]{1,5})\s*/\s*"
     r"(?P<kh>[a-z0-9]+(?:\s*[-/]\s*[a-z0-9]+)*)"
 )
-DATE = re.compile(
-    r"(?<![a-z])ngay\s*(?P<d>[0-9]{1,2})\s*,?\s*thang\s*(?P<m>[0-9]{1,2})\s*,?\s*nam\s*(?P<y>[0-9]{4})"
-)
+DATE = re.compile(r"(?<![a-z])ngay\s*(?P<d>[0-9]{1,2})\s*,?\s*thang\s*(?P<m>[0-9]{1,2})\s*,?\s*nam\s*(?P<y>[0-9]{4})")
 VV = re.compile(r"^\s*v\s*/\s*v\s*[:.]?\s*")
 DOSSIER = re.compile(
     r"(?<![0-9a-z.])(?:[0-9]{3}\s*\.\s*[0-9]{2}\s*\.\s*[0-9]{2}\s*\.\s*[a-z]\s*[0-9]{2}"
@@ -497,9 +495,7 @@ def extract_fields(text: str, words: Sequence[Word] = (), qr: Sequence[QrCode] =
         Field(
             name=f.name,
             value=f.value,
-            confidence=round(
-                max(0.0, min(1.0, f.certainty * (index.confidence(f.source) if f.source else 1.0))), 3
-            ),
+            confidence=round(max(0.0, min(1.0, f.certainty * (index.confidence(f.source) if f.source else 1.0))), 3),
             source="ocr",
             valid=f.valid,
             problem=f.problem,
@@ -530,9 +526,7 @@ def _qr_fields(codes: Iterable[QrCode]) -> list[Field]:
             elif name == "ngay_hen_tra":
                 check = domain.check_date(value)
                 valid, problem = check.ok, check.problem
-            out.append(
-                Field(name=name, value=value, confidence=1.0, source="qr", valid=valid, problem=problem)
-            )
+            out.append(Field(name=name, value=value, confidence=1.0, source="qr", valid=valid, problem=problem))
     return out
 
 

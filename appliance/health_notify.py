@@ -105,13 +105,13 @@ class Heartbeat:
         return True
 
 
-def database_writable(path: Path) -> Check:
+def database_writable(path: Path, timeout: float = 5.0) -> Check:
     """A check that the SQLite database at `path` can take its write lock (the file system is writable,
     the disk is not read-only after an SD-card error, no other process holds the lock forever)."""
 
     def check() -> bool:
         try:
-            con = sqlite3.connect(path, timeout=5.0, isolation_level=None)
+            con = sqlite3.connect(path, timeout=timeout, isolation_level=None)
             try:
                 con.execute("BEGIN IMMEDIATE")
                 con.execute("ROLLBACK")

@@ -144,9 +144,7 @@ def _clean_scan(image: PageImage, dpi: float, opts: CleanOptions, orient: Orient
         # Paint what lies outside the sheet (lid, shadow wedges) with the paper colour.
         out = _paint_outside(out, _affine(region, matrix), fill)
         small = _paint_outside(small, _affine(sheet, small_matrix), fill)
-    return _finish(
-        out, small, dpi, px_mm, opts, orient, skew=skew, vertical=vertical, paper=paper, flags=set()
-    )
+    return _finish(out, small, dpi, px_mm, opts, orient, skew=skew, vertical=vertical, paper=paper, flags=set())
 
 
 # --- camera photos -----------------------------------------------------------------------
@@ -187,13 +185,9 @@ def _clean_photo(image: PageImage, opts: CleanOptions, orient: Orienter | None) 
     # Analysis copy: the mid-size photo rectified at about ANALYSIS_DPI.
     a = ANALYSIS_DPI / dpi
     rect_w, rect_h = max(1, round(out_w * a)), max(1, round(out_h * a))
-    mid_to_full = np.array(
-        [[k_mid, 0, (k_mid - 1) / 2], [0, k_mid, (k_mid - 1) / 2], [0, 0, 1]], dtype=np.float64
-    )
+    mid_to_full = np.array([[k_mid, 0, (k_mid - 1) / 2], [0, k_mid, (k_mid - 1) / 2], [0, 0, 1]], dtype=np.float64)
     to_rect = np.diag([a, a, 1.0]) @ homography @ mid_to_full
-    rect = cv2.warpPerspective(
-        mid, to_rect, (rect_w, rect_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    rect = cv2.warpPerspective(mid, to_rect, (rect_w, rect_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     grey = _grey(rect)
     background = _background(grey, ANALYSIS_DPI)
     paper = float(np.median(background))
@@ -389,9 +383,7 @@ def _quad_from_contour(contour: Any) -> Points | None:
         approx = cv2.approxPolyDP(hull, 0.005 * peri, True).reshape(-1, 2)
         if len(approx) < 4 or len(approx) > 16:
             return None
-        best = max(
-            itertools.combinations(range(len(approx)), 4), key=lambda ix: cv2.contourArea(approx[list(ix)])
-        )
+        best = max(itertools.combinations(range(len(approx)), 4), key=lambda ix: cv2.contourArea(approx[list(ix)]))
         quad = approx[list(best)]
     pts = _order_corners(quad.reshape(4, 2).astype(np.float32))
     if cv2.contourArea(pts) < 0.85 * hull_area or not cv2.isContourConvex(pts):
@@ -519,9 +511,7 @@ def _finish(
             rotation = rotation % 360 if rotation % 90 == 0 else 0
             log.debug("orienter says %d (confidence %.2f, layout score %.2f)", rotation, confidence, score)
     if rotation:
-        code = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}[
-            rotation
-        ]
+        code = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}[rotation]
         out = cv2.rotate(out, code)
         small = cv2.rotate(small, code)
         ink = cv2.rotate(ink, code)
@@ -831,9 +821,7 @@ def _crop_or_pad(image: PageImage, x0: int, y0: int, w: int, h: int, fill: tuple
     if x0 >= 0 and y0 >= 0 and x0 + w <= iw and y0 + h <= ih:
         return image[y0 : y0 + h, x0 : x0 + w].copy()
     out = np.empty((h, w, *image.shape[2:]), dtype=np.uint8)
-    out[...] = (
-        np.array(fill, dtype=np.float64).round().astype(np.uint8) if image.ndim == 3 else round(fill[0])
-    )
+    out[...] = np.array(fill, dtype=np.float64).round().astype(np.uint8) if image.ndim == 3 else round(fill[0])
     sx0, sy0 = max(0, x0), max(0, y0)
     sx1, sy1 = min(iw, x0 + w), min(ih, y0 + h)
     out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]

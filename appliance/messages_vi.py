@@ -40,8 +40,7 @@ MESSAGES_VI: dict[str, str] = {
     "ví dụ 000.00.19.H12-230412-0007. Hãy kiểm tra lại.",
     "invalid_tthc_code": "Mã thủ tục hành chính không đúng dạng «d.dddddd», ví dụ 1.000894. Hãy kiểm tra lại.",
     "invalid_personal_id": "Số định danh cá nhân phải gồm đúng 12 chữ số. Hãy kiểm tra lại.",
-    "invalid_enterprise_code": "Mã số doanh nghiệp phải gồm 10 chữ số hoặc dạng 10 chữ số-3 chữ số. "
-    "Hãy kiểm tra lại.",
+    "invalid_enterprise_code": "Mã số doanh nghiệp phải gồm 10 chữ số hoặc dạng 10 chữ số-3 chữ số. Hãy kiểm tra lại.",
     "invalid_date": "Ngày tháng không hợp lệ. Hãy kiểm tra lại.",
     "invalid_result_code": "Mã kết quả không đúng định dạng đã cấu hình. Hãy kiểm tra lại mã kết quả.",
     # signing
@@ -49,8 +48,7 @@ MESSAGES_VI: dict[str, str] = {
     "token_module_failed": "Không dùng được trình điều khiển của thiết bị ký số (token). "
     "Hãy rút token ra, cắm lại rồi thử lại; nếu vẫn lỗi, hãy báo cho cán bộ CNTT.",
     "token_not_found": "Không tìm thấy thiết bị ký số (token). Hãy cắm token vào máy rồi thử lại.",
-    "token_ambiguous": "Đang cắm nhiều token. Hãy rút bớt, chỉ để lại token cần dùng, "
-    "hoặc chọn token theo số sê-ri.",
+    "token_ambiguous": "Đang cắm nhiều token. Hãy rút bớt, chỉ để lại token cần dùng, hoặc chọn token theo số sê-ri.",
     "token_removed": "Token bị rút ra hoặc mất kết nối trong khi ký. Các tài liệu chưa được ký vẫn được giữ "
     "nguyên; hãy cắm lại token rồi ký lại.",
     "signer_crashed": "Chương trình ký số bị dừng đột ngột. Các tài liệu chưa được ký vẫn được giữ nguyên; "
@@ -70,10 +68,8 @@ MESSAGES_VI: dict[str, str] = {
     "certificate_no_non_repudiation": "Chứng thư số này không được phép dùng để ký văn bản (thiếu mục đích "
     "chống chối bỏ). Hãy dùng chứng thư ký số khác.",
     "private_key_not_found": "Token không có khóa bí mật đi kèm chứng thư số. Hãy báo cho cán bộ CNTT.",
-    "pdf_sign_failed": "Không ký được tệp PDF này. Tài liệu vẫn chưa ký; "
-    "hãy số hóa lại hoặc báo cho cán bộ CNTT.",
-    "package_failed": "Không tạo hoặc đọc được gói hồ sơ điện tử. "
-    "Hãy kiểm tra các tệp trong gói rồi thử lại.",
+    "pdf_sign_failed": "Không ký được tệp PDF này. Tài liệu vẫn chưa ký; hãy số hóa lại hoặc báo cho cán bộ CNTT.",
+    "package_failed": "Không tạo hoặc đọc được gói hồ sơ điện tử. Hãy kiểm tra các tệp trong gói rồi thử lại.",
     "outbox_failed": "Không gửi được gói hồ sơ lên tỉnh. Gói vẫn được giữ an toàn trên thiết bị và sẽ tự "
     "gửi lại; nếu lỗi kéo dài hãy báo cho cán bộ CNTT.",
     "broker_unreachable": "Chưa kết nối được máy chủ của tỉnh (mất mạng hoặc máy chủ đang dừng). Các gói "

@@ -75,9 +75,7 @@ def _tesseract_path() -> str:
     return path
 
 
-def _run(
-    args: list[str], *, timeout_s: float, stdin: bytes | None = None
-) -> subprocess.CompletedProcess[bytes]:
+def _run(args: list[str], *, timeout_s: float, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(
             args,

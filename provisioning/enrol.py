@@ -56,7 +56,7 @@ def make_key_and_csr(device_id: str, key_path: Path, csr_path: Path, *, overwrit
     return csr_path
 
 
-def _load_ca(ca: Ca) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey]:
+def load_ca(ca: Ca) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey]:
     cert = x509.load_pem_x509_certificate(ca.cert.read_bytes())
     key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
@@ -92,7 +92,7 @@ def sign_csr(ca: Ca, csr_pem: bytes, device_id: str, *, days: int = 397) -> x509
     """CA side: a clientAuth certificate for the CSR's key with CN = device id (and nothing else taken
     from the CSR)."""
     csr = check_csr(csr_pem, device_id)
-    ca_cert, ca_key = _load_ca(ca)
+    ca_cert, ca_key = load_ca(ca)
     now = dt.datetime.now(dt.UTC)
     return (
         x509.CertificateBuilder()

@@ -17,7 +17,7 @@ from cryptography.x509.oid import CRLEntryExtensionOID
 
 from provisioning import registry
 from provisioning.ca import Ca
-from provisioning.enrol import _load_ca
+from provisioning.enrol import load_ca
 
 REASONS = {
     "unspecified": x509.ReasonFlags.unspecified,
@@ -46,7 +46,7 @@ def revoke_device(con: sqlite3.Connection, device_id: str, reason: str = "cessat
 
 
 def build_crl(ca: Ca, con: sqlite3.Connection, *, days: int = 35) -> x509.CertificateRevocationList:
-    ca_cert, ca_key = _load_ca(ca)
+    ca_cert, ca_key = load_ca(ca)
     now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateRevocationListBuilder()

@@ -152,9 +152,7 @@ def resolve_source(choices: Sequence[str], wanted: str) -> str:
     else:
         pick = []
     if not pick:
-        raise BadScannerOption(
-            f"source {wanted!r} not offered; device has {list(choices)!r}", option="source"
-        )
+        raise BadScannerOption(f"source {wanted!r} not offered; device has {list(choices)!r}", option="source")
     return pick[0]
 
 

@@ -372,9 +372,7 @@ def _trust_context(trust_roots: Sequence[Path | bytes]) -> Any:
     return ValidationContext(trust_roots=roots, allow_fetching=False)
 
 
-def validate_signatures(
-    path: Path | str, *, trust_roots: Sequence[Path | bytes] = ()
-) -> list[SignatureReport]:
+def validate_signatures(path: Path | str, *, trust_roots: Sequence[Path | bytes] = ()) -> list[SignatureReport]:
     """Validate every embedded signature with pyHanko. Reads the file; never modifies it.
 
     Without ``trust_roots`` the trust of the signer is "unknown" (the signature can still be

@@ -21,9 +21,7 @@ log = logging.getLogger(__name__)
 class PicameraCamera:
     """Camera backed by picamera2. ``size`` is the still size (width, height); None = sensor default."""
 
-    def __init__(
-        self, camera_num: int = 0, *, size: tuple[int, int] | None = None, dpi_hint: float = 200.0
-    ) -> None:
+    def __init__(self, camera_num: int = 0, *, size: tuple[int, int] | None = None, dpi_hint: float = 200.0) -> None:
         self.dpi_hint = dpi_hint
         self._lock = threading.Lock()
         self._count = 0
@@ -62,9 +60,7 @@ class PicameraCamera:
             # picamera2's "RGB888" is laid out B, G, R in memory (OpenCV order): flip to RGB
             image = np.ascontiguousarray(arr[:, :, 2::-1])
             self._count += 1
-            return RawPage(
-                image=image, dpi=self.dpi_hint, source=Source.CAMERA, label=f"camera {self._count}"
-            )
+            return RawPage(image=image, dpi=self.dpi_hint, source=Source.CAMERA, label=f"camera {self._count}")
 
     def close(self) -> None:
         with self._lock:

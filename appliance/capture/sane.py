@@ -186,18 +186,14 @@ def _set(dev: Any, name: str, value: OptionValue, device: str) -> None:
                 value = choice
                 break
         else:
-            raise BadScannerOption(
-                f"{device}: {name}={value!r} not in {opt.constraint!r}", device=device, option=name
-            )
+            raise BadScannerOption(f"{device}: {name}={value!r} not in {opt.constraint!r}", device=device, option=name)
     elif (
         isinstance(opt.constraint, list)
         and opt.type in (1, 2)
         and not any(float(w) == float(value) for w in opt.constraint)
     ):
         # word lists: SANE would silently snap to a neighbour; say so instead
-        raise BadScannerOption(
-            f"{device}: {name}={value!r} not in {opt.constraint!r}", device=device, option=name
-        )
+        raise BadScannerOption(f"{device}: {name}={value!r} not in {opt.constraint!r}", device=device, option=name)
     try:
         setattr(dev, py_name, _coerce(opt, value))
     except Exception as err:

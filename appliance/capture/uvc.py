@@ -88,9 +88,7 @@ class UvcCamera:
             if image is None:
                 raise CameraError(f"camera {self.source!r} gave no frame", camera=str(self.source))
             self._count += 1
-            return RawPage(
-                image=image, dpi=self.dpi_hint, source=Source.CAMERA, label=f"camera {self._count}"
-            )
+            return RawPage(image=image, dpi=self.dpi_hint, source=Source.CAMERA, label=f"camera {self._count}")
 
     def close(self) -> None:
         with self._lock:

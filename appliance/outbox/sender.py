@@ -65,6 +65,7 @@ class Stats:
     resent_bytes: int = 0  # segment bytes published a second time or more
     inits: int = 0
     denials: int = 0
+    held: int = 0  # times a due package was held back by a pause (window, receiver offline)
 
 
 class Sender:
@@ -75,6 +76,7 @@ class Sender:
         *,
         tamper: Tamper | None = None,
         rng: random.Random | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         o = settings.outbox
         self.o = o
@@ -99,6 +101,7 @@ class Sender:
         self.transfer: Transfer | None = None
         self.tamper = tamper
         self.rng = rng or random.Random()
+        self.clock = clock or (lambda: dt.datetime.now().astimezone())  # local time, for the windows
         self.stats = Stats()
         self.sent_offsets: dict[str, set[int]] = {}
         self.last_error: str | None = None
@@ -130,7 +133,7 @@ class Sender:
         """Why packages may not go now (None = they may)."""
         if self.receivers and all(v != "online" for v in self.receivers.values()):
             return "receiver offline"
-        if not in_window(self.windows, dt.datetime.now().astimezone()):
+        if not in_window(self.windows, self.clock()):
             return "outside the sending window"
         return None
 
@@ -198,6 +201,8 @@ class Sender:
                 s, now=db.utcnow(), max_priority=store.PRIORITY_RECEIPT if pause is not None else None
             )
             if item is None:
+                if pause is not None and store.next_due(s, now=db.utcnow()) is not None:
+                    self.stats.held += 1
                 return 1.0
             try:
                 fh = Path(item.path).open("rb")  # noqa: SIM115 - held for the whole transfer

@@ -134,9 +134,7 @@ def _env(extra: dict[str, str] | None) -> dict[str, str]:
     return env
 
 
-def token_status(
-    module: Path, serial: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S
-) -> list[TokenInfo]:
+def token_status(module: Path, serial: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[TokenInfo]:
     """Tokens present, their PIN flags and certificates (no login)."""
     worker = _Worker(_env(None), timeout_s)
     try:

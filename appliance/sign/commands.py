@@ -16,9 +16,7 @@ from appliance.settings import Settings
 
 def register(sub: Any) -> None:
     """Add this part's subcommands to the `appliance` parser. Each parser sets `handler`."""
-    t = sub.add_parser(
-        "token", help="PKCS#11 tokens: list them, or show one token's PIN state and certificates"
-    )
+    t = sub.add_parser("token", help="PKCS#11 tokens: list them, or show one token's PIN state and certificates")
     t.add_argument("action", choices=["list", "status"])
     t.add_argument("--module", type=Path, default=None, help="PKCS#11 module (default: settings.sign)")
     t.add_argument("--token", default=None, metavar="SERIAL", help="token serial (default: settings.sign)")
@@ -36,9 +34,7 @@ def register(sub: Any) -> None:
     s.add_argument("--role", choices=["officer", "organisation"], required=True)
     s.add_argument("--module", type=Path, default=None)
     s.add_argument("--token", default=None, metavar="SERIAL")
-    s.add_argument(
-        "--signer-name", default=None, help="digitizer (officer) / who converted it (organisation)"
-    )
+    s.add_argument("--signer-name", default=None, help="digitizer (officer) / who converted it (organisation)")
     s.add_argument("--cert-id", default=None, help="CKA_ID (hex) of the certificate to use")
     s.add_argument("--copy-form", default="SAO Y", help="organisation mark: SAO Y | SAO LỤC | TRÍCH SAO")
     s.add_argument("--result-code", default=None, help="result code (from the result's QR or the officer)")
@@ -267,9 +263,7 @@ def _package_build(args: argparse.Namespace, settings: Settings) -> int:
     )
     pin = read_pin()
     try:
-        info = build_package(
-            request, args.output, pin, module=_module(args, settings), serial=_serial(args, settings)
-        )
+        info = build_package(request, args.output, pin, module=_module(args, settings), serial=_serial(args, settings))
     finally:
         del pin
     if args.json:

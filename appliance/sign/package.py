@@ -179,15 +179,11 @@ def asic_manifest(entries: dict[str, tuple[bytes, str]], signature_name: str = S
     ET.register_namespace("asic", ASIC_NS)
     ET.register_namespace("ds", DS_NS)
     root = ET.Element(f"{{{ASIC_NS}}}ASiCManifest")
-    ET.SubElement(
-        root, f"{{{ASIC_NS}}}SigReference", URI=signature_name, MimeType="application/pkcs7-signature"
-    )
+    ET.SubElement(root, f"{{{ASIC_NS}}}SigReference", URI=signature_name, MimeType="application/pkcs7-signature")
     for name, (data, mime) in entries.items():
         ref = ET.SubElement(root, f"{{{ASIC_NS}}}DataObjectReference", URI=name, MimeType=mime)
         ET.SubElement(ref, f"{{{DS_NS}}}DigestMethod", Algorithm=SHA256_URI)
-        ET.SubElement(ref, f"{{{DS_NS}}}DigestValue").text = base64.b64encode(
-            hashlib.sha256(data).digest()
-        ).decode()
+        ET.SubElement(ref, f"{{{DS_NS}}}DigestValue").text = base64.b64encode(hashlib.sha256(data).digest()).decode()
     return bytes(ET.tostring(root, encoding="UTF-8", xml_declaration=True))
 
 
@@ -224,9 +220,7 @@ def build_package(
 
 
 # --- verification -----------------------------------------------------------------------------
-def _check_cms(
-    signature: bytes, signed: bytes, roots: list[Any], now: dt.datetime
-) -> tuple[str | None, list[Problem]]:
+def _check_cms(signature: bytes, signed: bytes, roots: list[Any], now: dt.datetime) -> tuple[str | None, list[Problem]]:
     import asyncio
 
     from asn1crypto import cms  # type: ignore[import-untyped]
@@ -276,9 +270,7 @@ def verify_package(data: bytes, trust_roots: Sequence[Path], *, name: str = "") 
         )
     asic = contents.get(ASIC_MANIFEST)
     if asic is None:
-        return PackageReport(
-            name, None, None, (), (*problems, Problem("bad_container", f"no {ASIC_MANIFEST}"))
-        )
+        return PackageReport(name, None, None, (), (*problems, Problem("bad_container", f"no {ASIC_MANIFEST}")))
     try:
         root = ET.fromstring(asic)
     except ET.ParseError as err:
@@ -319,9 +311,7 @@ def verify_package(data: bytes, trust_roots: Sequence[Path], *, name: str = "") 
         fname = str(doc.get("file"))
         blob = contents.get(fname)
         if blob is None:
-            problems.append(
-                Problem("missing_file", f"{fname} is listed in {MANIFEST} but not in the package")
-            )
+            problems.append(Problem("missing_file", f"{fname} is listed in {MANIFEST} but not in the package"))
             continue
         if _sha256(blob) != doc.get("sha256"):
             problems.append(Problem("wrong_hash", f"{fname}: SHA-256 differs from {MANIFEST}"))

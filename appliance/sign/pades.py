@@ -66,9 +66,7 @@ def officer_mark(digitizer: str, when: dt.datetime) -> Mark:
     return Mark("officer", (f"Người số hóa: {digitizer}", f"Thời gian: {iso_vn(when)}"))
 
 
-def organisation_mark(
-    organisation: str, converted_by: str, when: dt.datetime, copy_form: str = "SAO Y"
-) -> Mark:
+def organisation_mark(organisation: str, converted_by: str, when: dt.datetime, copy_form: str = "SAO Y") -> Mark:
     return Mark(
         "organisation",
         (
@@ -258,9 +256,7 @@ def sign_pdf(
         w = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
         out = io.BytesIO()
         asyncio.run(
-            pdf_signer.async_sign_pdf(
-                w, appearance_text_params={"mark": mark.text.replace("%", "%%")}, output=out
-            )
+            pdf_signer.async_sign_pdf(w, appearance_text_params={"mark": mark.text.replace("%", "%%")}, output=out)
         )
         return out.getvalue()
 
@@ -270,9 +266,7 @@ def sign_pdf(
         except SigningError as err:
             if timestamper is None or "timestamp" not in str(err).lower() and "tsa" not in str(err).lower():
                 raise
-            log.warning(
-                "timestamp server %s unreachable (%s); signing PAdES B-B", tsa_url, type(err).__name__
-            )
+            log.warning("timestamp server %s unreachable (%s); signing PAdES B-B", tsa_url, type(err).__name__)
             level = "B-B"
             signed = attempt(None)
     except (SigningError, PdfError) as err:

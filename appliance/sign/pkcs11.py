@@ -102,9 +102,7 @@ def find_token(lib: Any, serial: str | None) -> Any:
         for _slot, token in present:
             if _text(token.serial) == serial.strip():
                 return token
-        raise TokenNotFound(
-            f"no token with serial {serial} (present: {[_text(t.serial) for _s, t in present]})"
-        )
+        raise TokenNotFound(f"no token with serial {serial} (present: {[_text(t.serial) for _s, t in present]})")
     if not present:
         raise TokenNotFound("no token present")
     if len(present) > 1:
@@ -201,9 +199,7 @@ def current_flags(lib: Any, serial: str | None) -> int | None:
 def has_private_key(session: Any, cka_id: str) -> None:
     try:
         keys = list(
-            session.get_objects(
-                {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: bytes.fromhex(cka_id)}
-            )
+            session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: bytes.fromhex(cka_id)})
         )
     except (pkx.PKCS11Error, MemoryError) as err:
         raise translate(err) from err

@@ -170,9 +170,7 @@ def check_cert_usable(cert: CertInfo, now: dt.datetime) -> None:
     if now > cert.not_after:
         raise CertificateExpired(f"certificate {cert.subject} expired on {cert.not_after.isoformat()}")
     if now < cert.not_before:
-        raise CertificateNotYetValid(
-            f"certificate {cert.subject} is valid from {cert.not_before.isoformat()}"
-        )
+        raise CertificateNotYetValid(f"certificate {cert.subject} is valid from {cert.not_before.isoformat()}")
     if not cert.non_repudiation:
         raise CertificateNoNonRepudiation(
             f"certificate {cert.subject} lacks the non-repudiation (content commitment) key usage"

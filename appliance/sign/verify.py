@@ -166,9 +166,7 @@ def _mark_problems(
         problems.append(Problem("mark_wrong_page", f"the mark is on page {page + 1}, not page 1"))
     want = "top-left" if role == "officer" else "top-right"
     if position != want:
-        problems.append(
-            Problem("mark_wrong_position", f"{role} mark is at {position}, the rule requires {want}")
-        )
+        problems.append(Problem("mark_wrong_position", f"{role} mark is at {position}, the rule requires {want}"))
     text = "\n".join(lines)
     if not ISO_VN.search(text):
         problems.append(Problem("mark_text_missing", "no signing time in ISO 8601 with +07:00 in the mark"))
@@ -178,13 +176,9 @@ def _mark_problems(
         if CONVERTED_NOTE not in text:
             problems.append(Problem("mark_text_missing", f"the organisation mark lacks «{CONVERTED_NOTE}»"))
         if not re.search(r"^(SAO Y|SAO LỤC|TRÍCH SAO)$", text, re.MULTILINE):
-            problems.append(
-                Problem("mark_text_missing", "the organisation mark lacks the copy form (SAO Y...)")
-            )
+            problems.append(Problem("mark_text_missing", "the organisation mark lacks the copy form (SAO Y...)"))
         if sizes and any(abs(s - 10.0) > 0.5 for s in sizes):
-            problems.append(
-                Problem("mark_font_size", f"mark text is {sizes[0]:.1f} pt, the rule requires 10 pt")
-            )
+            problems.append(Problem("mark_font_size", f"mark text is {sizes[0]:.1f} pt, the rule requires 10 pt"))
     return problems
 
 
@@ -214,21 +208,15 @@ def _check_signature(sig: Any, status: Any, pdf: Any, now: dt.datetime, is_last:
             )
         )
     elif status.intact and status.valid and not status.trusted:
-        problems.append(
-            Problem("untrusted", "the signer certificate does not chain to a configured trust root")
-        )
+        problems.append(Problem("untrusted", "the signer certificate does not chain to a configured trust root"))
     if getattr(status, "revoked", False):
         problems.append(Problem("revoked", "the signer certificate is revoked"))
     coverage = str(getattr(status.coverage, "name", status.coverage))
     modification = str(getattr(status.modification_level, "name", status.modification_level))
     if is_last and coverage != "ENTIRE_FILE":
-        problems.append(
-            Problem("unsigned_changes", f"bytes after the last signature are not signed ({coverage})")
-        )
+        problems.append(Problem("unsigned_changes", f"bytes after the last signature are not signed ({coverage})"))
     elif modification not in {"NONE", "LTA_UPDATES", "FORM_FILLING"}:
-        problems.append(
-            Problem("modified_after_signing", f"later revisions changed the document ({modification})")
-        )
+        problems.append(Problem("modified_after_signing", f"later revisions changed the document ({modification})"))
     name = sig.field_name
     role = name.split("-", 1)[0] if name.split("-", 1)[0] in {"officer", "organisation"} else role_of(cert)
     page_index, widget = _widget(pdf, name)

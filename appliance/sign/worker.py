@@ -51,13 +51,9 @@ def _mark(job: dict[str, Any], cert: CertInfo, certs: list[CertInfo], when: dt.d
 
     if job["role"] == "officer":
         return pades.officer_mark(job.get("signer_name") or cert.common_name, when)
-    person = job.get("signer_name") or next(
-        (c.common_name for c in certs if c.role == "officer" and not c.is_ca), ""
-    )
+    person = job.get("signer_name") or next((c.common_name for c in certs if c.role == "officer" and not c.is_ca), "")
     organisation = job.get("organisation") or cert.organisation or cert.common_name
-    return pades.organisation_mark(
-        organisation, person or organisation, when, job.get("copy_form") or "SAO Y"
-    )
+    return pades.organisation_mark(organisation, person or organisation, when, job.get("copy_form") or "SAO Y")
 
 
 def _sign(req: dict[str, Any], inp: IO[str], out: IO[str]) -> None:

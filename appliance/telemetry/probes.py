@@ -102,7 +102,7 @@ def tokens(settings: Settings, timeout_s: float) -> list[Token]:
 
 def block_device(path: Path, sys_root: Path = Path("/sys")) -> tuple[str, Path] | None:
     """The block device (name, its stat file) holding `path`, or None (overlay, tmpfs, container)."""
-    st = os.stat(path)
+    st = path.stat()
     node = sys_root / "dev" / "block" / f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
     stat = node / "stat"
     if not stat.exists():
