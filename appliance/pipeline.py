@@ -289,8 +289,16 @@ def capture_document(
     return doc_id
 
 
-def run_document(doc_id: str, settings: Settings, opts: PipelineOptions) -> tuple[Digitized, Path]:
-    """Digitize a recorded document from its originals and archive the PDF (idempotent)."""
+def run_document(
+    doc_id: str,
+    settings: Settings,
+    opts: PipelineOptions,
+    on_page: Callable[[PageResult], None] | None = None,
+) -> tuple[Digitized, Path]:
+    """Digitize a recorded document from its originals and archive the PDF (idempotent).
+
+    ``on_page`` is called with each page's result as soon as it is ready (progress for the UI).
+    """
     store, factory = _store(settings)
     with db.transaction(factory) as session:
         doc = session.get(db.Document, doc_id)
@@ -308,7 +316,7 @@ def run_document(doc_id: str, settings: Settings, opts: PipelineOptions) -> tupl
 
     with logs.context(doc_id=doc_id, stage="digitize"):
         try:
-            result = digitize(originals(), opts, DocumentMeta(digitizer=digitizer))
+            result = digitize(originals(), opts, DocumentMeta(digitizer=digitizer), on_page=on_page)
         except ApplianceError as err:
             with db.transaction(factory) as session:
                 failed = session.get(db.Document, doc_id)
