@@ -46,11 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-v", "--verbose", action="store_true")
     k = sub.add_parser("packages", parents=[common], help="what was received, per commune")
     k.add_argument("--json", action="store_true")
+    from province.dashboard import service  # telemetry ingest + readiness dashboard
+
+    service.add_serve_options(s)
+    service.register(sub, common)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "handler", None) is not None:
+        return int(args.handler(args))
     if args.command == "serve":
         return _serve(args)
     return _packages(args)
@@ -81,6 +87,9 @@ def _serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    from province.dashboard import service
+
+    service.start(args, stop)
     serve(cfg, stop)
     return 0
 

@@ -33,6 +33,8 @@ def acl_text(receivers: Sequence[str]) -> str:
         lines += [
             f"user {name}",
             "topic read devices/+/file-async/#",
+            "topic read devices/+/status",
+            "topic read devices/+/telemetry",
             "topic write devices/+/file-response",
             "topic write devices/+/receipts",
             f"topic readwrite province/receivers/{name}/state",

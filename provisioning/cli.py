@@ -1,6 +1,7 @@
 """``python -m provisioning``: the provincial CA, device registry and inventory for provincial IT.
 
-  init-ca | server-cert | csr | issue | renew | revoke | crl | registry add|list|expiring | inventory
+  init-ca | server-cert | csr | issue | renew | revoke | crl | registry add|list|expiring|set-host
+  | broker-acl | inventory
 
 The CA directory (``--ca-dir``, env PROVISIONING_CA_DIR, default /var/lib/province-ca) holds ca.crt,
 ca.key (0600) and registry.db; keep it on the provincial controller only, backed up offline.
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from provisioning import enrol, registry, revoke
+from provisioning import broker, enrol, registry, revoke
 from provisioning.ca import Ca, issue, make_ca
 
 
@@ -96,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     h = rs.add_parser("set-host", parents=[common], help="change the address Ansible uses")
     h.add_argument("--device-id", required=True)
     h.add_argument("--host", required=True)
+
+    s = sub.add_parser("broker-acl", parents=[common], help="print the mosquitto ACL (devices confined to their topics)")
+    s.add_argument("--receiver", action="append", default=[], help="receiver certificate CN (repeatable)")
 
     s = sub.add_parser("inventory", parents=[common], help="write the Ansible inventory from the registry")
     s.add_argument("--out", type=Path, required=True)
@@ -184,6 +188,9 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per comman
                     f"{d.device_id}\t{d.commune_name}\t{d.host or '-'}\t"
                     f"{d.cert_serial or 'no certificate'}\t{d.cert_not_after or '-'}"
                 )
+        return 0
+    if cmd == "broker-acl":
+        _out(broker.acl_text(args.receiver))
         return 0
     if cmd == "inventory":
         names = dict(item.split("=", 1) for item in args.province_name)

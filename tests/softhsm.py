@@ -69,9 +69,7 @@ class SoftToken:
 
 def make_ca(directory: Path, name: str = "Test CA for the appliance") -> TestCa:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, name), x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")]
-    )
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name), x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")])
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -136,9 +134,7 @@ def issue(ca: TestCa, public_key: rsa.RSAPublicKey, spec: CertSpec) -> x509.Cert
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
         .sign(ca.key, hashes.SHA256())
     )
 
@@ -146,9 +142,7 @@ def issue(ca: TestCa, public_key: rsa.RSAPublicKey, spec: CertSpec) -> x509.Cert
 def _run(cmd: list[str], env: dict[str, str]) -> str:
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(
-            f"{cmd[0]} failed ({done.returncode}): {done.stderr.strip()} {done.stdout.strip()}"
-        )
+        raise RuntimeError(f"{cmd[0]} failed ({done.returncode}): {done.stderr.strip()} {done.stdout.strip()}")
     return done.stdout
 
 
@@ -157,8 +151,7 @@ def write_conf(directory: Path) -> tuple[Path, Path]:
     tokendir.mkdir(parents=True, exist_ok=True)
     conf = directory / "softhsm2.conf"
     conf.write_text(
-        f"directories.tokendir = {tokendir}\nobjectstore.backend = file\nlog.level = ERROR\n"
-        "slots.removable = false\n"
+        f"directories.tokendir = {tokendir}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n"
     )
     return conf, tokendir
 
@@ -184,9 +177,7 @@ def make_token(
     certs: dict[str, x509.Certificate] = {}
     base = ["pkcs11-tool", "--module", str(MODULE), "--token-label", label, "--login", "--pin", PIN]
     for spec in specs:
-        _run(
-            [*base, "--keypairgen", "--key-type", "rsa:2048", "--id", spec.cka_id, "--label", spec.label], env
-        )
+        _run([*base, "--keypairgen", "--key-type", "rsa:2048", "--id", spec.cka_id, "--label", spec.label], env)
         pub_der = directory / f"{label}-{spec.label}.pub.der"
         _run([*base, "--read-object", "--type", "pubkey", "--id", spec.cka_id, "-o", str(pub_der)], env)
         public_key = serialization.load_der_public_key(pub_der.read_bytes())
@@ -215,11 +206,7 @@ def make_token(
 def token_serial(env: dict[str, str], label: str) -> str:
     out = _run(["softhsm2-util", "--show-slots"], env)
     for block in out.split("\nSlot ")[1:]:
-        info = dict(
-            (k.strip(), v.strip())
-            for k, _, v in (ln.partition(":") for ln in block.splitlines())
-            if v.strip()
-        )
+        info = dict((k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in block.splitlines()) if v.strip())
         if info.get("Label") == label and info.get("Serial number"):
             return info["Serial number"]
     raise RuntimeError(f"token {label} not found in:\n{out}")
@@ -241,32 +228,29 @@ def pdfsig(pdf: Path, db: Path) -> str:
     No `-no-ocsp`: poppler 22.12 then reports "Unknown issue with Certificate" for a good chain; the test
     certificates carry no OCSP URL, so nothing is fetched anyway.
     """
-    done = subprocess.run(
-        ["pdfsig", "-nssdir", f"sql:{db}", str(pdf)], capture_output=True, text=True, check=False
-    )
+    done = subprocess.run(["pdfsig", "-nssdir", f"sql:{db}", str(pdf)], capture_output=True, text=True, check=False)
     return done.stdout + done.stderr
 
 
-def simple_pdf(path: Path, pages: int = 1, *, pdfa: bool = True, text: str = "Giấy xác nhận") -> Path:
-    """A small PDF (A4) made with pikepdf; with pdfa=True it carries PDF/A-2b identification in XMP."""
+def simple_pdf(path: Path, pages: int = 1, *, pdfa: bool = True, text: str = "Giấy xác nhận", rotate: int = 0) -> Path:
+    """A small PDF (A4) made with pikepdf; with pdfa=True it carries PDF/A-2b identification in XMP;
+    `rotate` sets /Rotate on every page."""
     import pikepdf
 
     pdf = pikepdf.new()
     font = pdf.make_indirect(
-        pikepdf.Dictionary(
-            Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica
-        )
+        pikepdf.Dictionary(Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica)
     )
     for i in range(pages):
-        content = (
-            f"BT /F1 14 Tf 72 700 Td ({text.encode('ascii', 'replace').decode()} {i + 1}) Tj ET".encode()
-        )
+        content = f"BT /F1 14 Tf 72 700 Td ({text.encode('ascii', 'replace').decode()} {i + 1}) Tj ET".encode()
         page = pikepdf.Dictionary(
             Type=pikepdf.Name.Page,
             MediaBox=[0, 0, 595.28, 841.89],
             Resources=pikepdf.Dictionary(Font=pikepdf.Dictionary(F1=font)),
             Contents=pdf.make_stream(content),
         )
+        if rotate:
+            page.Rotate = rotate
         pdf.pages.append(pikepdf.Page(page))
     if pdfa:
         with pdf.open_metadata(set_pikepdf_as_editor=False) as meta:
@@ -279,9 +263,7 @@ def simple_pdf(path: Path, pages: int = 1, *, pdfa: bool = True, text: str = "Gi
 
 # --- pytest fixtures (import them into a test module: `from tests.softhsm import hsm, ...`) ----------
 SPY = Path("/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so")
-EXPIRED = CertSpec(
-    cka_id="11", label="expired", common_name="Trần Văn Cũ", not_before_days=-800, not_after_days=-1
-)
+EXPIRED = CertSpec(cka_id="11", label="expired", common_name="Trần Văn Cũ", not_before_days=-800, not_after_days=-1)
 NO_NON_REPUDIATION = CertSpec(cka_id="12", label="auth-only", common_name=ORG_NAME, non_repudiation=False)
 
 
@@ -340,9 +322,7 @@ def issue_tsa(ca: TestCa, name: str = "Test TSA") -> tuple[x509.Certificate, rsa
     cert = (
         x509.CertificateBuilder()
         .subject_name(
-            x509.Name(
-                [x509.NameAttribute(NameOID.COMMON_NAME, name), x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")]
-            )
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name), x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")])
         )
         .issuer_name(ca.cert.subject)
         .public_key(key.public_key())
@@ -365,9 +345,7 @@ def issue_tsa(ca: TestCa, name: str = "Test TSA") -> tuple[x509.Certificate, rsa
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
         .sign(ca.key, hashes.SHA256())
     )
     return cert, key

@@ -260,9 +260,13 @@ def sign_detached(
     module: Path,
     serial: str | None = None,
     cert_id: str | None = None,
+    expect_sha256: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> CmsSignature:
-    """A CAdES detached signature over `data` made with the token, in the worker process."""
+    """A CAdES detached signature over `data` made with the token, in the worker process.
+
+    With `expect_sha256` the worker refuses (before the PIN is used) unless the chosen certificate has
+    that fingerprint, e.g. the one a package manifest already names as its signer."""
     import base64
 
     worker = _Worker(_env(None), timeout_s)
@@ -275,6 +279,7 @@ def sign_detached(
                     "serial": serial,
                     "role": role,
                     "cert_id": cert_id,
+                    "expect_sha256": expect_sha256,
                     "pin": pin,
                     "data": base64.b64encode(data).decode(),
                 }

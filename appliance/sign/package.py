@@ -11,7 +11,11 @@ manifest.json: package_id (SHA-256 over the sorted file digests), commune/agency
 TTHC code, category (Decision 468: result / processing / component), result code for results,
 per document: file, sha256, bytes, pages, fields (number, symbol, date, type, issuing body, summary,
 owner ID, validity), signatures (field, signer, certificate SHA-256, signing time); creation time and
-whether the clock was NTP-synchronised.
+whether the clock was NTP-synchronised; `package_signer`: SHA-256 and subject of the certificate that
+signs the package. That certificate is read from the token (no login) before the manifest is written, so
+the manifest names its own signer without a chicken-and-egg: it is the certificate, not the signature
+value, that is fingerprinted. The worker refuses to sign with any other certificate, and verification
+checks that the CAdES signer is the declared one (`signer_mismatch`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from appliance.errors import PackageError
+from appliance.errors import PackageError, TokenNotFound
+from appliance.sign.token import CertInfo, choose_cert
 from appliance.sign.verify import PdfReport, Problem, load_roots, verify_pdf
 
 log = logging.getLogger(__name__)
@@ -80,6 +85,7 @@ class PackageReport:
     signer: str | None
     documents: tuple[PdfReport, ...]
     problems: tuple[Problem, ...]
+    signer_cert_sha256: str | None = None  # SHA-256 of the certificate in the CAdES signature
 
     @property
     def ok(self) -> bool:
@@ -136,7 +142,12 @@ def _pdf_facts(data: bytes) -> tuple[int, list[dict[str, Any]]]:
     return pages, sigs
 
 
-def make_manifest(request: PackageRequest, files: dict[str, bytes], now: dt.datetime) -> dict[str, Any]:
+def make_manifest(
+    request: PackageRequest,
+    files: dict[str, bytes],
+    now: dt.datetime,
+    package_signer: dict[str, str] | None = None,
+) -> dict[str, Any]:
     if request.category not in CATEGORIES:
         raise PackageError(f"unknown category {request.category!r}")
     documents: list[dict[str, Any]] = []
@@ -169,6 +180,7 @@ def make_manifest(request: PackageRequest, files: dict[str, bytes], now: dt.date
         "result_code": request.result_code if request.category == "result" else None,
         "documents": documents,
         "signer_cert_sha256": sorted({s["cert_sha256"] for d in documents for s in d["signatures"]}),
+        "package_signer": package_signer,
         "created_at": now.astimezone(dt.timezone(dt.timedelta(hours=7))).isoformat(timespec="seconds"),
         "clock_ntp_synchronised": ntp_synchronised(),
     }
@@ -187,6 +199,16 @@ def asic_manifest(entries: dict[str, tuple[bytes, str]], signature_name: str = S
     return bytes(ET.tostring(root, encoding="UTF-8", xml_declaration=True))
 
 
+def package_signer_cert(request: PackageRequest, module: Path, serial: str | None) -> CertInfo:
+    """The certificate that will sign the package, read from the token without logging in."""
+    from appliance.sign.batch import token_status
+
+    tokens = token_status(module, serial)
+    if len(tokens) != 1:
+        raise TokenNotFound(f"{len(tokens)} tokens present; choose one by serial")
+    return choose_cert(tokens[0].certificates, request.role, request.cert_id)
+
+
 def build_package(
     request: PackageRequest, output: Path, pin: str, *, module: Path, serial: str | None = None
 ) -> PackageInfo:
@@ -201,12 +223,17 @@ def build_package(
             files[path.name] = path.read_bytes()
         except OSError as err:
             raise PackageError(f"cannot read {path}: {err.strerror}") from err
-    manifest = make_manifest(request, files, dt.datetime.now(dt.UTC))
+    signer = package_signer_cert(request, module, serial)
+    manifest = make_manifest(
+        request, files, dt.datetime.now(dt.UTC), {"cert_sha256": signer.sha256, "subject": signer.subject}
+    )
     manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=2).encode()
     entries = {MANIFEST: (manifest_bytes, "application/json")}
     entries.update({name: (data, "application/pdf") for name, data in files.items()})
     asic = asic_manifest(entries)
-    cms = sign_detached(asic, pin, role=request.role, module=module, serial=serial, cert_id=request.cert_id)
+    cms = sign_detached(
+        asic, pin, role=request.role, module=module, serial=serial, cert_id=signer.cka_id, expect_sha256=signer.sha256
+    )
     tmp = output.with_name(output.name + ".part")
     with zipfile.ZipFile(tmp, "w") as z:
         z.writestr(zipfile.ZipInfo("mimetype"), MIMETYPE, compress_type=zipfile.ZIP_STORED)
@@ -220,7 +247,9 @@ def build_package(
 
 
 # --- verification -----------------------------------------------------------------------------
-def _check_cms(signature: bytes, signed: bytes, roots: list[Any], now: dt.datetime) -> tuple[str | None, list[Problem]]:
+def _check_cms(
+    signature: bytes, signed: bytes, roots: list[Any], now: dt.datetime
+) -> tuple[str | None, str | None, list[Problem]]:
     import asyncio
 
     from asn1crypto import cms  # type: ignore[import-untyped]
@@ -233,9 +262,10 @@ def _check_cms(signature: bytes, signed: bytes, roots: list[Any], now: dt.dateti
         vc = ValidationContext(trust_roots=roots, allow_fetching=False, moment=now)
         status = asyncio.run(async_validate_detached_cms(signed, signed_data, signer_validation_context=vc))
     except Exception as err:  # noqa: BLE001 - malformed CMS takes many shapes
-        return None, [Problem("bad_signature", f"the package signature cannot be read: {type(err).__name__}")]
+        return None, None, [Problem("bad_signature", f"the package signature cannot be read: {type(err).__name__}")]
     cert = status.signing_cert
     signer = cert.subject.human_friendly if cert is not None else None
+    fingerprint = hashlib.sha256(cert.dump()).hexdigest() if cert is not None else None
     problems = []
     if not status.intact:
         problems.append(Problem("tampered", "ASiCManifest.xml does not match the package signature"))
@@ -245,7 +275,7 @@ def _check_cms(signature: bytes, signed: bytes, roots: list[Any], now: dt.dateti
         problems.append(Problem("certificate_expired", "the package signer's certificate has expired"))
     elif not status.trusted:
         problems.append(Problem("untrusted", "the package signer does not chain to a configured trust root"))
-    return signer, problems
+    return signer, fingerprint, problems
 
 
 def verify_package(data: bytes, trust_roots: Sequence[Path], *, name: str = "") -> PackageReport:
@@ -278,11 +308,11 @@ def verify_package(data: bytes, trust_roots: Sequence[Path], *, name: str = "") 
     sig_ref = root.find(f"{{{ASIC_NS}}}SigReference")
     sig_name = sig_ref.get("URI", "") if sig_ref is not None else ""
     signature = contents.get(sig_name)
-    signer = None
+    signer = fingerprint = None
     if signature is None:
         problems.append(Problem("bad_container", f"signature {sig_name or '(none)'} missing"))
     else:
-        signer, cms_problems = _check_cms(signature, asic, load_roots(trust_roots), now)
+        signer, fingerprint, cms_problems = _check_cms(signature, asic, load_roots(trust_roots), now)
         problems.extend(cms_problems)
     referenced = set()
     for ref in root.findall(f"{{{ASIC_NS}}}DataObjectReference"):
@@ -306,6 +336,14 @@ def verify_package(data: bytes, trust_roots: Sequence[Path], *, name: str = "") 
     except ValueError:
         manifest = {}
         problems.append(Problem("bad_container", f"{MANIFEST} is not JSON"))
+    declared = (manifest.get("package_signer") or {}).get("cert_sha256")
+    if fingerprint is not None and declared != fingerprint:
+        problems.append(
+            Problem(
+                "signer_mismatch",
+                f"{MANIFEST} declares package signer {declared or '(none)'}, the signature is by {fingerprint}",
+            )
+        )
     reports = []
     for doc in manifest.get("documents", []):
         fname = str(doc.get("file"))
@@ -318,4 +356,4 @@ def verify_package(data: bytes, trust_roots: Sequence[Path], *, name: str = "") 
         reports.append(verify_pdf(blob, trust_roots, name=fname, now=now))
     if not reports:
         problems.append(Problem("no_documents", "the package holds no documents"))
-    return PackageReport(name, manifest.get("package_id"), signer, tuple(reports), tuple(problems))
+    return PackageReport(name, manifest.get("package_id"), signer, tuple(reports), tuple(problems), fingerprint)

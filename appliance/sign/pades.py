@@ -34,6 +34,7 @@ FONT_SIZE = 10
 LEADING = 12
 MARGIN = 14.0  # pt from the page edge (about 5 mm)
 PADDING = 4
+TSA_TIMEOUT_S = 10
 CONVERTED_NOTE = "Chuyển đổi từ văn bản giấy"
 
 
@@ -55,6 +56,7 @@ class SignedPdf:
     signing_time: dt.datetime
     mark: Mark
     box: tuple[float, float, float, float]
+    rotate: int = 0  # page 1's /Rotate; `box` is in unrotated page space
 
 
 def iso_vn(when: dt.datetime) -> str:
@@ -93,36 +95,88 @@ def mark_size(mark: Mark) -> tuple[float, float]:
     return width * 1.03 + 2 * PADDING + 6, LEADING * len(mark.lines) + 2 * PADDING + 6
 
 
-def mark_box(page: tuple[float, float, float, float], mark: Mark) -> tuple[float, float, float, float]:
-    """The widget rectangle: top-left (officer) or top-right (organisation) of the page box."""
+def to_display(rotate: int, page: tuple[float, float, float, float], x: float, y: float) -> tuple[float, float]:
+    """A point in unrotated page space -> the page as the reader sees it (/Rotate is clockwise), origin at
+    the displayed bottom-left corner."""
     llx, lly, urx, ury = page
+    r = rotate % 360
+    if r == 90:
+        return y - lly, urx - x
+    if r == 180:
+        return urx - x, ury - y
+    if r == 270:
+        return ury - y, x - llx
+    return x - llx, y - lly
+
+
+def to_user(rotate: int, page: tuple[float, float, float, float], x: float, y: float) -> tuple[float, float]:
+    """The inverse of `to_display`."""
+    llx, lly, urx, ury = page
+    r = rotate % 360
+    if r == 90:
+        return urx - y, lly + x
+    if r == 180:
+        return urx - x, ury - y
+    if r == 270:
+        return llx + y, ury - x
+    return llx + x, lly + y
+
+
+def display_size(rotate: int, page: tuple[float, float, float, float]) -> tuple[float, float]:
+    width, height = page[2] - page[0], page[3] - page[1]
+    return (height, width) if rotate % 180 == 90 else (width, height)
+
+
+def mark_box(page: tuple[float, float, float, float], mark: Mark, rotate: int = 0) -> tuple[float, float, float, float]:
+    """The widget rectangle in unrotated page space: top-left (officer) or top-right (organisation) of the
+    page as the reader sees it, i.e. after the page's clockwise /Rotate."""
+    page_w, page_h = display_size(rotate, page)
     width, height = mark_size(mark)
-    width = min(width, (urx - llx) / 2 - 2 * MARGIN)  # stays in its half of the page
-    top = ury - MARGIN
+    width = min(width, page_w / 2 - 2 * MARGIN)  # stays in its half of the page
+    top = page_h - MARGIN
     if mark.role == "officer":
-        x1 = llx + MARGIN
+        x1 = MARGIN
     elif mark.role == "organisation":
-        x1 = urx - MARGIN - width
+        x1 = page_w - MARGIN - width
     else:
         raise SignError(f"unknown signing role {mark.role!r}")
-    return (round(x1, 2), round(top - height, 2), round(x1 + width, 2), round(top, 2))
+    corners = [to_user(rotate, page, x, y) for x in (x1, x1 + width) for y in (top - height, top)]
+    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+    return (round(min(xs), 2), round(min(ys), 2), round(max(xs), 2), round(max(ys), 2))
 
 
-def _page_box(writer: Any) -> tuple[float, float, float, float]:
-    page_ref, _res = writer.find_page_for_modification(0)
-    node = page_ref.get_object()
-    box = None
-    while node is not None and box is None:
-        box = node.get("/CropBox") or node.get("/MediaBox")
+def appearance_matrix(rotate: int) -> tuple[int, int, int, int, int, int]:
+    """/Matrix of the mark's form XObject: turned counter-clockwise by the page's /Rotate, so the text
+    reads upright once the viewer turns the page clockwise."""
+    return {
+        90: (0, 1, -1, 0, 0, 0),
+        180: (-1, 0, 0, -1, 0, 0),
+        270: (0, -1, 1, 0, 0, 0),
+    }.get(rotate % 360, (1, 0, 0, 1, 0, 0))
+
+
+def _inherited(node: Any, key: str) -> Any:
+    while node is not None:
+        value = node.get(key)
+        if value is not None:
+            return value
         parent = node.get("/Parent")
         node = parent.get_object() if parent is not None else None
+    return None
+
+
+def _page_box(writer: Any) -> tuple[tuple[float, float, float, float], int]:
+    """Page 1's crop box (else media box) and its /Rotate (both inheritable)."""
+    page_ref, _res = writer.find_page_for_modification(0)
+    node = page_ref.get_object()
+    box = _inherited(node, "/CropBox") or _inherited(node, "/MediaBox")
     if box is None:
         raise PdfSignFailed("page 1 has no MediaBox")
-    rotate = int(page_ref.get_object().get("/Rotate", 0))
-    if rotate % 360:
-        log.warning("page 1 has /Rotate %d; the mark is placed in unrotated page space", rotate)
+    rotate = int(_inherited(node, "/Rotate") or 0) % 360
+    if rotate % 90:
+        raise PdfSignFailed(f"page 1 has an invalid /Rotate {rotate}")
     x1, y1, x2, y2 = (float(v) for v in box)
-    return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
+    return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)), rotate
 
 
 def _field_name(reader: Any, role: str) -> str:
@@ -137,36 +191,67 @@ def _field_name(reader: Any, role: str) -> str:
 
 @cache
 def font_file() -> Path:
-    """Liberation Serif rescaled to 1000 units per em, written once to the temp dir.
+    """Liberation Serif rescaled to 1000 units per em and without hinting, written once to the temp dir.
 
     pyHanko 0.38 writes glyph widths and TJ kerning in font units but PDF reads them per 1000 em,
     so a 2048-upem font like Liberation Serif comes out spaced twice too wide. Rescaling fixes it.
+    TrueType hinting (fpgm/prep/cvt tables and per-glyph instructions) is dropped: it was 6.5 KB of
+    every signature's embedded subset, and viewers render 10 pt text without it.
     """
+    from fontTools import subset
     from fontTools.ttLib import TTFont
     from fontTools.ttLib.scaleUpem import scale_upem
 
     source = FONT.read_bytes()
     digest = hashlib.sha256(source).hexdigest()[:16]
-    target = Path(tempfile.gettempdir()) / f"appliance-{FONT.stem}-{digest}-upem1000.ttf"
+    target = Path(tempfile.gettempdir()) / f"appliance-{FONT.stem}-{digest}-upem1000-unhinted.ttf"
     if target.is_file():
         return target
     font = TTFont(io.BytesIO(source))
-    if font["head"].unitsPerEm == 1000:
-        return FONT
-    scale_upem(font, 1000)
+    if font["head"].unitsPerEm != 1000:
+        scale_upem(font, 1000)
+    options = subset.Options(
+        hinting=False,
+        retain_gids=True,
+        layout_features=["*"],
+        name_IDs=["*"],
+        notdef_outline=True,
+        layout_closure=False,
+    )
+    options.drop_tables += ["DSIG", "FFTM", "hdmx", "LTSH", "VDMX", "gasp"]
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(gids=list(range(len(font.getGlyphOrder()))))
+    subsetter.subset(font)
     tmp = target.with_suffix(f".{os.getpid()}.tmp")
     font.save(str(tmp))
     tmp.replace(target)
     return target
 
 
-def _stamp_style() -> Any:
-    from pyhanko.pdf_utils import layout
+def _stamp_style(rotate: int = 0) -> Any:
+    """The mark's text style; on a page with /Rotate the appearance is laid out in the reader's
+    orientation and turned back by its /Matrix."""
+    from pyhanko.pdf_utils import generic, layout
     from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
     from pyhanko.pdf_utils.text import TextBoxStyle
-    from pyhanko.stamp import TextStampStyle
+    from pyhanko.stamp import TextStamp, TextStampStyle
 
-    return TextStampStyle(
+    class UprightTextStamp(TextStamp):
+        def as_form_xobject(self) -> Any:
+            xobject = super().as_form_xobject()
+            if rotate % 360:
+                matrix = [generic.NumberObject(v) for v in appearance_matrix(rotate)]  # type: ignore[no-untyped-call]
+                xobject["/Matrix"] = generic.ArrayObject(matrix)
+            return xobject
+
+    @dataclass(frozen=True)
+    class UprightTextStampStyle(TextStampStyle):
+        def create_stamp(self, writer: Any, box: Any, text_params: dict[str, Any]) -> Any:
+            if rotate % 180 == 90 and box.width_defined and box.height_defined:
+                box = layout.BoxConstraints(width=box.height, height=box.width)
+            return UprightTextStamp(writer=writer, style=self, box=box, text_params=text_params)
+
+    return UprightTextStampStyle(
         stamp_text="%(mark)s",
         text_box_style=TextBoxStyle(
             font=GlyphAccumulatorFactory(str(font_file()), font_size=FONT_SIZE),
@@ -223,35 +308,34 @@ def sign_pdf(
     from pyhanko.pdf_utils.misc import PdfError
     from pyhanko.sign import fields, signers
     from pyhanko.sign.general import SigningError
+    from pyhanko.sign.timestamps import HTTPTimeStamper, TimestampRequestError
 
     when = when.astimezone(VN_TZ).replace(microsecond=0)
     try:
         writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
-        box = mark_box(_page_box(writer), mark)
+        page, rotate = _page_box(writer)
+        box = mark_box(page, mark, rotate)
         field_name = _field_name(writer.prev, mark.role)
     except (PdfError, ValueError, KeyError) as err:
         raise PdfSignFailed(f"cannot open the PDF for signing: {err}") from err
-    meta = signers.PdfSignatureMetadata(
-        field_name=field_name,
-        md_algorithm="sha256",
-        subfilter=fields.SigSeedSubFilter.PADES,
-        reason=reason,
-        location=location,
-        name=signer_name,
-    )
     spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=0, box=box)  # type: ignore[arg-type]
-    level = "B-B"
-    timestamper = None
-    if tsa_url:
-        from pyhanko.sign.timestamps import HTTPTimeStamper
-
-        timestamper = HTTPTimeStamper(tsa_url, timeout=10)
-        level = "B-T"
     cls = _pdf_signer_class()
+    style = _stamp_style(rotate)
 
-    def attempt(ts: Any) -> bytes:
+    def attempt(timestamper: Any) -> bytes:
+        meta = signers.PdfSignatureMetadata(
+            field_name=field_name,
+            md_algorithm="sha256",
+            subfilter=fields.SigSeedSubFilter.PADES,
+            reason=reason,
+            location=location,
+            name=signer_name,
+            # B-B: the CMS size is known exactly (fixed signing time, fixed-size or maximum-size raw
+            # signature in the dry run), so no 50 % safety margin of hex zeros. A TSA reply can vary.
+            tight_size_estimates=timestamper is None,
+        )
         pdf_signer = cls(
-            meta, signer, timestamper=ts, stamp_style=_stamp_style(), new_field_spec=spec, system_time=when
+            meta, signer, timestamper=timestamper, stamp_style=style, new_field_spec=spec, system_time=when
         )
         w = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
         out = io.BytesIO()
@@ -260,14 +344,18 @@ def sign_pdf(
         )
         return out.getvalue()
 
+    level = "B-B"
     try:
-        try:
-            signed = attempt(timestamper)
-        except SigningError as err:
-            if timestamper is None or "timestamp" not in str(err).lower() and "tsa" not in str(err).lower():
-                raise
-            log.warning("timestamp server %s unreachable (%s); signing PAdES B-B", tsa_url, type(err).__name__)
-            level = "B-B"
+        if tsa_url:
+            try:
+                signed = attempt(HTTPTimeStamper(tsa_url, timeout=TSA_TIMEOUT_S))
+                level = "B-T"
+            except (TimestampRequestError, SigningError) as err:
+                if not isinstance(err, TimestampRequestError) and "timestamp" not in str(err).lower():
+                    raise
+                log.warning("timestamp server %s did not answer (%s); signing PAdES B-B", tsa_url, type(err).__name__)
+                signed = attempt(None)
+        else:
             signed = attempt(None)
     except (SigningError, PdfError) as err:
         cause = err.__cause__ or err.__context__
@@ -276,4 +364,6 @@ def sign_pdf(
         raise PdfSignFailed(f"pyHanko could not sign: {err}") from err
     if not signed.startswith(data):
         raise PdfSignFailed("the signed PDF does not extend the original bytes")
-    return SignedPdf(data=signed, field_name=field_name, level=level, signing_time=when, mark=mark, box=box)
+    return SignedPdf(
+        data=signed, field_name=field_name, level=level, signing_time=when, mark=mark, box=box, rotate=rotate
+    )

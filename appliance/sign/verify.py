@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.sign.pades import CONVERTED_NOTE
+from appliance.sign.pades import CONVERTED_NOTE, appearance_matrix, display_size, to_display
 from appliance.sign.token import role_of
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,11 @@ class SignatureCheck:
     mark_text: str
     mark_font_size: float | None
     problems: tuple[Problem, ...]
+    level: str = "B-B"  # "B-T" when the CMS carries an RFC 3161 signature timestamp
+    timestamp_time: str | None = None  # genTime of the signature timestamp
+    timestamp_ok: bool | None = None  # None without a timestamp
+    page_rotate: int = 0  # page /Rotate of the mark's page; mark_position is as the reader sees it
+    mark_text_source: str = ""  # "ActualText" | "ToUnicode" | "" (no text found)
 
     @property
     def ok(self) -> bool:
@@ -87,21 +92,109 @@ def load_roots(paths: Sequence[Path]) -> list[Any]:
 
 
 # --- the visible mark -------------------------------------------------------------------------
-def _text_of(obj: Any) -> str:
-    return str(obj)
+_HEX = re.compile(rb"<([0-9A-Fa-f\s]*)>")
 
 
-def _appearance_text(xobject: Any, depth: int = 0) -> tuple[list[str], list[float]]:
-    """Text (from /ActualText spans, else literal strings) and effective font sizes in a form XObject."""
+def _hex(token: bytes) -> bytes:
+    return bytes.fromhex(re.sub(rb"\s", b"", token).decode())
+
+
+def _utf16(data: bytes) -> str:
+    return data.decode("utf-16-be", errors="replace")
+
+
+@dataclass(frozen=True, slots=True)
+class _CMap:
+    """A font's ToUnicode map: character code (bytes) -> text."""
+
+    width: int  # bytes per character code
+    table: dict[bytes, str]
+
+    def decode(self, data: bytes) -> str:
+        w = self.width
+        return "".join(self.table.get(data[i : i + w], "\ufffd") for i in range(0, len(data) - w + 1, w))
+
+
+def parse_tounicode(cmap: bytes) -> _CMap:
+    """bfchar and bfrange entries of a ToUnicode CMap (ISO 32000-1 § 9.10.3)."""
+    table: dict[bytes, str] = {}
+    width = 0
+    for block in re.findall(rb"begincodespacerange(.*?)endcodespacerange", cmap, re.S):
+        codes = _HEX.findall(block)
+        if codes:
+            width = len(_hex(codes[0]))
+    for block in re.findall(rb"beginbfchar(.*?)endbfchar", cmap, re.S):
+        codes = _HEX.findall(block)
+        for src, dst in zip(codes[0::2], codes[1::2], strict=False):
+            table[_hex(src)] = _utf16(_hex(dst))
+    for block in re.findall(rb"beginbfrange(.*?)endbfrange", cmap, re.S):
+        for lo_s, hi_s, rest in re.findall(
+            rb"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>\s*(<[0-9A-Fa-f]+>|\[[^\]]*\])", block
+        ):
+            lo, hi = _hex(lo_s), _hex(hi_s)
+            n = len(lo)
+            start, stop = int.from_bytes(lo, "big"), int.from_bytes(hi, "big")
+            if rest.startswith(b"["):
+                targets = [_utf16(_hex(t)) for t in _HEX.findall(rest)]
+                for i, code in enumerate(range(start, stop + 1)):
+                    if i < len(targets):
+                        table[code.to_bytes(n, "big")] = targets[i]
+            else:
+                base = _hex(rest[1:-1])
+                for i, code in enumerate(range(start, stop + 1)):
+                    last = int.from_bytes(base[-2:], "big") + i
+                    table[code.to_bytes(n, "big")] = _utf16(base[:-2] + last.to_bytes(2, "big"))
+    if not width:
+        width = len(next(iter(table), b"\0\0"))
+    return _CMap(width, table)
+
+
+def _font_cmaps(xobject: Any) -> dict[str, _CMap]:
+    res = xobject.get("/Resources")
+    fonts = res.get("/Font") if res is not None else None
+    out: dict[str, _CMap] = {}
+    for name, font in (fonts or {}).items():
+        to_unicode = font.get("/ToUnicode")
+        if to_unicode is not None:
+            out[str(name)] = parse_tounicode(to_unicode.read_bytes())
+    return out
+
+
+@dataclass
+class _Text:
+    """Text found in an appearance: /ActualText spans, and the glyphs decoded through ToUnicode."""
+
+    actual: list[str] = field(default_factory=list)
+    glyph_lines: list[str] = field(default_factory=list)
+    sizes: list[float] = field(default_factory=list)
+
+    def lines(self) -> tuple[list[str], str]:
+        if self.actual:
+            return self.actual, "ActualText"
+        lines = [ln for ln in self.glyph_lines if ln.strip()]
+        return lines, "ToUnicode" if lines else ""
+
+
+def _appearance_text(xobject: Any, depth: int = 0, found: _Text | None = None) -> _Text:
+    """Text (from /ActualText spans and from glyph codes via the fonts' ToUnicode maps) and effective
+    font sizes in a form XObject. A new glyph line starts at every vertical text move."""
     import pikepdf
 
-    lines: list[str] = []
-    sizes: list[float] = []
+    found = found if found is not None else _Text()
     scale = [1.0]
+    cmaps = _font_cmaps(xobject)
+    cmap: _CMap | None = None
+    line: list[str] = []
+
+    def end_line() -> None:
+        if line:
+            found.glyph_lines.append("".join(line))
+            line.clear()
+
     try:
         ops = pikepdf.parse_content_stream(xobject)
     except pikepdf.PdfError:
-        return lines, sizes
+        return found
     for instruction in ops:
         operands, op = getattr(instruction, "operands", []), getattr(instruction, "operator", "")
         name = str(op)
@@ -113,19 +206,33 @@ def _appearance_text(xobject: Any, depth: int = 0) -> tuple[list[str], list[floa
             a, b = float(operands[0]), float(operands[1])
             scale[-1] *= (a * a + b * b) ** 0.5
         elif name == "Tf" and len(operands) == 2:
-            sizes.append(float(operands[1]) * scale[-1])
+            found.sizes.append(float(operands[1]) * scale[-1])
+            cmap = cmaps.get(str(operands[0]))
+        elif name in {"T*", "'", '"', "Tm", "BT", "ET"} or (
+            name in {"Td", "TD"} and len(operands) == 2 and float(operands[1]) != 0
+        ):
+            end_line()
+        if name in {"Tj", "'", '"'} and operands and cmap is not None:
+            line.append(cmap.decode(bytes(operands[-1])))
+        elif name == "TJ" and operands and cmap is not None:
+            for item in operands[0]:
+                if isinstance(item, pikepdf.String):
+                    line.append(cmap.decode(bytes(item)))
+                elif float(item) < -250:  # a gap wider than a quarter em reads as a space
+                    line.append(" ")
         elif name == "BDC" and len(operands) == 2 and isinstance(operands[1], pikepdf.Dictionary):
             actual = operands[1].get("/ActualText")
             if actual is not None:
-                lines.append(_text_of(actual))
+                found.actual.append(str(actual))
         elif name == "Do" and depth < 4:
             res = xobject.get("/Resources")
             inner = res.get("/XObject", {}).get(str(operands[0])) if res is not None else None
             if inner is not None:
-                more, more_sizes = _appearance_text(inner, depth + 1)
-                lines.extend(more)
-                sizes.extend(s * scale[-1] for s in more_sizes)
-    return lines, sizes
+                before = len(found.sizes)
+                _appearance_text(inner, depth + 1, found)
+                found.sizes[before:] = [s * scale[-1] for s in found.sizes[before:]]
+    end_line()
+    return found
 
 
 def _widget(pdf: Any, field_name: str) -> tuple[int | None, Any]:
@@ -141,19 +248,37 @@ def _widget(pdf: Any, field_name: str) -> tuple[int | None, Any]:
     return None, None
 
 
-def _page_box(page: Any) -> tuple[float, float, float, float]:
-    box = page.obj.get("/CropBox") or page.mediabox
+def _inherited(node: Any, key: str) -> Any:
+    while node is not None:
+        if key in node:
+            return node[key]
+        node = node.get("/Parent")
+    return None
+
+
+def _page_box(page: Any) -> tuple[tuple[float, float, float, float], int]:
+    """The page's crop box (else media box) and /Rotate, both possibly inherited from the page tree."""
+    box = _inherited(page.obj, "/CropBox") or _inherited(page.obj, "/MediaBox")
     x1, y1, x2, y2 = (float(v) for v in box)
-    return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
+    return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)), int(_inherited(page.obj, "/Rotate") or 0) % 360
 
 
-def _position(rect: tuple[float, float, float, float], page: tuple[float, float, float, float]) -> str:
-    cx, cy = (rect[0] + rect[2]) / 2, (rect[1] + rect[3]) / 2
-    mx, my = (page[0] + page[2]) / 2, (page[1] + page[3]) / 2
-    top_band = cy > page[1] + 0.75 * (page[3] - page[1])
-    if not top_band:
+def _position(rect: tuple[float, float, float, float], page: tuple[float, float, float, float], rotate: int) -> str:
+    """Where the rectangle sits on the page as the reader sees it (after the clockwise /Rotate)."""
+    corners = [to_display(rotate, page, x, y) for x in (rect[0], rect[2]) for y in (rect[1], rect[3])]
+    cx = sum(c[0] for c in corners) / 4
+    cy = sum(c[1] for c in corners) / 4
+    width, height = display_size(rotate, page)
+    if cy <= 0.75 * height:
         return "other"
-    return "top-left" if cx < mx and my < cy else "top-right" if cx > mx else "other"
+    return "top-left" if cx < width / 2 else "top-right" if cx > width / 2 else "other"
+
+
+def _upright(appearance: Any, rotate: int) -> bool:
+    """The appearance's /Matrix turns it counter-clockwise by the page's /Rotate (text reads upright)."""
+    m = appearance.get("/Matrix")
+    matrix = tuple(round(float(v)) for v in m[:4]) if m is not None else (1, 0, 0, 1)
+    return matrix == appearance_matrix(rotate)[:4]
 
 
 def _mark_problems(
@@ -221,16 +346,34 @@ def _check_signature(sig: Any, status: Any, pdf: Any, now: dt.datetime, is_last:
     role = name.split("-", 1)[0] if name.split("-", 1)[0] in {"officer", "organisation"} else role_of(cert)
     page_index, widget = _widget(pdf, name)
     rect = position = None
+    rotate = 0
     lines: list[str] = []
     sizes: list[float] = []
+    source = ""
     if widget is not None and page_index is not None:
         r = [float(v) for v in widget.Rect]
         rect = (min(r[0], r[2]), min(r[1], r[3]), max(r[0], r[2]), max(r[1], r[3]))
-        position = _position(rect, _page_box(pdf.pages[page_index]))
+        page_box, rotate = _page_box(pdf.pages[page_index])
+        position = _position(rect, page_box, rotate)
         ap = widget.get("/AP")
         if ap is not None and ap.get("/N") is not None:
-            lines, sizes = _appearance_text(ap.N)
+            found = _appearance_text(ap.N)
+            (lines, source), sizes = found.lines(), found.sizes
+            if lines and not _upright(ap.N, rotate):
+                problems.append(
+                    Problem("mark_not_upright", f"the mark's text is turned on a page with /Rotate {rotate}")
+                )
     problems.extend(_mark_problems(role, position, page_index, lines, sizes))
+    level, ts_time, ts_ok = "B-B", None, None
+    ts = getattr(status, "timestamp_validity", None)
+    if ts is not None:
+        level, ts_time = "B-T", ts.timestamp.isoformat()
+        ts_ok = bool(ts.intact and ts.valid and ts.trusted)
+        if not ts_ok:
+            what = (
+                "does not match the signature" if not ts.intact else "is not valid" if not ts.valid else "is untrusted"
+            )
+            problems.append(Problem("bad_timestamp", f"the signature timestamp {what}"))
     return SignatureCheck(
         field_name=name,
         signer=cert.subject.rfc4514_string(),
@@ -248,6 +391,11 @@ def _check_signature(sig: Any, status: Any, pdf: Any, now: dt.datetime, is_last:
         mark_text="\n".join(lines),
         mark_font_size=round(sizes[0], 2) if sizes else None,
         problems=tuple(problems),
+        level=level,
+        timestamp_time=ts_time,
+        timestamp_ok=ts_ok,
+        page_rotate=rotate,
+        mark_text_source=source,
     )
 
 

@@ -155,6 +155,9 @@ def _cms(req: dict[str, Any], out: IO[str]) -> None:
     on_token = pkcs11.certificates(pkcs11.find_token(lib, serial), now)
     cert = choose_cert([c for c, _d in on_token], req["role"], req.get("cert_id"))
     check_cert_usable(cert, now)
+    expected = req.get("expect_sha256")
+    if expected and cert.sha256 != expected:
+        raise SignError(f"the token's certificate {cert.sha256[:16]}... is not the expected {expected[:16]}...")
     ders = {c.cka_id: der for c, der in on_token}
     chain = [der for c, der in on_token if c.is_ca]
     data = base64.b64decode(req["data"])

@@ -134,12 +134,12 @@ class Publisher:
 
     def step(self, now: datetime | None = None) -> None:
         assert self.link is not None
-        if self.link.connected.is_set() and not self._online_sent.is_set():
-            self.announce()
-        if not self.link.connected.is_set():
-            self._online_sent.clear()
         now = now or datetime.now(UTC)
         reading = self.collector.collect(now)
+        if not self.link.connected.is_set():
+            self._online_sent.clear()
+        elif not self._online_sent.is_set():
+            self.announce()  # (again) after every reconnect, before any reading of the session
         self.send(reading)
         self._maybe_counters(now)
         self.drain()

@@ -189,3 +189,18 @@ def json_schemas() -> dict[str, object]:
         "devices/{id}/status": Status.model_json_schema(),
         "devices/{id}/telemetry": MESSAGE.json_schema(),
     }
+
+
+def schema_markdown() -> str:
+    """The JSON Schema section of docs/telemetry.md (`python -m appliance.telemetry.schema` prints it)."""
+    import json
+
+    parts = []
+    for topic, schema in json_schemas().items():
+        body = json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True)
+        parts.append(f"### `{topic}`\n\n```json\n{body}\n```\n")
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(schema_markdown())  # noqa: T201

@@ -8,7 +8,7 @@ store; the scanner is reached only through the Scanner protocol passed in here.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,12 +24,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from appliance import db, pipeline
-from appliance.capture import Scanner
+from appliance.capture import Camera, Scanner
 from appliance.model import EncodeOptions
 from appliance.ocr import OcrOptions
 from appliance.settings import Settings
 from appliance.web.auth import LoginThrottle
-from appliance.web.jobs import Jobs
+from appliance.web.jobs import SEPARATOR_PREFIXES, Jobs
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class Ctx:
     jobs: Jobs
     throttle: LoginThrottle
     scanner: Scanner | None
+    camera: Camera | None
     secure_cookies: bool
     idle: timedelta
     cache_dir: Path
@@ -157,9 +158,13 @@ def create_app(
     settings: Settings,
     *,
     scanner: Scanner | None = None,
+    camera: Camera | None = None,
     options: pipeline.PipelineOptions | None = None,
+    separator_prefixes: Sequence[str] = SEPARATOR_PREFIXES,
 ) -> FastAPI:
-    """The web application. ``scanner`` is the shared device (None: upload only)."""
+    """The web application. ``scanner`` is the shared device (None: upload only); ``camera`` a document
+    camera (None: no camera button). A scanned page whose QR text starts with one of
+    ``separator_prefixes`` (compared without diacritics) separates two documents of a batch."""
     import appliance.web.models  # noqa: F401 - tables registered on the shared metadata
     from appliance.web import routes
 
@@ -169,7 +174,13 @@ def create_app(
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["kind_labels"] = routes.KIND_LABELS_STR
     templates.env.filters["vn_state"] = routes.doc_state_label
-    jobs = Jobs(settings, options or pipeline_options(settings), after=routes.after_digitize(factory))
+    jobs = Jobs(
+        settings,
+        options or pipeline_options(settings),
+        after=routes.after_digitize(factory),
+        factory=factory,
+        separator_prefixes=separator_prefixes,
+    )
     cache_dir = settings.data_dir / "web-cache"
     for folder in (cache_dir, settings.documents_dir, settings.originals_dir):
         folder.mkdir(parents=True, exist_ok=True)
@@ -179,10 +190,12 @@ def create_app(
         templates=templates,
         jobs=jobs,
         throttle=LoginThrottle(
+            factory,
             max_failures=settings.web.login_max_failures,
             lockout_s=settings.web.login_lockout_min * 60.0,
         ),
         scanner=scanner,
+        camera=camera,
         secure_cookies=bool(settings.web.https_cert and settings.web.https_key),
         idle=timedelta(minutes=settings.web.idle_timeout_min),
         cache_dir=cache_dir,

@@ -12,19 +12,16 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from appliance.db import utcnow
-from appliance.web.models import Role, User, WebSession
+from appliance.web.models import LoginFailure, Role, User, WebSession
 
 log = logging.getLogger(__name__)
 
@@ -134,36 +131,47 @@ def same_token(given: str | None, expected: str) -> bool:
 
 # --- login throttle -----------------------------------------------------------------------------
 class LoginThrottle:
-    """Counts wrong passwords per account and per client; locks either for ``lockout_s``."""
+    """Counts wrong passwords per account and per client; locks either for ``lockout_s``.
 
-    def __init__(self, *, max_failures: int, lockout_s: float, per_client: int | None = None) -> None:
+    The failures live in the database (web_login_failures), so a restart does not reset a lockout.
+    """
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        max_failures: int,
+        lockout_s: float,
+        per_client: int | None = None,
+    ) -> None:
+        self.factory = factory
         self.max_failures = max_failures
         self.per_client = per_client or max_failures * 4
         self.lockout_s = lockout_s
-        self._fails: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._fails.setdefault(key, deque())
-        while q and now - q[0] > self.lockout_s:
-            q.popleft()
-        return q
+    def _count(self, session: Session, key: str, since: datetime) -> int:
+        return int(
+            session.scalar(
+                select(func.count()).select_from(LoginFailure).where(LoginFailure.key == key, LoginFailure.at >= since)
+            )
+            or 0
+        )
 
     def locked(self, username: str, client: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
+        since = utcnow() - timedelta(seconds=self.lockout_s)
+        with self.factory() as session:
             return (
-                len(self._recent("u:" + username, now)) >= self.max_failures
-                or len(self._recent("c:" + client, now)) >= self.per_client
+                self._count(session, "u:" + username, since) >= self.max_failures
+                or self._count(session, "c:" + client, since) >= self.per_client
             )
 
     def failed(self, username: str, client: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._recent("u:" + username, now).append(now)
-            self._recent("c:" + client, now).append(now)
+        now = utcnow()
+        with self.factory() as session, session.begin():
+            session.execute(delete(LoginFailure).where(LoginFailure.at < now - timedelta(seconds=self.lockout_s)))
+            session.add_all([LoginFailure(key="u:" + username, at=now), LoginFailure(key="c:" + client, at=now)])
         log.warning("failed sign-in for an account from client=%s", client)
 
     def succeeded(self, username: str) -> None:
-        with self._lock:
-            self._fails.pop("u:" + username, None)
+        with self.factory() as session, session.begin():
+            session.execute(delete(LoginFailure).where(LoginFailure.key == "u:" + username))

@@ -104,3 +104,50 @@ class Campaign(Base):
     note: Mapped[str] = mapped_column(String(500), default="")
     updated_by: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class LoginFailure(Base):
+    """One wrong password, keyed "u:<username>" or "c:<client address>" (kept across restarts)."""
+
+    __tablename__ = "web_login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FormNonce(Base):
+    """A submitted form's one-time value and where its first submit led (double-submit guard)."""
+
+    __tablename__ = "web_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    target: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Reuse(Base):
+    """An already digitized document attached to another dossier instead of being scanned again."""
+
+    __tablename__ = "web_reuses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    source_document_id: Mapped[str] = mapped_column(String(36))
+    dossier_code: Mapped[str] = mapped_column(String(64), index=True)
+    reused_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Separator(Base):
+    """A QR separator sheet met in a scanned batch: not kept in any document, but recorded."""
+
+    __tablename__ = "web_separators"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch: Mapped[str] = mapped_column(String(32), index=True)  # the job id
+    position: Mapped[int] = mapped_column(Integer)  # 0-based, among the batch's sheets
+    text: Mapped[str] = mapped_column(String(500))
+    original_sha256: Mapped[str] = mapped_column(String(64))
+    before_document_id: Mapped[str | None] = mapped_column(String(36))  # the part that follows it
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

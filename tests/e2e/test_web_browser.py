@@ -39,6 +39,7 @@ LAUNCH_ARGS = [
     "--disable-quic",
 ]
 CODE = "000.00.19.H12-240517-0042"
+CODE2 = "000.00.19.H12-240518-0043"
 WAIT_MS = 120_000
 
 
@@ -74,7 +75,11 @@ def server(
         sign={"token_serial": hsm.serial, "organisation_name": "UBND xã Quảng Phú"},
     )
     accounts = dev_accounts(settings)
-    app = create_app(settings, scanner=SaneScanner(lock_timeout_s=60))
+    from appliance.capture.uvc import UvcCamera
+    from tests.integration.test_web_capture import _camera_video
+
+    camera = UvcCamera(str(_camera_video(tmp_path / "camera.avi")), dpi_hint=150, discard=1)
+    app = create_app(settings, scanner=SaneScanner(lock_timeout_s=60), camera=camera)
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -88,6 +93,7 @@ def server(
     yield f"http://127.0.0.1:{port}", f"{officer[0]}:{officer[1]}"
     srv.should_exit = True
     thread.join(timeout=30)
+    camera.close()
 
 
 def _receipt_image(path: Path) -> None:
@@ -125,6 +131,8 @@ def test_counter_workflow_in_chromium(server: tuple[str, str], tmp_path: Path) -
     image, truth = render_page(seed=3, dpi=200)
     sample = tmp_path / "to-khai.png"
     Image.fromarray(image).save(sample, dpi=(200, 200))
+    second = tmp_path / "trang-2.png"
+    Image.fromarray(render_page(seed=6, dpi=150)[0]).save(second, dpi=(150, 150))
     receipt = tmp_path / "giay-tiep-nhan.png"
     _receipt_image(receipt)
     # a word of the page, searched without diacritics
@@ -232,8 +240,61 @@ def test_counter_workflow_in_chromium(server: tuple[str, str], tmp_path: Path) -
         expect(page.locator(f".hits a[href='{upload_doc}']")).to_be_visible()
         shot("09-tra-cuu")
 
+        # a second dossier: a photo from the document camera
+        page.goto(f"{base}/")
+        page.locator("#code").fill(CODE2)
+        page.get_by_role("button", name="Mở hồ sơ").click()
+        expect(page.get_by_role("heading", name=f"Hồ sơ {CODE2}")).to_be_visible()
+        page.get_by_role("button", name="Chụp bằng máy chụp tài liệu").click()
+        page.wait_for_selector(".job-done a.open-doc", timeout=WAIT_MS)
+        shot("12-chup-anh")
+
+        # reuse the page digitized for the first dossier instead of scanning it again
+        page.get_by_role("link", name="Tìm giấy tờ đã số hóa để dùng lại", exact=False).click()
+        expect(page.locator("#reuse-target")).to_contain_text(CODE2)
+        page.get_by_label("Mã hồ sơ, người nộp", exact=False).fill(f"{fold(word)} le thi hoa")
+        page.get_by_role("button", name="Tìm").click()
+        shot("13-dung-lai")
+        page.locator(f".hits li:has(a[href='{upload_doc}']) button").click()
+        expect(page.locator(".notice")).to_contain_text("Đã dùng lại")
+        expect(page.locator("#reused-from")).to_be_visible()
+
+        # two papers uploaded as one batch: the officer splits them, then rescans one page
+        page.goto(f"{base}/dossiers/{CODE2}")
+        page.get_by_label("Chọn ảnh hoặc PDF (mỗi ảnh là một trang, theo thứ tự)").set_input_files(
+            [str(sample), str(second)]
+        )
+        page.get_by_role("button", name="Tải lên").click()
+        page.wait_for_selector(".job-done:has(.thumbs li:nth-child(2)) a.open-doc", timeout=WAIT_MS)
+        page.locator(".job-done:has(.thumbs li:nth-child(2)) a.open-doc").first.click()
+        expect(page.locator(".pagelist li")).to_have_count(2)
+        page.get_by_label("Tách trước trang 2").check()
+        shot("14-tach-tai-lieu")
+        page.get_by_role("button", name="Tách tài liệu").click()
+        expect(page.locator(".notice")).to_contain_text("Đã tách")
+        page.wait_for_selector(".job-done:has(a.open-doc:nth-of-type(2))", timeout=WAIT_MS)
+        parts = page.locator(".job-done:has(a.open-doc:nth-of-type(2)) a.open-doc")
+        expect(parts).to_have_count(2)
+        part2 = parts.nth(1).get_attribute("href")
+        assert part2
+        page.goto(f"{base}{part2}")
+        expect(page.locator(".pagelist li")).to_have_count(1)
+        page.get_by_text("Quét lại / thay trang 1").click()
+        shot("15-quet-lai")
+        page.get_by_role("button", name="Quét lại trang 1").click()
+        expect(page.locator(".notice")).to_contain_text("xử lý lại")
+        for _ in range(WAIT_MS // 500):
+            if "chờ ký" in page.locator("#doc-state").inner_text():
+                break
+            page.wait_for_timeout(500)
+            page.reload()
+        expect(page.locator("#doc-state")).to_contain_text("chờ ký")
+        alt = page.locator(".pagelist img").get_attribute("alt") or ""
+        assert alt.endswith("(thay)") and "trang-2.png" not in alt, alt  # the scanner's page took its place
+
         page.goto(f"{base}/stats")
-        expect(page.locator("#stats tbody tr").first).to_contain_text("1")
+        expect(page.locator("#stats tbody tr").first).to_contain_text("2")
+        expect(page.locator("#stats tbody tr td").nth(6)).to_have_text("1")  # one dossier reused a document
         shot("10-thong-ke")
         page.goto(f"{base}/backlog")
         shot("11-ton-dong")

@@ -25,9 +25,7 @@ from tests.softhsm import (
 pytestmark = [pytest.mark.pdftools, pytest.mark.slow]
 
 
-def run_cli(
-    *args: str, pin: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, pin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "appliance", *args],
         input=(pin + "\n") if pin is not None else "",
@@ -204,3 +202,72 @@ def test_sign_pipeline_pdfa(hsm: SoftToken, nssdb: Path, tmp_path: Path, tessera
         assert meta.get("pdfaid:part") == "2"
     assert verify_pdf(out.read_bytes(), [hsm.ca.pem]).ok
     pdfsig_ok(pdfsig(out, nssdb), 1)
+
+
+# --- PAdES B-T with a real RFC 3161 server on loopback, and the fallback to B-B -----------------------------
+def test_sign_bt_with_local_tsa(hsm: SoftToken, nssdb: Path, tmp_path: Path) -> None:
+    import datetime as dt
+    import json
+
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import validate_pdf_signature
+    from pyhanko_certvalidator import ValidationContext
+
+    from appliance.sign.verify import load_roots
+    from tests.softhsm import tsa_server
+
+    src = simple_pdf(tmp_path / "in.pdf")
+    out = tmp_path / "bt.pdf"
+    with tsa_server(hsm.ca) as tsa:
+        env = {**os.environ, "APPLIANCE_SIGN__TSA_URL": tsa.url}
+        done = run_cli(
+            "sign", str(src), "-o", str(out), "--role", "organisation", "--token", hsm.serial, "--json",
+            pin=hsm.pin, env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert tsa.requests, "the TSA was never asked"
+    (res,) = json.loads(done.stdout)["signed"]
+    assert res["level"] == "B-T"
+
+    # pyHanko on its own: the CMS carries a signature timestamp token that is intact, valid and trusted
+    (sig,) = PdfFileReader(io.BytesIO(out.read_bytes())).embedded_signatures
+    unsigned = [a["type"].native for a in sig.signer_info["unsigned_attrs"]]
+    assert unsigned == ["signature_time_stamp_token"]
+    vc = ValidationContext(trust_roots=load_roots([hsm.ca.pem]), allow_fetching=False)
+    status = validate_pdf_signature(sig, vc, ts_validation_context=vc)
+    assert status.bottom_line
+    ts = status.timestamp_validity
+    assert ts is not None and ts.intact and ts.valid and ts.trusted
+    assert "Test TSA" in ts.signing_cert.subject.human_friendly
+    assert abs(ts.timestamp - status.signer_reported_dt) < dt.timedelta(minutes=5)
+
+    done = run_cli("verify", str(out), "--trust", str(hsm.ca.pem), "--json")
+    assert done.returncode == 0, done.stdout
+    (check,) = json.loads(done.stdout)["signatures"]
+    assert check["level"] == "B-T" and check["timestamp_ok"] is True and check["timestamp_time"]
+    pdfsig_ok(pdfsig(out, nssdb), 1)
+
+
+def test_sign_falls_back_to_bb_when_tsa_unreachable(hsm: SoftToken, tmp_path: Path) -> None:
+    """No TSA listening: the batch still signs, PAdES B-B, with a warning. Also checks the B-B size budget:
+    the reserved /Contents is the tight CMS estimate (no 50 % of hex zeros) and the font subset is unhinted."""
+    from tests.softhsm import closed_port_url
+
+    (res,) = sign_batch(
+        [SignJob(simple_pdf(tmp_path / "in.pdf"), tmp_path / "out.pdf", "organisation")],
+        hsm.pin,
+        module=MODULE,
+        serial=hsm.serial,
+        tsa_url=closed_port_url(),
+    )
+    assert res.level == "B-B"
+    (check,) = verify_pdf(res.output.read_bytes(), [hsm.ca.pem]).signatures
+    assert check.ok and check.level == "B-B" and check.timestamp_time is None and check.timestamp_ok is None
+    with pikepdf.open(res.output) as pdf:
+        (annot,) = pdf.pages[0].Annots
+        contents = bytes(annot.V.Contents)
+        (descriptor,) = [o for o in pdf.objects if isinstance(o, pikepdf.Dictionary) and "/FontFile2" in o]
+        font_bytes = len(descriptor.FontFile2.read_raw_bytes())
+    assert len(contents) - len(contents.rstrip(b"\0")) <= 300  # 2048-bit RSA estimated at 512 bytes
+    assert font_bytes < 6000  # unhinted subset (the hinted one was 10.5 KB)
+    assert res.bytes_added < 20000

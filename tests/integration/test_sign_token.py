@@ -40,9 +40,7 @@ from tests.softhsm import (
 
 pytestmark = pytest.mark.slow
 
-HEALTHY = (
-    CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED | 0x1 | 0x200
-)  # 1069 on SoftHSM
+HEALTHY = CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED | 0x1 | 0x200  # 1069 on SoftHSM
 
 
 # --- the flag rules, as a pure function of the flags (SoftHSM never sets FINAL_TRY or LOCKED) -------
@@ -126,9 +124,7 @@ def test_cli_wrong_pin_gives_vietnamese_message(fresh_hsm: SoftToken, tmp_path: 
 def test_token_absent(hsm: SoftToken, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = simple_pdf(tmp_path / "in.pdf")
     with pytest.raises(TokenNotFound):
-        sign_batch(
-            [SignJob(src, tmp_path / "o.pdf", "officer")], hsm.pin, module=MODULE, serial="0000deadbeef"
-        )
+        sign_batch([SignJob(src, tmp_path / "o.pdf", "officer")], hsm.pin, module=MODULE, serial="0000deadbeef")
     conf, _dir = write_conf(tmp_path / "empty")
     monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
     with pytest.raises(TokenNotFound):
@@ -147,9 +143,7 @@ def test_unloadable_module(hsm: SoftToken, tmp_path: Path) -> None:
 
 
 def test_token_removed_mid_batch_loses_nothing(fresh_hsm: SoftToken, tmp_path: Path) -> None:
-    jobs = [
-        SignJob(simple_pdf(tmp_path / f"in{i}.pdf"), tmp_path / f"out{i}.pdf", "officer") for i in range(3)
-    ]
+    jobs = [SignJob(simple_pdf(tmp_path / f"in{i}.pdf"), tmp_path / f"out{i}.pdf", "officer") for i in range(3)]
     before = [j.input.read_bytes() for j in jobs]
 
     def pull_token(index: int) -> bool:
@@ -168,9 +162,7 @@ def test_token_removed_mid_batch_loses_nothing(fresh_hsm: SoftToken, tmp_path: P
 def test_stopping_between_documents_writes_nothing(hsm: SoftToken, tmp_path: Path) -> None:
     from appliance.errors import SignError
 
-    jobs = [
-        SignJob(simple_pdf(tmp_path / f"in{i}.pdf"), tmp_path / f"out{i}.pdf", "officer") for i in range(2)
-    ]
+    jobs = [SignJob(simple_pdf(tmp_path / f"in{i}.pdf"), tmp_path / f"out{i}.pdf", "officer") for i in range(2)]
     with pytest.raises(SignError):
         sign_batch(jobs, hsm.pin, module=MODULE, serial=hsm.serial, on_signed=lambda i: False)
     assert not any(j.output.exists() for j in jobs)
@@ -183,9 +175,7 @@ def test_expired_and_non_repudiation_refused_before_login(
     src = simple_pdf(tmp_path / "in.pdf")
     # a wrong PIN is given on purpose: the refusal must come first, so the token never sees it
     with pytest.raises(CertificateExpired):
-        sign_batch(
-            [SignJob(src, tmp_path / "o.pdf", "officer")], "999999", module=MODULE, serial=odd_token.serial
-        )
+        sign_batch([SignJob(src, tmp_path / "o.pdf", "officer")], "999999", module=MODULE, serial=odd_token.serial)
     with pytest.raises(CertificateNoNonRepudiation):
         sign_batch(
             [SignJob(src, tmp_path / "o.pdf", "organisation")],

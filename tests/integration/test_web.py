@@ -83,17 +83,22 @@ def test_every_form_rejects_a_missing_or_wrong_csrf_token(client: TestClient) ->
         "/dossiers/receipt",
         f"/dossiers/{CODE}/scan",
         f"/dossiers/{CODE}/upload",
+        f"/dossiers/{CODE}/camera",
+        f"/dossiers/{CODE}/reuse",
         "/documents/00000000-0000-0000-0000-000000000000/review",
         "/documents/00000000-0000-0000-0000-000000000000/pages/1/rotate",
+        "/documents/00000000-0000-0000-0000-000000000000/replace/1",
+        "/documents/00000000-0000-0000-0000-000000000000/split",
         "/sign",
         "/track/1/retry",
         "/backlog/scan",
         "/backlog/upload",
+        "/backlog/camera",
         "/logout",
     ]
     for path in posts:
         for data in ({}, {"csrf": "forged"}):
-            r = client.post(path, data=data | {"code": CODE, "preset": "a4-grey"})
+            r = client.post(path, data=data | {"code": CODE, "preset": "a4-grey", "doc": "x"})
             assert r.status_code == 403, (path, data, r.status_code)
             assert "Biểu mẫu đã hết hạn" in r.text
     # the login form has its own token (double-submit cookie)
@@ -108,7 +113,9 @@ def test_every_form_rejects_a_missing_or_wrong_csrf_token(client: TestClient) ->
         for route in router.routes
         if "POST" in getattr(route, "methods", set())
     }
-    assert len(app_posts) == len(posts) + 3  # + /login, /admin/users, /backlog/plan
+    templated = {re.sub(r"\{[^}]+\}", "*", p) for p in app_posts}
+    concrete = {re.sub(r"/(000\.[^/]+|0{8}-[0-9-]+|1)(?=/|$)", "/*", p).replace("/rotate", "/*") for p in posts}
+    assert templated - concrete == {"/login", "/admin/users", "/backlog/plan"}, templated - concrete
     sup = TestClient(client.app, raise_server_exceptions=False)
     login(sup, "lanhdao", SUPER_PW)
     for path in ("/admin/users", "/backlog/plan"):
@@ -306,3 +313,79 @@ def test_backlog_plan_is_for_supervisors(client: TestClient) -> None:
     csrf = login(sup, "lanhdao", SUPER_PW)
     r = sup.post("/backlog/plan", data={"target": "120", "csrf": csrf})
     assert r.status_code == 200 and "/ 120" in r.text
+
+
+def test_lockout_and_double_submit_guard_survive_a_restart(client: TestClient, settings: Settings) -> None:
+    """Both live in the database: a new app (a restarted service) still refuses and still deduplicates."""
+    for _ in range(settings.web.login_max_failures):
+        token = _csrf(client.get("/login").text)
+        client.post("/login", data={"username": "canbo", "password": "sai-mat-khau", "csrf": token})
+    sup = TestClient(client.app, raise_server_exceptions=False)
+    csrf = login(sup, "lanhdao", SUPER_PW)
+    _open_dossier(sup, csrf)
+    buf = io.BytesIO()
+    Image.new("L", (200, 280), 255).save(buf, format="PNG", dpi=(50, 50))
+    form = {"csrf": csrf, "nonce": "form-before-restart"}
+    first = sup.post(
+        f"/dossiers/{CODE}/upload",
+        data=form,
+        files=[("files", ("a.png", buf.getvalue(), "image/png"))],
+        follow_redirects=False,
+    )
+    assert first.status_code == 303
+    old_jobs = client.app.state.ctx.jobs  # type: ignore[attr-defined]
+    _wait(old_jobs.for_dossier(CODE)[0])
+
+    restarted = create_app(settings)
+    with TestClient(restarted, raise_server_exceptions=False) as again:
+        token = _csrf(again.get("/login").text)
+        r = again.post("/login", data={"username": "canbo", "password": OFFICER_PW, "csrf": token})
+        assert r.status_code == 429 and "tạm khóa" in r.text
+        csrf2 = login(again, "lanhdao", SUPER_PW)
+        r = again.post(
+            f"/dossiers/{CODE}/upload",
+            data={"csrf": csrf2, "nonce": "form-before-restart"},
+            files=[("files", ("a.png", buf.getvalue(), "image/png"))],
+            follow_redirects=False,
+        )
+        assert r.status_code == 303 and r.headers["location"] == first.headers["location"]
+        assert restarted.state.ctx.jobs.for_dossier(CODE) == []  # no second job after the restart
+    with db.transaction(restarted.state.ctx.factory) as session:
+        assert session.query(db.Document).filter_by(dossier_code=CODE).count() == 1
+
+
+def test_reuse_of_a_digitized_document_is_counted(client: TestClient) -> None:
+    csrf = login(client)
+    _open_dossier(client, csrf)
+    other = "000.00.19.H12-230412-0008"
+    client.post("/dossiers", data={"code": other, "csrf": csrf})
+    source_id = _document_with_text(client, "Giấy khai sinh số 123/2020 của Nguyễn Văn An")
+    factory = client.app.state.ctx.factory  # type: ignore[attr-defined]
+    with db.transaction(factory) as session:
+        src = session.get(db.Document, source_id)
+        assert src is not None
+        src.pdf_path, src.pdf_sha256 = "/nonexistent/source.pdf", "f" * 64
+    page = client.get("/search", params={"q": "khai sinh nguyen van an", "dossier": other})
+    assert "Dùng lại giấy tờ đã số hóa" in page.text and f"/dossiers/{other}/reuse" in page.text
+    without = client.get("/search", params={"q": "khai sinh nguyen van an"})
+    assert "Dùng lại giấy tờ đã số hóa" not in without.text
+    form = {"csrf": _csrf(page.text), "doc": source_id, "nonce": "reuse-1"}
+    r = client.post(f"/dossiers/{other}/reuse", data=form, follow_redirects=False)
+    assert r.status_code == 303 and "ok=reused" in r.headers["location"]
+    copy_id = r.headers["location"].split("/documents/")[1].split("?")[0]
+    with db.transaction(factory) as session:
+        copy = session.get(db.Document, copy_id)
+        src = session.get(db.Document, source_id)
+        assert copy is not None and src is not None
+        assert copy.dossier_code == other and copy.state == db.DocState.ASSEMBLED
+        assert [p.original_sha256 for p in copy.pages] == [p.original_sha256 for p in src.pages]
+        info = session.get(DocumentInfo, copy_id)
+        assert info is not None and info.kind == "component" and "khai sinh" in info.text_folded
+    assert "dùng lại từ" in client.get(f"/documents/{copy_id}").text.lower()
+    # the same paper again (new form): nothing new, the officer is sent to the copy already there
+    again = client.post(f"/dossiers/{other}/reuse", data=form | {"nonce": "reuse-2"}, follow_redirects=False)
+    assert again.headers["location"] == f"/documents/{copy_id}?ok=have"
+    lines = client.get("/stats.csv").content.decode("utf-8-sig").splitlines()
+    month = f"{datetime.now(UTC):%Y-%m}"
+    row = next(line for line in lines if line.startswith(month)).split(",")
+    assert row[1] == "2" and row[6] == "1"  # two dossiers received, one reused a digitized document

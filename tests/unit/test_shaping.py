@@ -20,7 +20,7 @@ def _send_for(bucket: TokenBucket, seconds: float, start: float = 0.0, seg: int 
     while True:
         wait = bucket.wait(now)
         if wait > 0:
-            now += wait
+            now += max(wait, 0.001)  # as the sender: it sleeps at least 1 ms
             continue
         if now >= start + seconds:
             return sent

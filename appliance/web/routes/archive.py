@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from appliance import db
 from appliance.web.app import Ctx
-from appliance.web.models import Campaign, DocumentInfo, Dossier, Kind
+from appliance.web.models import Campaign, DocumentInfo, Dossier, Kind, Reuse
 from appliance.web.routes.common import Checked, CheckedSupervisor, Officer, ctx_of, render, see_other
 from appliance.web.search import search as run_search
 
@@ -25,14 +25,22 @@ SENT_STATES = (db.DocState.QUEUED, db.DocState.SENT, db.DocState.ACKED)
 
 
 @router.get("/search", response_class=HTMLResponse)
-def search(request: Request, who: Officer, q: str = "") -> HTMLResponse:
+def search(request: Request, who: Officer, q: str = "", dossier: str = "") -> HTMLResponse:
+    """Search the archive; with ``dossier``, each digitized hit can be reused in that dossier."""
+    from appliance import domain
+
     ctx = ctx_of(request)
     query = q.strip()[:200]
     hits = []
-    if query:
-        with ctx.tx() as session:
+    target = None
+    with ctx.tx() as session:
+        if dossier:
+            check = domain.check_dossier_code(dossier[:100])
+            target = session.get(Dossier, check.value) if check.ok else None
+        if query:
             hits = run_search(session, query=query)
-    return render(request, "search.html", q=query, hits=hits)
+    reusable = {s.value for s in DONE_STATES}
+    return render(request, "search.html", q=query, hits=hits, target=target, reusable=reusable)
 
 
 # --- backlog -----------------------------------------------------------------------------------
@@ -67,6 +75,7 @@ def backlog_page(request: Request, ctx: Ctx, *, error: str | None = None, status
         jobs=sorted(ctx.jobs.for_dossier(None), key=lambda j: j.started, reverse=True),
         presets=presets,
         scanner_problem=scanner_problem,
+        camera=ctx.camera is not None,
         capture_url="/backlog",
         error=error,
     )
@@ -107,6 +116,13 @@ def backlog_scan(
     return start_scan(request, ctx_of(request), who, code=None, preset=preset, nonce=nonce, backlog=True)
 
 
+@router.post("/backlog/camera", response_model=None)
+def backlog_camera(request: Request, who: Checked, nonce: str = Form(default="", max_length=40)) -> Response:
+    from appliance.web.routes.work import start_camera
+
+    return start_camera(request, ctx_of(request), who, code=None, nonce=nonce, backlog=True)
+
+
 @router.post("/backlog/upload", response_model=None)
 async def backlog_upload(
     request: Request,
@@ -127,7 +143,7 @@ class Month:
     digitized: int  # of those, dossiers with at least one digitized component
     results_e: int  # results issued electronically (signed, with a result code, queued or sent)
     backlog: int  # old results digitized under the backlog plan
-    reused: int  # dossiers that reused already digitized data (not tracked yet: 0)
+    reused: int  # dossiers that reused already digitized documents instead of scanning them again
 
     @property
     def digitized_rate(self) -> float | None:
@@ -146,6 +162,7 @@ def monthly(ctx: Ctx) -> list[Month]:
                 DocumentInfo, DocumentInfo.document_id == db.Document.id
             )
         ).all()
+        reusing = set(session.scalars(select(Reuse.dossier_code).distinct()))
     month_of: dict[str, str] = {code: f"{created:%Y-%m}" for code, created in dossiers}
     received = Counter(month_of.values())
     digitized_codes: set[str] = set()
@@ -165,8 +182,9 @@ def monthly(ctx: Ctx) -> list[Month]:
         ):
             results[month_of[code]] += 1
     digitized = Counter(month_of[c] for c in digitized_codes)
+    reused = Counter(month_of[c] for c in reusing if c in month_of)
     months = sorted(set(received) | set(backlog) | {f"{datetime.now(UTC):%Y-%m}"}, reverse=True)[:24]
-    return [Month(m, received[m], digitized[m], results[m], backlog[m], 0) for m in months]
+    return [Month(m, received[m], digitized[m], results[m], backlog[m], reused[m]) for m in months]
 
 
 @router.get("/stats", response_class=HTMLResponse)

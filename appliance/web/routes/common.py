@@ -55,6 +55,9 @@ NOTICES = {
     "target": "Đã lưu kế hoạch số hóa tồn đọng.",
     "redo": "Đã ghi nhận thay đổi; tài liệu đang được xử lý lại.",
     "opened": "Đã mở hồ sơ.",
+    "split": "Đã tách thành các tài liệu riêng; từng tài liệu đang được xử lý lại.",
+    "reused": "Đã dùng lại giấy tờ đã số hóa cho hồ sơ này (không cần quét lại).",
+    "have": "Hồ sơ này đã có giấy tờ đó rồi.",
 }
 
 

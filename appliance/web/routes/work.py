@@ -10,6 +10,7 @@ import tempfile
 import threading
 import unicodedata
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,8 @@ import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from PIL import Image
-from sqlalchemy import select
+from starlette.datastructures import UploadFile as FormFile
+from sqlalchemy import delete, select
 
 from appliance import db, domain
 from appliance.capture import (
@@ -35,7 +37,7 @@ from appliance.model import RawPage
 from appliance.originals import OriginalStore
 from appliance.web.app import Ctx
 from appliance.web.auth import SignedIn
-from appliance.web.models import DocumentInfo, Dossier, Kind
+from appliance.web.models import DocumentInfo, Dossier, FormNonce, Kind
 from appliance.web.routes.common import (
     Checked,
     Officer,
@@ -141,27 +143,34 @@ SCANNER_INFO_KEY = "scanner_info"
 
 
 def scanner_info(request: Request) -> ScannerInfo:
-    info: ScannerInfo | None = getattr(request.app.state, SCANNER_INFO_KEY, None)
+    ctx = ctx_of(request)
+    info: ScannerInfo | None = getattr(ctx, SCANNER_INFO_KEY, None)
     if info is None:
         info = ScannerInfo()
-        setattr(request.app.state, SCANNER_INFO_KEY, info)
+        setattr(ctx, SCANNER_INFO_KEY, info)  # kept on the app's context: read the device once
     return info
 
 
-# --- double submits: one nonce -> one job -----------------------------------------------------------
-_NONCES: dict[str, str] = {}
-_NONCES_LOCK = threading.Lock()
+# --- double submits: one nonce -> one job (kept in the database, so a restart keeps the guard) ---------
+NONCE_DAYS = 2
 
 
-def _seen_nonce(nonce: str, job_id: str | None = None) -> str | None:
-    with _NONCES_LOCK:
-        if nonce in _NONCES:
-            return _NONCES[nonce]
-        if job_id is not None and nonce:
-            if len(_NONCES) > 5000:
-                _NONCES.clear()
-            _NONCES[nonce] = job_id
+def seen_nonce(ctx: Ctx, nonce: str) -> str | None:
+    """Where the first submit of this form led, or None if the form was not submitted yet."""
+    if not nonce:
         return None
+    with ctx.tx() as session:
+        row = session.get(FormNonce, nonce[:64])
+        return row.target if row else None
+
+
+def remember_nonce(ctx: Ctx, nonce: str, target: str) -> None:
+    if not nonce:
+        return
+    with ctx.tx() as session:
+        session.execute(delete(FormNonce).where(FormNonce.created_at < datetime.now(UTC) - timedelta(days=NONCE_DAYS)))
+        if session.get(FormNonce, nonce[:64]) is None:
+            session.add(FormNonce(nonce=nonce[:64], target=target[:300]))
 
 
 # --- file names ---------------------------------------------------------------------------------
@@ -411,6 +420,7 @@ def dossier_page(request: Request, who: Officer, code: str) -> HTMLResponse:
         jobs=sorted(ctx.jobs.for_dossier(dossier.code), key=lambda j: j.started, reverse=True),
         presets=presets,
         scanner_problem=scanner_problem,
+        camera=ctx.camera is not None,
         capture_url=f"/dossiers/{dossier.code}",
         error=None,
     )
@@ -433,9 +443,9 @@ def start_scan(
     request: Request, ctx: Ctx, who: SignedIn, *, code: str | None, preset: str, nonce: str, backlog: bool
 ) -> Response:
     back = f"/dossiers/{code}" if code else "/backlog"
-    earlier = _seen_nonce(nonce)
+    earlier = seen_nonce(ctx, nonce)
     if earlier:
-        return see_other(f"{back}#job-{earlier}")
+        return see_other(earlier)
     presets, problem = scanner_info(request).get(ctx)
     ready = next((r for r in presets if r.preset.key == preset), None)
     if ready is None:
@@ -449,7 +459,30 @@ def start_scan(
         what="scan",
         backlog=backlog,
     )
-    _seen_nonce(nonce, job.id)
+    remember_nonce(ctx, nonce, f"{back}#job-{job.id}")
+    return see_other(f"{back}#job-{job.id}")
+
+
+def start_camera(request: Request, ctx: Ctx, who: SignedIn, *, code: str | None, nonce: str, backlog: bool) -> Response:
+    """One photo from the document camera becomes a one-page document (cleaned on the photo path)."""
+    back = f"/dossiers/{code}" if code else "/backlog"
+    earlier = seen_nonce(ctx, nonce)
+    if earlier:
+        return see_other(earlier)
+    camera = ctx.camera
+    if camera is None:
+        return _capture_error(request, ctx, code, "Chưa có máy chụp tài liệu nối với thiết bị.")
+    job = ctx.jobs.capture(
+        lambda: [camera.capture()],
+        dossier_code=code,
+        source="camera",
+        user=who.username,
+        digitizer=who.full_name,
+        what="camera",
+        backlog=backlog,
+        split=False,
+    )
+    remember_nonce(ctx, nonce, f"{back}#job-{job.id}")
     return see_other(f"{back}#job-{job.id}")
 
 
@@ -469,6 +502,7 @@ def _capture_error(request: Request, ctx: Ctx, code: str | None, error: str) -> 
         jobs=sorted(ctx.jobs.for_dossier(dossier.code), key=lambda j: j.started, reverse=True),
         presets=presets,
         scanner_problem=scanner_problem,
+        camera=ctx.camera is not None,
         capture_url=f"/dossiers/{dossier.code}",
         error=error,
     )
@@ -478,9 +512,9 @@ async def start_upload(
     request: Request, ctx: Ctx, who: SignedIn, *, code: str | None, files: list[UploadFile], nonce: str, backlog: bool
 ) -> Response:
     back = f"/dossiers/{code}" if code else "/backlog"
-    earlier = _seen_nonce(nonce)
+    earlier = seen_nonce(ctx, nonce)
     if earlier:
-        return see_other(f"{back}#job-{earlier}")
+        return see_other(earlier)
     folder, saved, error = await _save_uploads(ctx, files)
     try:
         if error is None:
@@ -501,7 +535,7 @@ async def start_upload(
         what="upload",
         backlog=backlog,
     )
-    _seen_nonce(nonce, job.id)
+    remember_nonce(ctx, nonce, f"{back}#job-{job.id}")
     return see_other(f"{back}#job-{job.id}")
 
 
@@ -531,6 +565,18 @@ async def upload(
     return await start_upload(request, ctx, who, code=dossier.code, files=files, nonce=nonce, backlog=False)
 
 
+@router.post("/dossiers/{code}/camera", response_model=None)
+def camera_photo(
+    request: Request,
+    who: Checked,
+    code: str,
+    nonce: str = Form(default="", max_length=40),
+) -> Response:
+    ctx = ctx_of(request)
+    dossier = _dossier_or_404(ctx, code)
+    return start_camera(request, ctx, who, code=dossier.code, nonce=nonce, backlog=False)
+
+
 # --- jobs ------------------------------------------------------------------------------------------
 JOB_STATES = {
     "waiting": "Đang chờ lượt dùng máy quét…",
@@ -547,7 +593,9 @@ def job_fragment(request: Request, who: Officer, job_id: str) -> HTMLResponse:
     job = ctx.jobs.get(job_id)
     if job is None:
         raise HTTPException(404)
-    return render(request, "job.html", job=job, job_states=JOB_STATES, eta=ctx.jobs.eta_s(job))
+    return render(
+        request, "job.html", job=job, job_states=JOB_STATES, eta=ctx.jobs.eta_s(job), per_page=ctx.jobs.per_page_s(job)
+    )
 
 
 @router.get("/jobs/{job_id}/thumb/{n}.jpg")
@@ -587,7 +635,30 @@ def _review_context(ctx: Ctx, doc_id: str, page: int) -> dict[str, Any]:
         "running": jobs[0] if jobs else None,
         "editable": doc.state in {db.DocState.CAPTURED, db.DocState.ASSEMBLED, db.DocState.FAILED},
         "pattern": ctx.settings.sign.result_code_pattern,
+        "presets": [r for r in scanner_presets(ctx) if not r.preset.batch],
+        "camera": ctx.camera is not None,
+        "reused_from": _reused_from(ctx, doc.id),
     }
+
+
+def scanner_presets(ctx: Ctx) -> list[Ready]:
+    """The presets already read from the device (never reads the device: that takes the scanner lock)."""
+    if ctx.scanner is None:
+        return []
+    info: ScannerInfo | None = getattr(ctx, SCANNER_INFO_KEY, None)
+    return list(info.presets or []) if info is not None else []
+
+
+def _reused_from(ctx: Ctx, doc_id: str) -> tuple[str, str | None] | None:
+    """(source document id, its dossier) when this document is a reused copy."""
+    from appliance.web.models import Reuse
+
+    with ctx.tx() as session:
+        row = session.scalar(select(Reuse).where(Reuse.document_id == doc_id))
+        if row is None:
+            return None
+        source = session.get(db.Document, row.source_document_id)
+        return row.source_document_id, source.dossier_code if source else None
 
 
 @router.get("/documents/{doc_id}", response_class=HTMLResponse)
@@ -706,7 +777,7 @@ def edit_page(request: Request, who: Checked, doc_id: str, page_id: int, action:
                 p.index = i
             row.page_count = len(order)
         row.state = db.DocState.CAPTURED
-    ctx.jobs.redo(doc_id, dossier_code=doc.dossier_code, user=who.username)
+    ctx.jobs.redo(doc_id, dossier_code=doc.dossier_code, user=who.username, backlog=bool(_info and _info.backlog))
     return see_other(f"/documents/{doc_id}?ok=redo")
 
 
@@ -779,3 +850,220 @@ async def review(request: Request, who: Checked, doc_id: str) -> Response:
         assert row is not None
         reindex(session, info, row)
     return see_other(f"/documents/{doc.id}?ok=saved")
+
+
+# --- rescan one page, split a document ---------------------------------------------------------------
+def _not_editable(request: Request, ctx: Ctx, doc_id: str, status_code: int, text: str) -> Response:
+    context = _review_context(ctx, doc_id, 0)
+    return render(request, "document.html", status_code=status_code, errors={"pages": text}, **context)
+
+
+BUSY_TEXT = "Tài liệu đang được xử lý hoặc đã ký; không sửa trang được lúc này."
+
+
+def _one_page(request: Request, ctx: Ctx, how: str, preset: str) -> RawPage:
+    """A single fresh page from the scanner (flatbed, first page only) or the document camera."""
+    if how == "camera":
+        if ctx.camera is None:
+            raise HTTPException(404)
+        return ctx.camera.capture()
+    presets, problem = scanner_info(request).get(ctx)
+    ready = next((r for r in presets if r.preset.key == preset), None) or next(
+        (r for r in presets if not r.preset.batch), None
+    )
+    if ready is None or ctx.scanner is None:
+        raise _Refused(problem or "Chế độ quét này không có trên máy quét.")
+    one = ScanRequest(
+        device=ready.device, resolution=ctx.settings.scanner.resolution, mode=ready.mode, source=ready.source
+    )
+    with closing(iter(ctx.scanner.scan(one))) as pages:  # type: ignore[type-var]
+        for raw in pages:
+            return raw
+    raise _Refused(MESSAGES_VI["feeder_empty"])
+
+
+class _Refused(Exception):
+    """A request the officer can fix; the text says how."""
+
+
+@router.post("/documents/{doc_id}/replace/{page_id}", response_model=None)
+async def replace_page(request: Request, who: Checked, doc_id: str, page_id: int) -> Response:
+    """Rescan one page (scanner or camera) or replace it by an uploaded image; it keeps its place."""
+    ctx = ctx_of(request)
+    form = await request.form()
+    how = str(form.get("how", "scan") or "scan")
+    doc, info, _dossier = _document(ctx, doc_id)
+    if doc.state not in {db.DocState.ASSEMBLED, db.DocState.FAILED}:
+        return _not_editable(request, ctx, doc_id, 409, BUSY_TEXT)
+    if not any(p.id == page_id for p in doc.pages):
+        raise HTTPException(404)
+    try:
+        if how == "file":
+            upload = form.get("file")
+            if not isinstance(upload, FormFile) or not upload.filename:
+                raise _Refused("Hãy chọn tệp ảnh của trang thay thế.")
+            folder, saved, error = await _save_uploads(ctx, [upload])  # type: ignore[list-item]
+            try:
+                if error is not None:
+                    raise _Refused(error)
+                try:
+                    loaded = _load_pages(saved)
+                except ApplianceError as err:
+                    raise _Refused(_file_error(err)) from err
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            if len(loaded) != 1:
+                raise _Refused("Tệp thay thế phải có đúng một trang.")
+            raw = loaded[0]
+        else:
+            from starlette.concurrency import run_in_threadpool
+
+            try:
+                raw = await run_in_threadpool(_one_page, request, ctx, how, str(form.get("preset", "") or ""))
+            except ApplianceError as err:
+                raise _Refused(message_for(err)) from err
+    except _Refused as refused:
+        return _not_editable(request, ctx, doc_id, 400, str(refused))
+    digest = OriginalStore(ctx.settings.originals_dir).put_image(raw.image, dpi=raw.dpi)
+    with ctx.tx() as session:
+        row = session.get(db.Document, doc_id)
+        assert row is not None
+        if row.state not in {db.DocState.ASSEMBLED, db.DocState.FAILED}:
+            return _not_editable(request, ctx, doc_id, 409, BUSY_TEXT)
+        page = next(p for p in row.pages if p.id == page_id)
+        page.original_sha256, page.dpi, page.upright, page.flags = digest, round(raw.dpi), False, []
+        page.label = f"{raw.label} (thay)"[:200]
+        row.state = db.DocState.CAPTURED
+    log.info("page replaced how=%s", how, extra={"doc_id": doc_id})
+    ctx.jobs.redo(doc_id, dossier_code=doc.dossier_code, user=who.username, backlog=bool(info and info.backlog))
+    return see_other(f"/documents/{doc_id}?ok=redo")
+
+
+@router.post("/documents/{doc_id}/split", response_model=None)
+async def split_document(request: Request, who: Checked, doc_id: str) -> Response:
+    """Cut the document before each chosen page: every part becomes its own document (same originals)."""
+    ctx = ctx_of(request)
+    form = await request.form()
+    chosen = {int(v) for v in form.getlist("at") if isinstance(v, str) and v.isdigit()}
+    doc, info, _dossier = _document(ctx, doc_id)
+    if doc.state not in {db.DocState.ASSEMBLED, db.DocState.FAILED}:
+        return _not_editable(request, ctx, doc_id, 409, BUSY_TEXT)
+    with ctx.tx() as session:
+        row = session.get(db.Document, doc_id)
+        assert row is not None
+        pages = list(row.pages)
+        cuts = [i for i, p in enumerate(pages) if p.id in chosen and i > 0]
+        if not cuts:
+            return _not_editable(request, ctx, doc_id, 400, "Hãy chọn ít nhất một trang bắt đầu tài liệu mới.")
+        bounds = [0, *cuts, len(pages)]
+        parts = [pages[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        new_ids = []
+        for part in parts[1:]:
+            new = db.create_document(
+                session,
+                source=row.source,
+                pages=[(p.original_sha256, p.label, float(p.dpi)) for p in part],
+                digitizer=row.digitizer,
+                dossier_code=row.dossier_code,
+            )
+            for old, fresh in zip(part, new.pages, strict=True):
+                fresh.upright = old.upright
+            new_ids.append(new.id)
+            for p in part:
+                row.pages.remove(p)
+        row.page_count = len(parts[0])
+        row.state = db.DocState.CAPTURED
+    log.info("document split into %d parts", len(parts), extra={"doc_id": doc_id})
+    job = ctx.jobs.redo(
+        doc_id, *new_ids, dossier_code=doc.dossier_code, user=who.username, backlog=bool(info and info.backlog)
+    )
+    back = f"/dossiers/{doc.dossier_code}" if doc.dossier_code else "/backlog"
+    return see_other(f"{back}?ok=split#job-{job.id}")
+
+
+# --- reuse of already digitized documents (Decision 766) ----------------------------------------------
+REUSABLE = (db.DocState.ASSEMBLED, db.DocState.SIGNED, db.DocState.QUEUED, db.DocState.SENT, db.DocState.ACKED)
+
+
+def _same_paper(a: DocumentInfo | None, b: DocumentInfo | None) -> bool:
+    """Same number and issuer (when both are known)."""
+    if a is None or b is None:
+        return False
+    number = (a.fields.get("so_ky_hieu") or "").strip().lower()
+    issuer = (a.fields.get("co_quan_ban_hanh") or "").strip().lower()
+    return bool(number and issuer) and (
+        number == (b.fields.get("so_ky_hieu") or "").strip().lower()
+        and issuer == (b.fields.get("co_quan_ban_hanh") or "").strip().lower()
+    )
+
+
+@router.post("/dossiers/{code}/reuse", response_model=None)
+def reuse_document(
+    request: Request,
+    who: Checked,
+    code: str,
+    doc: str = Form(max_length=40),
+    nonce: str = Form(default="", max_length=40),
+) -> Response:
+    """Attach an already digitized document to this dossier instead of scanning the paper again."""
+    from appliance.web.models import Reuse
+
+    ctx = ctx_of(request)
+    dossier = _dossier_or_404(ctx, code)
+    earlier = seen_nonce(ctx, nonce)
+    if earlier:
+        return see_other(earlier)
+    source, source_info, _d = _document(ctx, doc)
+    if source.state not in REUSABLE or not source.pdf_path:
+        return message_page_400(request, "Tài liệu này chưa số hóa xong nên chưa dùng lại được.")
+    with ctx.tx() as session:
+        mine = session.execute(
+            select(db.Document, DocumentInfo)
+            .outerjoin(DocumentInfo, DocumentInfo.document_id == db.Document.id)
+            .where(db.Document.dossier_code == dossier.code)
+        ).all()
+        for other, other_info in mine:
+            if other.id == source.id or (other.pdf_sha256 and other.pdf_sha256 == source.pdf_sha256):
+                return see_other(f"/documents/{other.id}?ok=have")
+            if _same_paper(other_info, source_info):
+                return see_other(f"/documents/{other.id}?ok=have")
+        copy = db.create_document(
+            session,
+            source=source.source,
+            pages=[(p.original_sha256, p.label, float(p.dpi)) for p in source.pages],
+            digitizer=source.digitizer,
+            dossier_code=dossier.code,
+        )
+        for old, fresh in zip(source.pages, copy.pages, strict=True):
+            fresh.rotation, fresh.skew, fresh.flags = old.rotation, old.skew, list(old.flags or [])
+            fresh.encoding, fresh.mean_conf, fresh.encoded_bytes = old.encoding, old.mean_conf, old.encoded_bytes
+            fresh.upright = old.upright
+        copy.fields = dict(source.fields or {})
+        copy.pdf_path, copy.pdf_sha256, copy.pdf_bytes = source.pdf_path, source.pdf_sha256, source.pdf_bytes
+        copy.state = db.DocState.ASSEMBLED
+        info = DocumentInfo(
+            document_id=copy.id,
+            kind=Kind.COMPONENT,  # a paper already issued, now a component of this dossier
+            fields=dict(source_info.fields) if source_info else {},
+            valid_until=source_info.valid_until if source_info else None,
+            backlog=False,
+            text=source_info.text if source_info else "",
+            text_folded="",
+        )
+        session.add(info)
+        session.flush()
+        reindex(session, info, copy)
+        session.add(
+            Reuse(document_id=copy.id, source_document_id=source.id, dossier_code=dossier.code, reused_by=who.username)
+        )
+        new_id = copy.id
+    log.info("document reused", extra={"doc_id": new_id})
+    target = f"/documents/{new_id}?ok=reused"
+    remember_nonce(ctx, nonce, target)
+    return see_other(target)
+
+
+def message_page_400(request: Request, text: str) -> Response:
+    from appliance.web.routes.common import message_page
+
+    return message_page(request, "Không dùng lại được", text, 400)

@@ -1,0 +1,217 @@
+"""The readiness dashboard web app (FastAPI, Jinja2 rendered on the server, no JavaScript needed).
+
+Routes: `/` communes with verdicts (filter: province, verdict, q; sort), `/device/{id}` one box with
+history charts, `/alerts`, `/incidents` (+ mark handled), `/rollout`, `/export.csv`, `/metrics`.
+The dashboard has no login of its own: publish it behind the province's reverse proxy / SSO.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from province.dashboard import readiness
+from province.dashboard.charts import line_chart
+from province.dashboard.metrics import prometheus_text
+from province.dashboard.readiness import LOCAL, DashboardConfig, Row
+from province.telemetry import DayCounters, Device, History, IncidentRow, aware
+
+log = logging.getLogger(__name__)
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def _local(when: datetime | None) -> str:
+    return "—" if when is None else f"{when.astimezone(LOCAL):%d/%m/%Y %H:%M}"
+
+
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]), auto_reload=False)
+    env.filters["local"] = _local
+    env.filters["num"] = lambda v, fmt="{:.0f}": "—" if v is None else fmt.format(v)
+    return env
+
+
+def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = None) -> FastAPI:
+    config = cfg or DashboardConfig()
+    env = _env()
+    app = FastAPI(title="Bảng theo dõi sẵn sàng", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def page(name: str, **ctx: Any) -> HTMLResponse:
+        return HTMLResponse(env.get_template(name).render(now=datetime.now(UTC), **ctx))
+
+    def rows(now: datetime) -> list[Row]:
+        with factory() as s:
+            return readiness.build_rows(s, config, now)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index(province: str = "", verdict: str = "", q: str = "", sort: str = "verdict", desc: int = 0) -> HTMLResponse:
+        now = datetime.now(UTC)
+        all_rows = rows(now)
+        chosen = readiness.select_rows(all_rows, province=province, verdict=verdict, q=q, sort=sort, desc=bool(desc))
+        groups: dict[tuple[str, str], list[Row]] = {}
+        for r in chosen:
+            groups.setdefault((r.province_code, r.province_name), []).append(r)
+        provinces = sorted({(r.province_code, r.province_name) for r in all_rows}, key=lambda p: p[1])
+        totals = Counter(r.verdict for r in all_rows)
+        conn = Counter(r.connectivity for r in all_rows)
+        with factory() as s:
+            n_alerts = len(readiness.open_alerts(s))
+            n_incidents = len(readiness.open_incidents(s))
+        return page(
+            "index.html",
+            groups=groups,
+            provinces=provinces,
+            totals=totals,
+            conn=conn,
+            shown=len(chosen),
+            total=len(all_rows),
+            f={"province": province, "verdict": verdict, "q": q, "sort": sort, "desc": desc},
+            labels=readiness.VERDICT_LABEL,
+            conn_labels=readiness.CONNECTIVITY_LABEL,
+            n_alerts=n_alerts,
+            n_incidents=n_incidents,
+            cfg=config,
+        )
+
+    @app.get("/device/{device_id}", response_class=HTMLResponse)
+    def device(device_id: str, days: int = 7) -> HTMLResponse:
+        now = datetime.now(UTC)
+        with factory() as s:
+            dev = s.get(Device, device_id)
+            if dev is None:
+                raise HTTPException(404, "Không có thiết bị này")
+            row = next((r for r in readiness.build_rows(s, config, now) if r.device_id == device_id), None)
+            since = now - timedelta(days=max(1, min(days, 90)))
+            hist = list(
+                s.scalars(
+                    select(History).where(History.device_id == device_id, History.at >= since).order_by(History.at)
+                )
+            )
+            counters = list(
+                s.scalars(
+                    select(DayCounters)
+                    .where(DayCounters.device_id == device_id)
+                    .order_by(DayCounters.day.desc())
+                    .limit(31)
+                )
+            )
+            incidents = list(
+                s.scalars(
+                    select(IncidentRow)
+                    .where(IncidentRow.device_id == device_id)
+                    .order_by(IncidentRow.at.desc())
+                    .limit(20)
+                )
+            )
+        pts = [(aware(h.at) or now, h) for h in hist]
+        charts = [
+            line_chart([(t, h.disk_used_pct) for t, h in pts], title="Ổ đĩa đã dùng (%)", unit="%", limit=85.0),
+            line_chart([(t, h.cpu_temp_c) for t, h in pts], title="Nhiệt độ CPU (°C)", unit="°"),
+            line_chart(
+                [(t, None if h.outbox_depth is None else float(h.outbox_depth)) for t, h in pts],
+                title="Gói chờ gửi về tỉnh",
+            ),
+            line_chart([(t, h.link_rtt_ms) for t, h in pts], title="Độ trễ đường truyền (ms)", unit=""),
+        ]
+        return page(
+            "device.html",
+            dev=dev,
+            row=row,
+            charts=charts,
+            counters=counters,
+            incidents=incidents,
+            days=days,
+            cfg=config,
+        )
+
+    @app.get("/alerts", response_class=HTMLResponse)
+    def alerts() -> HTMLResponse:
+        with factory() as s:
+            items = readiness.open_alerts(s)
+            communes = {str(d): str(c) for d, c in s.execute(select(Device.device_id, Device.commune_code))}
+        return page("alerts.html", alerts=items, communes=communes)
+
+    @app.get("/incidents", response_class=HTMLResponse)
+    def incidents(show: str = "open") -> HTMLResponse:
+        with factory() as s:
+            if show == "all":
+                items = list(s.scalars(select(IncidentRow).order_by(IncidentRow.at.desc()).limit(500)))
+            else:
+                items = readiness.open_incidents(s)
+        return page("incidents.html", incidents=items, show=show)
+
+    @app.post("/incidents/{incident_id}/handled")
+    async def handled(incident_id: str, request: Request) -> Response:
+        form = await request.form()
+        by = str(form.get("by") or "IT tỉnh")[:200]
+        with factory() as s, s.begin():
+            row = s.get(IncidentRow, incident_id)
+            if row is None:
+                raise HTTPException(404, "Không có sự cố này")
+            if row.handled_at is None:
+                row.handled_at = datetime.now(UTC)
+                row.handled_by = by
+        return RedirectResponse("/incidents", status_code=303)
+
+    @app.get("/rollout", response_class=HTMLResponse)
+    def rollout() -> HTMLResponse:
+        now = datetime.now(UTC)
+        all_rows = sorted(rows(now), key=lambda r: (r.province_name, r.level, r.name))
+        today = now.astimezone(LOCAL).date()
+        by_level: dict[str, Counter[str]] = {}
+        for r in all_rows:
+            by_level.setdefault(r.level, Counter())[r.rollout] += 1
+        return page(
+            "rollout.html", rows=all_rows, today=today, by_level=by_level, cfg=config, labels=readiness.ROLLOUT_LABEL
+        )
+
+    @app.get("/export.csv")
+    def export(province: str = "", verdict: str = "", q: str = "", sort: str = "verdict", desc: int = 0) -> Response:
+        now = datetime.now(UTC)
+        chosen = readiness.select_rows(rows(now), province=province, verdict=verdict, q=q, sort=sort, desc=bool(desc))
+        buf = io.StringIO()
+        out = csv.writer(buf)
+        out.writerow(
+            [
+                "ma_tinh", "tinh", "ma_xa", "xa", "thiet_bi", "danh_gia", "ket_noi", "lan_cuoi_lien_lac",
+                "van_de", "o_dia_pct", "chung_thu_con_ngay", "goi_cho_gui", "ho_so_tiep_nhan_30n",
+                "ty_le_so_hoa_pct", "ty_le_ket_qua_dien_tu_pct", "trien_khai", "han_trien_khai", "goi_dau_tien",
+            ]
+        )  # fmt: skip
+        for r in chosen:
+            out.writerow(
+                [
+                    r.province_code, r.province_name, r.commune_code, r.name, r.device_id or "", r.verdict_label,
+                    r.connectivity_label, r.last_seen.isoformat() if r.last_seen else "",
+                    "; ".join(p for _, p in r.problems), "" if r.disk_used_pct is None else r.disk_used_pct,
+                    "" if r.min_cert_days is None else r.min_cert_days,
+                    "" if r.outbox_depth is None else r.outbox_depth,
+                    r.received, "" if r.digitized_pct is None else r.digitized_pct,
+                    "" if r.results_pct is None else r.results_pct, r.rollout_label,
+                    r.deadline.isoformat() if r.deadline else "",
+                    r.first_package_at.isoformat() if r.first_package_at else "",
+                ]
+            )  # fmt: skip
+        return Response(
+            "\ufeff" + buf.getvalue(),  # BOM: Excel opens Vietnamese text correctly
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="san-sang.csv"'},
+        )
+
+    @app.get("/metrics")
+    def metrics() -> PlainTextResponse:
+        now = datetime.now(UTC)
+        return PlainTextResponse(prometheus_text(rows(now), now), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app

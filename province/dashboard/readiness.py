@@ -1,0 +1,301 @@
+"""Per-commune readiness rows: connectivity against the office schedule, the box's own failing items,
+Decision 766 rates and the rollout state. Pure functions over rows loaded in bulk (no per-row queries)."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, inspect, select
+from sqlalchemy.orm import Session
+
+from province.telemetry import AlertRow, DayCounters, Device, IncidentRow, Unit, aware, human_age
+
+LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
+
+VERDICT_LABEL = {
+    "ok": "Sẵn sàng",
+    "warning": "Cần chú ý",
+    "failing": "Chưa sẵn sàng",
+    "none": "Chưa lắp đặt",
+}
+VERDICT_RANK = {"failing": 0, "warning": 1, "none": 2, "ok": 3}
+CONNECTIVITY_LABEL = {
+    "online": "Trực tuyến",
+    "scheduled": "Ngoại tuyến theo lịch",
+    "overdue": "Quá hạn liên lạc",
+    "never": "Chưa từng kết nối",
+}
+ROLLOUT_LABEL = {
+    "in_service": "Đã vận hành",
+    "installed": "Đã lắp, chưa gửi gói",
+    "not_installed": "Chưa lắp đặt",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardConfig:
+    office_start: time = time(7, 0)
+    office_end: time = time(17, 30)
+    workdays: tuple[int, ...] = (0, 1, 2, 3, 4)  # Monday = 0
+    silent_after_s: float = 300.0  # no message for this long during office hours: not online
+    lost_after_s: float = 24 * 3600.0  # overdue this long: failing ("Mất kết nối ...")
+    # Directive 02/CT-TTg: province 01/06/2022, district 01/12/2022, commune 01/06/2023 (configurable)
+    deadlines: dict[str, date] = field(
+        default_factory=lambda: {
+            "province_dept": date(2022, 6, 1),
+            "district": date(2022, 12, 1),
+            "commune": date(2023, 6, 1),
+        }
+    )
+    # Decision 766 targets in %: set to the province's own targets
+    target_digitized_pct: float = 100.0
+    target_results_pct: float = 100.0
+    rates_days: int = 30
+
+
+def office_hours(cfg: DashboardConfig, when: datetime) -> bool:
+    local = when.astimezone(LOCAL)
+    return local.weekday() in cfg.workdays and cfg.office_start <= local.time() < cfg.office_end
+
+
+def last_office_end(cfg: DashboardConfig, now: datetime) -> datetime:
+    """The end of the most recent office window that has finished (or is running: then its start)."""
+    local = now.astimezone(LOCAL)
+    for back in range(0, 15):
+        day = local.date() - timedelta(days=back)
+        if day.weekday() not in cfg.workdays:
+            continue
+        end = datetime.combine(day, cfg.office_end, LOCAL)
+        if end <= local:
+            return end.astimezone(UTC)
+    return (now - timedelta(days=15)).astimezone(UTC)
+
+
+def connectivity(cfg: DashboardConfig, state: str, last_seen: datetime | None, now: datetime) -> tuple[str, str | None]:
+    """(online / scheduled / overdue / never, problem text or None)."""
+    if last_seen is None:
+        return "never", "Chưa từng kết nối"
+    age = (now - last_seen).total_seconds()
+    if state == "online" and age <= cfg.silent_after_s:
+        return "online", None
+    if not office_hours(cfg, now) and last_seen >= last_office_end(cfg, now) - timedelta(hours=2):
+        return "scheduled", None  # seen until about the end of the last working day: switched off for the night
+    if age <= cfg.silent_after_s:
+        return "online", None
+    return "overdue", f"Mất kết nối {human_age(age)}"
+
+
+@dataclass(slots=True)
+class Row:
+    commune_code: str
+    name: str
+    province_code: str
+    province_name: str
+    level: str
+    device_id: str | None
+    state: str
+    connectivity: str
+    verdict: str  # ok / warning / failing / none
+    problems: list[tuple[str, str]]  # (level, plain Vietnamese)
+    last_seen: datetime | None
+    disk_used_pct: float | None
+    cpu_temp_c: float | None
+    outbox_depth: int | None
+    min_cert_days: int | None
+    version: str | None
+    received: int = 0
+    digitized: int = 0
+    results: int = 0
+    rollout: str = "not_installed"
+    deadline: date | None = None
+    first_package_at: datetime | None = None
+
+    @property
+    def verdict_label(self) -> str:
+        return VERDICT_LABEL[self.verdict]
+
+    @property
+    def connectivity_label(self) -> str:
+        return CONNECTIVITY_LABEL.get(self.connectivity, self.connectivity)
+
+    @property
+    def rollout_label(self) -> str:
+        return ROLLOUT_LABEL[self.rollout]
+
+    @property
+    def digitized_pct(self) -> float | None:
+        return round(100.0 * self.digitized / self.received, 1) if self.received else None
+
+    @property
+    def results_pct(self) -> float | None:
+        return round(100.0 * self.results / self.received, 1) if self.received else None
+
+    def rollout_late(self, today: date) -> bool:
+        return self.rollout != "in_service" and self.deadline is not None and today > self.deadline
+
+
+DEVICE_COLUMNS = (
+    Device.device_id,
+    Device.commune_code,
+    Device.state,
+    Device.last_seen,
+    Device.verdict,
+    Device.items,
+    Device.disk_used_pct,
+    Device.cpu_temp_c,
+    Device.outbox_depth,
+    Device.min_cert_days,
+    Device.version,
+)
+
+
+def first_packages(s: Session) -> dict[str, datetime]:
+    """device id -> when the warehouse first stored a signed package from it."""
+    from province.catalogue import StoredPackage
+
+    if not inspect(s.get_bind()).has_table(StoredPackage.__tablename__):
+        return {}  # a telemetry-only database (`province dashboard` before any package arrived)
+    rows = s.execute(
+        select(StoredPackage.device_id, func.min(StoredPackage.received_at)).group_by(StoredPackage.device_id)
+    ).all()
+    return {str(d): w for d, w in ((d, aware(w)) for d, w in rows) if w is not None}
+
+
+def build_rows(s: Session, cfg: DashboardConfig, now: datetime) -> list[Row]:
+    units = {u.commune_code: u for u in s.scalars(select(Unit))}
+    since = (now.astimezone(LOCAL).date() - timedelta(days=cfg.rates_days)).isoformat()
+    rates = {
+        str(code): (int(r or 0), int(d or 0), int(e or 0))
+        for code, r, d, e in s.execute(
+            select(
+                DayCounters.commune_code,
+                func.sum(DayCounters.dossiers_received),
+                func.sum(DayCounters.components_digitized),
+                func.sum(DayCounters.results_electronic),
+            )
+            .where(DayCounters.day >= since)
+            .group_by(DayCounters.commune_code)
+        ).all()
+    }
+    firsts = first_packages(s)
+    rows: list[Row] = []
+    seen_codes: set[str] = set()
+    for dev in s.execute(select(*DEVICE_COLUMNS)).all():
+        unit = units.get(dev.commune_code)
+        seen_codes.add(dev.commune_code)
+        last = aware(dev.last_seen)
+        conn, problem = connectivity(cfg, dev.state, last, now)
+        problems: list[tuple[str, str]] = [(str(i["level"]), str(i["reason"])) for i in dev.items or []]
+        verdict = dev.verdict if dev.verdict in VERDICT_RANK else "warning"
+        if problem is not None:
+            lost = last is None or (now - last).total_seconds() > cfg.lost_after_s
+            problems.insert(0, ("failing" if lost else "warning", problem))
+            verdict = worst(verdict, "failing" if lost else "warning")
+        level = unit.level if unit else "commune"
+        first = firsts.get(dev.device_id)
+        r, d, e = rates.get(dev.commune_code, (0, 0, 0))
+        rows.append(
+            Row(
+                commune_code=dev.commune_code,
+                name=unit.name if unit else dev.commune_code,
+                province_code=unit.province_code if unit else "",
+                province_name=unit.province_name if unit else "Chưa rõ tỉnh",
+                level=level,
+                device_id=dev.device_id,
+                state=dev.state,
+                connectivity=conn,
+                verdict=verdict,
+                problems=problems,
+                last_seen=last,
+                disk_used_pct=dev.disk_used_pct,
+                cpu_temp_c=dev.cpu_temp_c,
+                outbox_depth=dev.outbox_depth,
+                min_cert_days=dev.min_cert_days,
+                version=dev.version,
+                received=r,
+                digitized=d,
+                results=e,
+                rollout="in_service" if first else "installed",
+                deadline=cfg.deadlines.get(level),
+                first_package_at=first,
+            )
+        )
+    for code, unit in units.items():
+        if code in seen_codes:
+            continue
+        rows.append(
+            Row(
+                commune_code=code,
+                name=unit.name,
+                province_code=unit.province_code,
+                province_name=unit.province_name,
+                level=unit.level,
+                device_id=None,
+                state="unknown",
+                connectivity="never",
+                verdict="none",
+                problems=[("failing", "Chưa lắp đặt thiết bị")],
+                last_seen=None,
+                disk_used_pct=None,
+                cpu_temp_c=None,
+                outbox_depth=None,
+                min_cert_days=None,
+                version=None,
+                deadline=cfg.deadlines.get(unit.level),
+            )
+        )
+    return rows
+
+
+def fold(text: str) -> str:
+    """Lower case without Vietnamese diacritics, so "quang phu" finds "Quảng Phú"."""
+    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
+def worst(a: str, b: str) -> str:
+    return a if VERDICT_RANK.get(a, 9) <= VERDICT_RANK.get(b, 9) else b
+
+
+SORTS: dict[str, Any] = {
+    "name": lambda r: (r.province_name, r.name),
+    "verdict": lambda r: (VERDICT_RANK.get(r.verdict, 9), r.province_name, r.name),
+    "last_seen": lambda r: r.last_seen or datetime.min.replace(tzinfo=UTC),
+    "disk": lambda r: r.disk_used_pct if r.disk_used_pct is not None else -1.0,
+    "cert": lambda r: r.min_cert_days if r.min_cert_days is not None else 10**6,
+    "digitized": lambda r: r.digitized_pct if r.digitized_pct is not None else -1.0,
+}
+
+
+def select_rows(
+    rows: Sequence[Row],
+    *,
+    province: str = "",
+    verdict: str = "",
+    q: str = "",
+    sort: str = "verdict",
+    desc: bool = False,
+) -> list[Row]:
+    needle = fold(q) if q else ""
+    out = [
+        r
+        for r in rows
+        if (not province or r.province_code == province)
+        and (not verdict or r.verdict == verdict or r.connectivity == verdict)
+        and (not needle or needle in fold(f"{r.name} {r.commune_code} {r.device_id or ''}"))
+    ]
+    out.sort(key=SORTS.get(sort, SORTS["verdict"]), reverse=desc)
+    return out
+
+
+def open_alerts(s: Session) -> list[AlertRow]:
+    return list(s.scalars(select(AlertRow).where(AlertRow.closed_at.is_(None)).order_by(AlertRow.opened_at.desc())))
+
+
+def open_incidents(s: Session) -> list[IncidentRow]:
+    return list(s.scalars(select(IncidentRow).where(IncidentRow.handled_at.is_(None)).order_by(IncidentRow.at.desc())))

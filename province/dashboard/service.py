@@ -1,0 +1,116 @@
+"""Running ingest + dashboard: inside `province serve` (threads next to the receiver), or alone with
+`province dashboard`; `province units FILE.csv` loads the administrative units the province expects."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from province.dashboard.readiness import DashboardConfig
+from province.telemetry import AlertPolicy, IngestConfig, load_units, open_telemetry, run_ingest
+
+log = logging.getLogger(__name__)
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"PROVINCE_{name}", default)
+
+
+def add_serve_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("telemetry and dashboard")
+    g.add_argument("--dashboard-host", default=_env("DASHBOARD_HOST", "127.0.0.1"))
+    g.add_argument("--dashboard-port", type=int, default=int(_env("DASHBOARD_PORT", "8090")), help="0: no dashboard")
+    g.add_argument("--no-telemetry", action="store_true", help="do not ingest telemetry in this process")
+    g.add_argument("--lost-after-h", type=float, default=float(_env("LOST_AFTER_H", "24")))
+    g.add_argument("--outbox-alert-h", type=float, default=float(_env("OUTBOX_ALERT_H", "48")))
+    g.add_argument("--alert-webhook", default=os.environ.get("PROVINCE_ALERT_WEBHOOK"))
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    d = sub.add_parser(
+        "dashboard",
+        parents=[common],
+        help="telemetry ingest + readiness dashboard only (no package receiver)",
+    )
+    d.add_argument("--host", default=_env("MQTT_HOST", "127.0.0.1"))
+    d.add_argument("--port", type=int, default=int(_env("MQTT_PORT", "8883")))
+    d.add_argument("--name", default=_env("NAME", "receiver-1"), help="certificate CN")
+    d.add_argument("--group", default=_env("GROUP", "province"))
+    for flag in ("ca", "cert", "key"):
+        d.add_argument(f"--{flag}", type=Path, default=Path(v) if (v := _env(flag.upper(), "")) else None)
+    add_serve_options(d)
+    d.add_argument("-v", "--verbose", action="store_true")
+    d.set_defaults(handler=_dashboard)
+    u = sub.add_parser(
+        "units", parents=[common], help="load units CSV: commune_code,name,province_code,province_name[,level,kind]"
+    )
+    u.add_argument("csv", type=Path)
+    u.set_defaults(handler=_units)
+
+
+def _url(args: argparse.Namespace) -> str:
+    return str(args.db_url or f"sqlite:///{args.data_dir / 'catalogue.db'}")
+
+
+def start(args: argparse.Namespace, stop: threading.Event) -> list[threading.Thread]:
+    """Ingest and dashboard threads for `province serve` / `province dashboard` (both stop with `stop`)."""
+    url = _url(args)
+    threads: list[threading.Thread] = []
+    if not args.no_telemetry:
+        cfg = IngestConfig(
+            host=args.host,
+            port=args.port,
+            name=args.name,
+            group=args.group,
+            db_url=url,
+            ca_file=args.ca,
+            cert_file=args.cert,
+            key_file=args.key,
+            policy=AlertPolicy(lost_after_s=args.lost_after_h * 3600, outbox_age_s=args.outbox_alert_h * 3600),
+            webhook_url=args.alert_webhook,
+        )
+        threads.append(threading.Thread(target=run_ingest, args=(cfg, stop), name="telemetry-ingest", daemon=True))
+    if args.dashboard_port:
+        import uvicorn
+
+        from province.dashboard.app import create_app
+
+        app = create_app(open_telemetry(url), DashboardConfig(lost_after_s=args.lost_after_h * 3600))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=args.dashboard_host, port=args.dashboard_port, log_level="warning")
+        )
+
+        def watch() -> None:
+            stop.wait()
+            server.should_exit = True
+
+        threads.append(threading.Thread(target=server.run, name="dashboard", daemon=True))
+        threads.append(threading.Thread(target=watch, daemon=True))
+    for t in threads:
+        t.start()
+    return threads
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    threads = start(args, stop)
+    stop.wait()
+    for t in threads:
+        t.join(10)
+    return 0
+
+
+def _units(args: argparse.Namespace) -> int:
+    with args.csv.open(newline="", encoding="utf-8-sig") as f:
+        n = load_units(open_telemetry(_url(args)), list(csv.DictReader(f)))
+    print(f"{n} unit(s) loaded")  # noqa: T201
+    return 0

@@ -1,0 +1,495 @@
+"""Telemetry ingest at the province: status and readings from every box into the catalogue database.
+
+Tables live next to the package catalogue (same database, SQLite by default, PostgreSQL by URL) and are
+created the same way (`create_all`, no migrations in the province catalogue). One `devices` row per box
+holds its latest state and the readiness items computed at ingest (appliance.doctor rules), so the
+dashboard never re-parses readings; `readings` keeps a down-sampled history for the charts.
+
+Status rule (stale wills): an `online` starts a session (boot_id, seq); an `offline` / `lost` counts only
+when it carries the session last seen online (or when no session is known yet).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text, delete, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from appliance.db import make_engine, utcnow
+from appliance.doctor import Thresholds, checks, verdict
+from appliance.telemetry.schema import Counters, Incident, Reading, Status, parse_message
+
+log = logging.getLogger(__name__)
+
+
+class TelemetryBase(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Device(TelemetryBase):
+    __tablename__ = "tm_devices"
+
+    device_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    commune_code: Mapped[str] = mapped_column(String(20), index=True, default="")
+    state: Mapped[str] = mapped_column(String(16), default="unknown")  # online / offline / lost / unknown
+    boot_id: Mapped[str | None] = mapped_column(String(64))
+    seq: Mapped[int | None] = mapped_column(Integer)
+    state_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # when the province saw it
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    first_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reading_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the box's clock
+    version: Mapped[str | None] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(16), default="unknown")  # from the last reading
+    items: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{item, level, reason, action}]
+    reading: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the last live reading
+    disk_used_pct: Mapped[float | None] = mapped_column(Float)
+    cpu_temp_c: Mapped[float | None] = mapped_column(Float)
+    outbox_depth: Mapped[int | None] = mapped_column(Integer)
+    outbox_oldest_s: Mapped[float | None] = mapped_column(Float)
+    min_cert_days: Mapped[int | None] = mapped_column(Integer)
+    pin_locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class History(TelemetryBase):
+    __tablename__ = "tm_readings"
+    __table_args__ = (Index("ix_tm_readings_device_at", "device_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    historical: Mapped[bool] = mapped_column(Boolean, default=False)
+    disk_used_pct: Mapped[float | None] = mapped_column(Float)
+    cpu_temp_c: Mapped[float | None] = mapped_column(Float)
+    outbox_depth: Mapped[int | None] = mapped_column(Integer)
+    outbox_oldest_s: Mapped[float | None] = mapped_column(Float)
+    link_rtt_ms: Mapped[float | None] = mapped_column(Float)
+    memory_used_pct: Mapped[float | None] = mapped_column(Float)
+
+
+class DayCounters(TelemetryBase):
+    __tablename__ = "tm_counters"
+
+    device_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    commune_code: Mapped[str] = mapped_column(String(20), index=True)
+    dossiers_received: Mapped[int] = mapped_column(Integer, default=0)
+    components_digitized: Mapped[int] = mapped_column(Integer, default=0)
+    results_electronic: Mapped[int] = mapped_column(Integer, default=0)
+    reused: Mapped[int] = mapped_column(Integer, default=0)
+    backlog_digitized: Mapped[int] = mapped_column(Integer, default=0)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IncidentRow(TelemetryBase):
+    __tablename__ = "tm_incidents"
+
+    incident_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(100), index=True)
+    commune_code: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reporter: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    handled_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class Unit(TelemetryBase):
+    """The administrative units the province expects boxes at (2025: province -> commune/ward/special zone;
+    `level` is province_dept / district / commune, for the rollout deadlines)."""
+
+    __tablename__ = "tm_units"
+
+    commune_code: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    province_code: Mapped[str] = mapped_column(String(10), index=True)
+    province_name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(20), default="commune")
+    kind: Mapped[str] = mapped_column(String(40), default="xã")  # xã / phường / đặc khu / sở ...
+
+
+class AlertRow(TelemetryBase):
+    __tablename__ = "tm_alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(100), index=True)
+    key: Mapped[str] = mapped_column(String(40))  # certificate / pin_locked / disk / lost / outbox
+    message: Mapped[str] = mapped_column(String(500))
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+
+
+def open_telemetry(url: str) -> sessionmaker[Session]:
+    engine = make_engine(url)
+    TelemetryBase.metadata.create_all(engine)
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def aware(when: datetime | None) -> datetime | None:
+    if when is None or when.tzinfo is not None:
+        return when
+    return when.replace(tzinfo=UTC)
+
+
+# --- alerts -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class AlertPolicy:
+    cert_days: int = 30
+    disk_pct: float = 85.0
+    lost_after_s: float = 24 * 3600.0
+    outbox_age_s: float = 48 * 3600.0
+
+
+def device_alerts(d: Device, policy: AlertPolicy, now: datetime) -> dict[str, str]:
+    """Alerts worth acting on for one box right now: key -> plain Vietnamese message."""
+    out: dict[str, str] = {}
+    for tok in d.reading.get("tokens") or []:
+        if tok.get("pin_state") == "locked":
+            out["pin_locked"] = f"Token {tok.get('serial')} đã bị khóa mã PIN"
+        for c in tok.get("certificates") or []:
+            days = int(c.get("days_to_expiry", 9999))
+            if days < policy.cert_days:
+                key = f"certificate:{c.get('serial', '')}"[:40]
+                out[key] = (
+                    f"Chứng thư số của {c.get('owner')} hết hạn sau {days} ngày"
+                    if days >= 0
+                    else f"Chứng thư số của {c.get('owner')} đã hết hạn"
+                )
+    if d.disk_used_pct is not None and d.disk_used_pct > policy.disk_pct:
+        out["disk"] = f"Ổ đĩa đã dùng {d.disk_used_pct:.0f}%"
+    seen = aware(d.last_seen)
+    if seen is not None and (now - seen).total_seconds() > policy.lost_after_s:
+        out["lost"] = f"Mất kết nối {human_age((now - seen).total_seconds())}"
+    if d.outbox_oldest_s is not None and d.outbox_oldest_s > policy.outbox_age_s:
+        out["outbox"] = f"Gói cũ nhất chưa gửi về tỉnh đã chờ {human_age(d.outbox_oldest_s)}"
+    return out
+
+
+def human_age(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{int(seconds // 86400)} ngày"
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} giờ"
+    return f"{max(1, int(seconds // 60))} phút"
+
+
+Notify = Callable[[dict[str, Any]], None]
+
+
+def webhook(url: str, timeout_s: float = 5.0) -> Notify:
+    """POST each newly opened alert as JSON to `url` (in a background thread; failures are logged)."""
+
+    def send(alert: dict[str, Any]) -> None:
+        def post() -> None:
+            req = urllib.request.Request(  # noqa: S310 - the URL is the operator's configuration
+                url, data=json.dumps(alert, ensure_ascii=False).encode(), headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=timeout_s):  # noqa: S310
+                    pass
+            except OSError as err:
+                log.warning("alert webhook %s failed: %s", url, err)
+
+        threading.Thread(target=post, daemon=True).start()
+
+    return send
+
+
+def sync_alerts(
+    s: Session, d: Device, policy: AlertPolicy, now: datetime, notify: Notify | None = None
+) -> list[AlertRow]:
+    """Open new alerts, close the ones that cleared; newly opened ones go to `notify`."""
+    want = device_alerts(d, policy, now)
+    open_rows = {
+        a.key: a
+        for a in s.scalars(select(AlertRow).where(AlertRow.device_id == d.device_id, AlertRow.closed_at.is_(None)))
+    }
+    opened: list[AlertRow] = []
+    for key, row in open_rows.items():
+        if key not in want:
+            row.closed_at = now
+        else:
+            row.message = want[key]
+    for key, msg in want.items():
+        if key not in open_rows:
+            row = AlertRow(device_id=d.device_id, key=key, message=msg, opened_at=now)
+            s.add(row)
+            opened.append(row)
+    if notify is not None:
+        for row in opened:
+            notify(
+                {
+                    "device_id": d.device_id,
+                    "commune_code": d.commune_code,
+                    "alert": row.key,
+                    "message": row.message,
+                    "at": now.isoformat(),
+                }
+            )
+    return opened
+
+
+# --- ingest -------------------------------------------------------------------------------------
+@dataclass
+class IngestStats:
+    messages: int = 0
+    readings: int = 0
+    statuses: int = 0
+    stale_wills: int = 0
+    invalid: int = 0
+    batches: int = 0
+    last_batch_s: float = 0.0
+
+
+@dataclass
+class Ingest:
+    """Applies messages to the database in batches (one transaction per batch)."""
+
+    factory: sessionmaker[Session]
+    policy: AlertPolicy = AlertPolicy()
+    limits: Thresholds = Thresholds()
+    history_every_s: float = 600.0  # one chart point per box per 10 minutes
+    notify: Notify | None = None
+    stats: IngestStats = field(default_factory=IngestStats)
+    _last_history: dict[str, datetime] = field(default_factory=dict)
+
+    def apply(self, batch: list[tuple[str, bytes]], now: datetime | None = None) -> None:
+        now = now or datetime.now(UTC)
+        t0 = time.monotonic()
+        with self.factory() as s, s.begin():
+            devices: dict[str, Device] = {}
+            for topic, payload in batch:
+                parts = topic.split("/")
+                if len(parts) != 3 or parts[0] != "devices":
+                    continue
+                device_id, kind = parts[1], parts[2]
+                self.stats.messages += 1
+                try:
+                    if kind == "status":
+                        st = Status.model_validate_json(payload)
+                        if st.device_id != device_id:
+                            raise ValueError("device id differs from the topic")
+                        self._status(s, devices, device_id, st, now)
+                    elif kind == "telemetry":
+                        msg = parse_message(payload)
+                        if msg.device_id != device_id:
+                            raise ValueError("device id differs from the topic")
+                        self._telemetry(s, devices, msg, now)
+                except (ValidationError, ValueError) as err:
+                    self.stats.invalid += 1
+                    log.warning("invalid %s from %s: %s", kind, device_id, str(err)[:200])
+            for d in devices.values():
+                sync_alerts(s, d, self.policy, now, self.notify)
+        self.stats.batches += 1
+        self.stats.last_batch_s = time.monotonic() - t0
+
+    def _device(self, s: Session, devices: dict[str, Device], device_id: str, now: datetime) -> Device:
+        d = devices.get(device_id) or s.get(Device, device_id)
+        if d is None:
+            d = Device(device_id=device_id, first_seen=now, state="unknown", messages=0, items=[], reading={})
+            s.add(d)
+        devices[device_id] = d
+        return d
+
+    def _status(self, s: Session, devices: dict[str, Device], device_id: str, st: Status, now: datetime) -> None:
+        self.stats.statuses += 1
+        d = self._device(s, devices, device_id, now)
+        if st.state == "online":
+            d.boot_id, d.seq = st.boot_id, st.seq
+        elif d.boot_id is not None and (d.boot_id, d.seq) != (st.boot_id, st.seq):
+            self.stats.stale_wills += 1
+            log.info("ignored a stale %s from %s (session %s/%s)", st.state, device_id, st.boot_id, st.seq)
+            return
+        d.state = st.state
+        d.state_at = now
+        d.version = st.version or d.version
+        if st.state == "online":
+            d.last_seen = now
+
+    def _telemetry(
+        self, s: Session, devices: dict[str, Device], msg: Reading | Counters | Incident, now: datetime
+    ) -> None:
+        d = self._device(s, devices, msg.device_id, now)
+        d.commune_code = msg.commune_code
+        d.messages = (d.messages or 0) + 1
+        if not msg.historical:
+            d.last_seen = now
+            if d.state in ("unknown", "lost", "offline"):
+                d.state = "online"  # a live message proves it, even before the retained status arrives
+        if isinstance(msg, Reading):
+            self.stats.readings += 1
+            self._reading(s, d, msg)
+        elif isinstance(msg, Counters):
+            row = s.get(DayCounters, (msg.device_id, msg.day))
+            if row is None:
+                row = DayCounters(device_id=msg.device_id, day=msg.day)
+                s.add(row)
+            row.commune_code = msg.commune_code
+            row.dossiers_received = msg.dossiers_received
+            row.components_digitized = msg.components_digitized
+            row.results_electronic = msg.results_electronic
+            row.reused = msg.reused
+            row.backlog_digitized = msg.backlog_digitized
+            row.at = msg.at
+        else:
+            if s.get(IncidentRow, msg.incident_id) is None:
+                s.add(
+                    IncidentRow(
+                        incident_id=msg.incident_id,
+                        device_id=msg.device_id,
+                        commune_code=msg.commune_code,
+                        at=msg.at,
+                        reporter=msg.reporter,
+                        text=msg.text,
+                        snapshot=msg.snapshot.model_dump(mode="json") if msg.snapshot else {},
+                    )
+                )
+
+    def _reading(self, s: Session, d: Device, r: Reading) -> None:
+        last = self._last_history.get(d.device_id)
+        if r.historical or last is None or (r.at - last).total_seconds() >= self.history_every_s:
+            s.add(
+                History(
+                    device_id=d.device_id,
+                    at=r.at,
+                    historical=r.historical,
+                    disk_used_pct=r.disk.used_pct if r.disk else None,
+                    cpu_temp_c=r.cpu_temp_c,
+                    outbox_depth=r.outbox.depth if r.outbox else None,
+                    outbox_oldest_s=r.outbox.oldest_age_s if r.outbox else None,
+                    link_rtt_ms=r.outbox.link_rtt_ms if r.outbox else None,
+                    memory_used_pct=r.memory.used_pct if r.memory else None,
+                )
+            )
+            if not r.historical:
+                self._last_history[d.device_id] = r.at
+        current = aware(d.reading_at)
+        if current is not None and r.at <= current:
+            return  # an older (historical) reading never replaces the newest state
+        items = checks(r, lang="vi", limits=self.limits)
+        d.reading_at = r.at
+        d.version = r.version
+        d.reading = r.model_dump(mode="json")
+        d.items = [
+            {"item": c.item, "level": c.level, "reason": c.reason, "action": c.action} for c in items if c.level != "ok"
+        ]
+        d.verdict = verdict(items)
+        d.disk_used_pct = r.disk.used_pct if r.disk else None
+        d.cpu_temp_c = r.cpu_temp_c
+        d.outbox_depth = r.outbox.depth if r.outbox else None
+        d.outbox_oldest_s = r.outbox.oldest_age_s if r.outbox else None
+        days = [c.days_to_expiry for t in r.tokens or [] for c in t.certificates]
+        d.min_cert_days = min(days) if days else None
+        d.pin_locked = any(t.pin_state == "locked" for t in r.tokens or [])
+
+    def prune(self, retention_days: int = 30, now: datetime | None = None) -> int:
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+        with self.factory() as s, s.begin():
+            res = s.execute(delete(History).where(History.at < cutoff))
+        return int(getattr(res, "rowcount", 0) or 0)
+
+    def refresh_alerts(self, now: datetime | None = None) -> None:
+        """Alerts that depend on time alone (a box that went silent): checked periodically."""
+        now = now or datetime.now(UTC)
+        with self.factory() as s, s.begin():
+            for d in s.scalars(select(Device)):
+                sync_alerts(s, d, self.policy, now, self.notify)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    host: str
+    port: int
+    name: str = "receiver-1"  # certificate CN; the MQTT client id is "<name>-telemetry"
+    group: str = "province"
+    db_url: str = "sqlite:///var/province/catalogue.db"
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    batch_max: int = 500
+    batch_wait_s: float = 0.2
+    policy: AlertPolicy = AlertPolicy()
+    webhook_url: str | None = None
+
+
+def run_ingest(cfg: IngestConfig, stop: threading.Event, ingest: Ingest | None = None) -> Ingest:
+    """Subscribe to every box's status (retained, plain subscription) and telemetry (shared subscription,
+    so several province processes split the load) and apply them in batches until `stop`."""
+    from appliance.outbox.mqtt import Link, LinkConfig
+
+    ing = ingest or Ingest(
+        open_telemetry(cfg.db_url), policy=cfg.policy, notify=webhook(cfg.webhook_url) if cfg.webhook_url else None
+    )
+    link = Link(
+        LinkConfig(
+            host=cfg.host,
+            port=cfg.port,
+            client_id=f"{cfg.name}-telemetry",
+            ca_file=cfg.ca_file,
+            cert_file=cfg.cert_file,
+            key_file=cfg.key_file,
+            session_expiry_s=0,
+            inflight=100,
+            subscriptions=(f"$share/{cfg.group}/devices/+/telemetry", "devices/+/status"),
+        )
+    )
+    link.start()
+    next_refresh = time.monotonic() + 60
+    try:
+        while not stop.is_set():
+            batch: list[tuple[str, bytes]] = []
+            ev = link.next_event(0.5)
+            deadline = time.monotonic() + cfg.batch_wait_s
+            while ev is not None:
+                if ev.kind == "message":
+                    batch.append((ev.topic, ev.payload))
+                elif ev.kind in ("disconnected", "refused"):
+                    log.warning("telemetry ingest %s: %s", ev.kind, ev.reason)
+                if len(batch) >= cfg.batch_max or time.monotonic() >= deadline:
+                    break
+                ev = link.next_event(max(0.001, deadline - time.monotonic()))
+            if batch:
+                try:
+                    ing.apply(batch)
+                except Exception:  # a database hiccup must not end the service; messages are lost, not wrong
+                    log.exception("telemetry batch of %d failed", len(batch))
+            if time.monotonic() >= next_refresh:
+                ing.refresh_alerts()
+                next_refresh = time.monotonic() + 60
+    finally:
+        link.stop()
+    return ing
+
+
+# --- units --------------------------------------------------------------------------------------
+def load_units(factory: sessionmaker[Session], rows: list[dict[str, str]]) -> int:
+    """Upsert units from CSV rows: commune_code, name, province_code, province_name[, level, kind]."""
+    with factory() as s, s.begin():
+        for r in rows:
+            code = r["commune_code"].strip()
+            u = s.get(Unit, code) or Unit(commune_code=code)
+            u.name = r["name"].strip()
+            u.province_code = r["province_code"].strip()
+            u.province_name = r["province_name"].strip()
+            u.level = (r.get("level") or "commune").strip()
+            u.kind = (r.get("kind") or "xã").strip()
+            s.add(u)
+    return len(rows)
+
+
+def today_local() -> date:
+    from appliance.telemetry.counters import local_day
+
+    return local_day(datetime.now(UTC))

@@ -1,0 +1,298 @@
+"""The readiness dashboard over a catalogue filled by the real ingest code: verdicts and failing items in
+plain Vietnamese, scheduled vs overdue silence, filters and sorting, a commune page with SVG charts,
+alerts, incidents, rollout, CSV, /metrics and the Grafana dashboard JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from appliance.telemetry.schema import (
+    Certificate,
+    Clock,
+    Counters,
+    Disk,
+    FleetRun,
+    Incident,
+    Outbox,
+    Reading,
+    Scanner,
+    Status,
+    Token,
+)
+from province.dashboard.app import create_app
+from province.dashboard.metrics import GAUGES
+from province.dashboard.readiness import DashboardConfig, connectivity
+from province.telemetry import Ingest, load_units, open_telemetry
+
+ROOT = Path(__file__).resolve().parents[2]
+ALWAYS_OPEN = DashboardConfig(office_start=time(0, 0), office_end=time(23, 59, 59), workdays=(0, 1, 2, 3, 4, 5, 6))
+UNITS = [
+    {"commune_code": "19999", "name": "Xã Quảng Phú", "province_code": "44", "province_name": "Quảng Trị"},
+    {
+        "commune_code": "19888",
+        "name": "Phường Đồng Hới",
+        "province_code": "44",
+        "province_name": "Quảng Trị",
+        "kind": "phường",
+    },
+    {
+        "commune_code": "00004",
+        "name": "Phường Ba Đình",
+        "province_code": "01",
+        "province_name": "Hà Nội",
+        "kind": "phường",
+    },
+    {"commune_code": "00007", "name": "Xã Chưa Lắp", "province_code": "01", "province_name": "Hà Nội"},
+]
+
+
+def cert(owner: str, days: int, role: str = "officer") -> Certificate:
+    return Certificate(
+        owner=owner,
+        role=role,
+        serial=f"{abs(hash(owner)) % 10**8:x}",
+        not_after=datetime.now(UTC) + timedelta(days=days),
+        days_to_expiry=days,
+        usable_for_signing=True,
+    )
+
+
+def reading(
+    device: str,
+    commune: str,
+    at: datetime,
+    *,
+    scanner: bool = True,
+    cert_days: int = 200,
+    disk: float = 40.0,
+    owner: str = "Trần Thị B",
+) -> Reading:
+    return Reading(
+        device_id=device,
+        commune_code=commune,
+        boot_id="boot-1",
+        at=at,
+        version="0.1.0",
+        uptime_s=3600,
+        scanner=Scanner(present=scanner, devices=["Canon DR-C225 (canon_dr:libusb:001:004)"] if scanner else []),
+        tokens=[
+            Token(
+                serial="T1",
+                label="tok",
+                model="SoftHSM",
+                pin_state="ok",
+                certificates=[cert(owner, cert_days), cert("UBND xã", 300, "organisation")],
+            )
+        ],
+        disk=Disk(
+            path="/var/lib/appliance",
+            total_bytes=64 * 10**9,
+            free_bytes=int(64 * 10**9 * (1 - disk / 100)),
+            used_pct=disk,
+        ),
+        cpu_temp_c=52.0,
+        clock=Clock(synchronized=True, source="timedatectl"),
+        outbox=Outbox(depth=2, oldest_age_s=600, last_receipt_at=at, receipted_bytes_24h=10**6, link_rtt_ms=80.0),
+        fleet=FleetRun(finished_at=at - timedelta(days=1), result="ok"),
+    )
+
+
+def msg(m: Reading | Counters | Incident | Status) -> tuple[str, bytes]:
+    kind = "status" if isinstance(m, Status) else "telemetry"
+    return f"devices/{m.device_id}/{kind}", m.model_dump_json().encode()
+
+
+def seed(url: str) -> sessionmaker[Session]:
+    """Three boxes and one unit without a box, through the real ingest."""
+    from province import catalogue
+
+    factory = open_telemetry(url)
+    load_units(factory, [dict(u) for u in UNITS])
+    ing = Ingest(factory, history_every_s=0)
+    now = datetime.now(UTC)
+    for i in range(12):  # a few hours of history for the charts
+        at = now - timedelta(hours=12 - i)
+        ing.apply([msg(reading("box-ready", "19999", at, disk=40 + i))], now=at)
+    ing.apply([msg(Status(state="online", device_id="box-ready", boot_id="boot-1", seq=1, at=now))], now=now)
+    ing.apply([msg(reading("box-ready", "19999", now, disk=52.0))], now=now)
+    ing.apply(
+        [
+            msg(reading("box-cert", "19888", now, scanner=False, cert_days=12, owner="Nguyễn Văn A", disk=90.0)),
+            msg(
+                Incident(
+                    device_id="box-cert",
+                    commune_code="19888",
+                    incident_id="0f0e0d0c-0000-4000-8000-000000000001",
+                    at=now,
+                    reporter="Lê Văn C",
+                    text="Máy quét báo lỗi kẹt giấy",
+                )
+            ),
+        ],
+        now=now,
+    )
+    old = now - timedelta(days=3, hours=1)
+    ing.apply([msg(reading("box-lost", "00004", old))], now=old)
+    day = now.date().isoformat()
+    ing.apply(
+        [
+            msg(
+                Counters(
+                    device_id="box-ready",
+                    commune_code="19999",
+                    day=day,
+                    at=now,
+                    dossiers_received=10,
+                    components_digitized=8,
+                    results_electronic=5,
+                    reused=0,
+                )
+            )
+        ],
+        now=now,
+    )
+    ing.refresh_alerts(now)
+    cat = catalogue.open_catalogue(url)
+    catalogue.record(
+        cat,
+        catalogue.StoredPackage(
+            package_id="p1",
+            device_id="box-ready",
+            commune_code="19999",
+            sha256="0" * 64,
+            size=1,
+            path="x",
+            warehouse_id="W1",
+            receipt={},
+            received_at=now - timedelta(days=2),
+        ),
+    )
+    return factory
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> TestClient:
+    factory = seed(f"sqlite:///{tmp_path / 'catalogue.db'}")
+    return TestClient(create_app(factory, ALWAYS_OPEN))
+
+
+def rows_of(html: str) -> dict[str, str]:
+    """commune code -> that table row's text (tags stripped)."""
+    out = {}
+    for code, body in re.findall(r'<tr class="unit" data-commune="(\d+)"[^>]*>(.*?)</tr>', html, re.S):
+        out[code] = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)).strip()
+    return out
+
+
+def test_verdicts_and_failing_items_in_plain_vietnamese(client: TestClient) -> None:
+    html = client.get("/").text
+    rows = rows_of(html)
+    assert set(rows) == {"19999", "19888", "00004", "00007"}
+    assert rows["19999"].startswith("Xã Quảng Phú 19999 Sẵn sàng Trực tuyến")
+    assert "Chưa sẵn sàng" in rows["19888"]
+    assert "Chứng thư số của Nguyễn Văn A hết hạn sau 12 ngày" in rows["19888"]
+    assert "Máy quét không kết nối" in rows["19888"]
+    assert "Ổ đĩa đã dùng 90%" in rows["19888"]
+    assert "Mất kết nối 3 ngày" in rows["00004"] and "Quá hạn liên lạc" in rows["00004"]
+    assert "Chưa lắp đặt" in rows["00007"]
+    assert html.index("Hà Nội") < html.index("Quảng Trị") or "data-province" in html
+    assert "80.0% / 100%" in rows["19999"]  # Decision 766: 8 of 10 dossiers digitized, against the target
+    assert "<script" not in html and "http" not in html.split("<body>")[1]  # nothing from a CDN
+
+
+def test_filters_search_and_sort(client: TestClient) -> None:
+    assert set(rows_of(client.get("/?verdict=failing").text)) == {"19888", "00004"}
+    assert set(rows_of(client.get("/?verdict=overdue").text)) == {"00004"}
+    assert set(rows_of(client.get("/?province=01").text)) == {"00004", "00007"}
+    assert set(rows_of(client.get("/?q=quang phu").text)) == {"19999"}  # without diacritics
+    html = client.get("/?sort=disk&desc=1").text
+    order = list(rows_of(html))
+    assert order.index("19888") < order.index("19999")  # 90 % before 52 % within Quảng Trị
+
+
+def test_offline_as_scheduled_is_not_overdue() -> None:
+    cfg = DashboardConfig()  # 07:00-17:30 Monday to Friday, Vietnam time
+    friday_evening = datetime(2026, 3, 6, 11, 0, tzinfo=UTC)  # 18:00 local
+    saturday = datetime(2026, 3, 7, 3, 0, tzinfo=UTC)  # 10:00 local
+    monday_morning = datetime(2026, 3, 9, 2, 0, tzinfo=UTC)  # 09:00 local
+    assert connectivity(cfg, "offline", friday_evening, saturday) == ("scheduled", None)
+    state, problem = connectivity(cfg, "offline", friday_evening, monday_morning)
+    assert state == "overdue" and problem == "Mất kết nối 2 ngày"
+    wednesday = datetime(2026, 3, 4, 3, 0, tzinfo=UTC)  # switched off since Wednesday 10:00
+    assert connectivity(cfg, "lost", wednesday, saturday)[0] == "overdue"
+
+
+def test_commune_page_has_svg_history_and_counters(client: TestClient) -> None:
+    html = client.get("/device/box-ready").text
+    assert html.count("<svg") == 4 and "<polyline" in html
+    assert "Ổ đĩa đã dùng (%)" in html and "Chỉ số Quyết định 766" in html
+    assert re.search(r"<td>10</td><td>8</td><td>5</td>", html)
+    assert client.get("/device/nope").status_code == 404
+
+
+def test_alerts_incidents_and_rollout(client: TestClient) -> None:
+    alerts = client.get("/alerts").text
+    keys = set(re.findall(r'data-key="([^":]+)', alerts))
+    assert keys == {"certificate", "disk", "lost"}
+    assert "Mất kết nối 3 ngày" in alerts
+    inc = client.get("/incidents").text
+    assert "Máy quét báo lỗi kẹt giấy" in inc
+    r = client.post(
+        "/incidents/0f0e0d0c-0000-4000-8000-000000000001/handled", data={"by": "Phạm IT"}, follow_redirects=False
+    )
+    assert r.status_code == 303
+    assert "Máy quét báo lỗi kẹt giấy" not in client.get("/incidents").text
+    assert "Đã xử lý (Phạm IT)" in client.get("/incidents?show=all").text
+    roll = client.get("/rollout").text
+    row = re.search(r'data-commune="19999">(.*?)</tr>', roll, re.S)
+    assert row and "Đã vận hành" in row.group(1) and re.search(r"\d\d/\d\d/\d{4}", row.group(1))
+    late = re.search(r'data-commune="00007">(.*?)</tr>', roll, re.S)
+    assert late and "Chưa lắp đặt — quá hạn" in late.group(1)  # the 2023 commune deadline has passed
+
+
+def test_csv_export(client: TestClient) -> None:
+    r = client.get("/export.csv?province=44")
+    assert r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text.lstrip("\ufeff"))))
+    assert {x["ma_xa"] for x in rows} == {"19999", "19888"}
+    bad = [x for x in rows if x["ma_xa"] == "19888"][0]
+    assert bad["danh_gia"] == "Chưa sẵn sàng" and "Nguyễn Văn A" in bad["van_de"]
+
+
+def test_metrics_are_prometheus_text(client: TestClient) -> None:
+    text = client.get("/metrics").text
+    sample = re.compile(
+        r'^([a-z_0-9]+)\{device="[^"]*",commune="\d+",commune_name="[^"]*",province="\d*"\} (-?[\d.e+]+)$'
+    )
+    names = set()
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = sample.match(line)
+        assert m, line
+        names.add(m.group(1))
+    assert names == {n for n, _ in GAUGES}
+    assert 'appliance_up{device="box-lost",commune="00004",commune_name="Phường Ba Đình",province="01"} 0' in text
+    assert (
+        'appliance_disk_used_ratio{device="box-cert",commune="19888",commune_name="Phường Đồng Hới",province="44"} 0.9'
+        in text
+    )
+
+
+def test_grafana_dashboard_uses_only_exported_metrics() -> None:
+    board = json.loads((ROOT / "grafana" / "appliance-readiness.json").read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    assert exprs
+    exported = {n for n, _ in GAUGES}
+    for e in exprs:
+        used = set(re.findall(r"appliance_[a-z_0-9]+", e))
+        assert used and used <= exported, e

@@ -1,0 +1,189 @@
+# ruff: noqa: F811
+"""Telemetry over a real mosquitto (TLS client certificates, generated ACLs): retained status with a
+last will, live readings, readings buffered while the link is down and sent later marked historical,
+and the province ingest that applies them (stale wills ignored)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from appliance.telemetry import pi
+from appliance.telemetry.collector import Collector
+from appliance.telemetry.publisher import Publisher, PublisherOptions, buffer_for, report_incident
+from appliance.telemetry.schema import Scanner, Status
+from province.telemetry import Device, History, IncidentRow, Ingest, IngestConfig, open_telemetry, run_ingest
+from tests.mqtt import Broker, Pki, ThrottleProxy, box_settings, broker, fresh_broker, pki, wait_for  # noqa: F401
+
+pytestmark = [pytest.mark.mqtt]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def province(tmp_path: Path, broker: Broker, pki: Pki) -> Iterator[Ingest]:
+    url = f"sqlite:///{tmp_path / 'province' / 'catalogue.db'}"
+    ing = Ingest(open_telemetry(url), history_every_s=0)
+    client = pki.clients["receiver-1"]
+    cfg = IngestConfig(
+        host="127.0.0.1",
+        port=broker.port,
+        name="receiver-1",
+        db_url=url,
+        ca_file=pki.ca.cert,
+        cert_file=client.cert,
+        key_file=client.key,
+        batch_wait_s=0.05,
+    )
+    stop = threading.Event()
+    t = threading.Thread(target=run_ingest, args=(cfg, stop, ing), daemon=True)
+    t.start()
+    yield ing
+    stop.set()
+    t.join(10)
+
+
+def device(ing: Ingest, device_id: str = "box-001") -> Device | None:
+    with ing.factory() as s:
+        return s.get(Device, device_id)
+
+
+def collector(settings: object) -> Collector:
+    return Collector(
+        settings,  # type: ignore[arg-type]
+        firmware=pi.Recorded({"get_throttled": "throttled=0x50000", "measure_temp": "temp=51.0'C"}),
+        with_tokens=False,
+        overrides={"scanner": lambda: Scanner(present=True, devices=["Canon DR-C225 (test)"])},
+    )
+
+
+def test_online_readings_and_clean_offline(tmp_path: Path, broker: Broker, pki: Pki, province: Ingest) -> None:
+    settings = box_settings(tmp_path / "box", pki, broker.port).model_copy(update={"commune_code": "19999"})
+    pub = Publisher(settings, collector(settings), buffer_for(settings), PublisherOptions(interval_s=0.2))
+    stop = threading.Event()
+    t = threading.Thread(target=pub.run, args=(stop,), kwargs={"rounds": 50}, daemon=True)
+    t.start()
+    wait_for(lambda: (d := device(province)) is not None and d.state == "online" and d.reading_at, 30, "first reading")
+    stop.set()
+    t.join(15)
+    d = wait_for(lambda: (d := device(province)) is not None and d.state == "offline" and d, 30, "clean offline")
+    assert d.boot_id == pub.boot_id and d.seq == pub.seq
+    assert d.commune_code == "19999"
+    assert d.cpu_temp_c == pytest.approx(51.0)
+    assert d.reading["power"]["under_voltage_since_boot"] is True
+    assert d.reading["scanner"]["devices"] == ["Canon DR-C225 (test)"]
+    assert pub.sent >= 1 and len(pub.buffer) == 0
+
+
+def test_readings_taken_offline_arrive_later_marked_historical(
+    tmp_path: Path,
+    broker: Broker,
+    pki: Pki,
+    province: Ingest,
+) -> None:
+    proxy = ThrottleProxy(broker.port)
+    try:
+        settings = box_settings(tmp_path / "box", pki, proxy.port, device="box-002")
+        pub = Publisher(settings, collector(settings), buffer_for(settings))
+        assert pub.link is not None
+        pub.link.start()
+        assert pub.link.connected.wait(30)
+        pub.step()
+        wait_for(lambda: (d := device(province, "box-002")) is not None and d.reading_at, 30, "live reading")
+        proxy.down = True
+        proxy.cut()
+        wait_for(lambda: not pub.link.connected.is_set(), 30, "link down")  # type: ignore[union-attr]
+        for _ in range(3):
+            pub.step()
+        report_incident(settings, reporter="Nguyễn Thị Ánh", text="Máy quét kẹt giấy")
+        assert len(pub.buffer) == 4  # 3 readings + the incident, kept on disk
+        proxy.down = False
+        assert pub.link.connected.wait(60)
+        pub.step()  # a live reading, then the buffer drains
+
+        def historical() -> int:
+            with province.factory() as s:
+                return int(
+                    s.scalar(
+                        select(func.count())
+                        .select_from(History)
+                        .where(History.device_id == "box-002", History.historical)
+                    )
+                    or 0
+                )
+
+        assert wait_for(lambda: historical() == 3, 30, "3 historical readings")
+        assert len(pub.buffer) == 0
+        with province.factory() as s:
+            inc = s.scalars(select(IncidentRow)).all()
+        assert [(i.reporter, i.text) for i in inc] == [("Nguyễn Thị Ánh", "Máy quét kẹt giấy")]
+        pub.link.stop()
+    finally:
+        proxy.close()
+
+
+def test_a_killed_box_is_lost_by_its_will(tmp_path: Path, broker: Broker, pki: Pki, province: Ingest) -> None:
+    client = pki.clients["box-001"]
+    env = {
+        **os.environ,
+        "APPLIANCE_DATA_DIR": str(tmp_path / "box"),
+        "APPLIANCE_DEVICE_ID": "box-001",
+        "APPLIANCE_COMMUNE_CODE": "19999",
+        "APPLIANCE_OUTBOX__HOST": "127.0.0.1",
+        "APPLIANCE_OUTBOX__PORT": str(broker.port),
+        "APPLIANCE_OUTBOX__CA_FILE": str(pki.ca.cert),
+        "APPLIANCE_OUTBOX__CERT_FILE": str(client.cert),
+        "APPLIANCE_OUTBOX__KEY_FILE": str(client.key),
+        "SANE_CONFIG_DIR": str(tmp_path),  # no dll.conf: no scanner, quickly
+        "SOFTHSM2_CONF": str(tmp_path / "none.conf"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "telemetry", "run", "--interval", "1"], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        d = wait_for(
+            lambda: (d := device(province)) is not None and d.state == "online" and d.reading_at and d, 60, "online"
+        )
+        session = (d.boot_id, d.seq)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        d = wait_for(lambda: (d := device(province)) is not None and d.state == "lost" and d, 60, "the will")
+        assert (d.boot_id, d.seq) == session
+        assert any(i["reason"] == "Máy quét không kết nối" for i in d.items)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_a_stale_will_never_overrides_the_current_session(tmp_path: Path) -> None:
+    ing = Ingest(open_telemetry(f"sqlite:///{tmp_path / 'c.db'}"))
+
+    def status(state: str, boot: str, seq: int) -> tuple[str, bytes]:
+        s = Status(state=state, device_id="box-001", boot_id=boot, seq=seq, at=datetime.now(UTC))  # type: ignore[arg-type]
+        return "devices/box-001/status", s.model_dump_json().encode()
+
+    ing.apply([status("online", "boot-1", 1)])
+    ing.apply([status("online", "boot-2", 7)])  # rebooted and reconnected ...
+    ing.apply([status("lost", "boot-1", 1)])  # ... before the broker gave up on the old session
+    d = device(ing)
+    assert d is not None and d.state == "online" and ing.stats.stale_wills == 1
+    ing.apply([status("lost", "boot-2", 7)])
+    d = device(ing)
+    assert d is not None and d.state == "lost"
+
+
+def test_a_box_cannot_speak_for_another(tmp_path: Path) -> None:
+    ing = Ingest(open_telemetry(f"sqlite:///{tmp_path / 'c.db'}"))
+    s = Status(state="online", device_id="box-002", boot_id="b", seq=1)
+    ing.apply([("devices/box-001/status", s.model_dump_json().encode()), ("devices/box-001/telemetry", b"{not json")])
+    assert device(ing) is None and ing.stats.invalid == 2
