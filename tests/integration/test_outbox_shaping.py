@@ -135,5 +135,4 @@ def test_throttled_link_cut_twice_delivers_everything_with_little_resent(
     stored_twice = rx.obj.stats.bytes - pkg.size
     assert 0 <= stored_twice <= cuts * SEG  # at most one segment per cut reached the receiver twice
     on_wire = proxy.up_bytes - pkg.size  # every byte that crossed the link, beyond the package itself
-    print("MEASURED", stored_twice, on_wire, sender.stats.resent_bytes, sender.stats.inits, proxy.up_bytes)
     assert on_wire <= cuts * SEG + 0.03 * pkg.size, (on_wire, sender.stats.resent_bytes)
