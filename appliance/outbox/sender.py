@@ -13,6 +13,9 @@ import json
 import logging
 import os
 import random
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,9 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from appliance import db
+from appliance.errors import OutboxError
 from appliance.outbox import protocol, store
 from appliance.outbox.mqtt import Event, Link, LinkConfig
 from appliance.outbox.protocol import Receipt, Topics
@@ -431,8 +437,49 @@ def open_factory(settings: Settings) -> sessionmaker[Session]:
     return db.session_factory(engine)
 
 
+_REVISION = re.compile(r"^(down_revision|depends_on|revision)\s*(?::[^=]*)?=\s*(.+)$", re.MULTILINE)
+
+
+def migration_heads(versions: Path = db.MIGRATIONS / "versions") -> set[str]:
+    """The head revisions of the migration scripts, read from their text (no alembic import). A revision
+    another one revises or depends on is not a head (alembic keeps only the dependant in alembic_version)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in versions.glob("*.py"):
+        for name, value in _REVISION.findall(script.read_text(encoding="utf-8")):
+            ids = set(re.findall(r"[\"']([^\"']+)[\"']", value))
+            (revisions if name == "revision" else parents).update(ids)
+    return revisions - parents
+
+
+def schema_is_current(engine: Engine) -> bool:
+    """True when the database's alembic_version rows are exactly the heads of the migration scripts."""
+    heads = migration_heads()
+    if not heads:
+        return False
+    try:
+        with engine.connect() as conn:
+            current = {str(r[0]) for r in conn.execute(text("SELECT version_num FROM alembic_version"))}
+    except SQLAlchemyError:
+        return False
+    return current == heads
+
+
+def open_sender_factory(settings: Settings) -> sessionmaker[Session]:
+    """Like `open_factory`, but alembic (≈13 MB resident) never enters the long-running sender: the schema
+    is checked against the migration scripts' heads and, only when behind, upgraded in a child process."""
+    engine = db.make_engine(settings.db_url)
+    if not schema_is_current(engine):
+        log.info("database schema behind the migrations: upgrading in a child process")
+        code = "import sys; from appliance import db; db.upgrade(db.make_engine(sys.argv[1]))"
+        done = subprocess.run([sys.executable, "-c", code, settings.db_url], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise OutboxError(f"database upgrade failed: {done.stderr.strip()[-300:]}")
+    return db.session_factory(engine)
+
+
 def run_sender(settings: Settings, *, until_empty: bool = False, stop: threading.Event | None = None) -> Stats:
-    sender = Sender(settings, open_factory(settings))
+    sender = Sender(settings, open_sender_factory(settings))
     log.info("outbox sender for %s starting (pid %d)", settings.device_id, os.getpid())
     sender.run(stop, until_empty=until_empty)
     return sender.stats

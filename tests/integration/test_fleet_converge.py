@@ -135,6 +135,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         yaml.safe_dump(
             {
                 "appliance_wheelhouse": str(wheels),
+                "fleet_build_dir": str(work / "build"),
                 "appliance_apt_update": False,
                 "appliance_apt_packages": ["python3", "python3-venv"],
                 "appliance_manage_services": False,

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,44 @@ def test_cli_add_run_status_and_province_packages(
         "000.00.19.H12-230412-0100",
         "000.00.19.H12-230412-0101",
     }
+
+
+@pytest.mark.slow
+def test_sender_process_holds_at_most_64_mb_while_sending_a_big_package(
+    broker: Broker, pki: Pki, tmp_path: Path
+) -> None:
+    """`appliance outbox run` as its own process: peak RSS (sampled) ≤ 64 MB; segments are read from the
+    file one at a time, so the package size does not show (the 200 MB figure: bench/outbox_bench.py)."""
+    import psutil
+
+    size = 40_000_000
+    path = tmp_path / "big.bin"
+    h = hashlib.sha256()
+    with path.open("wb") as f:
+        for i in range(size // 1_000_000):
+            block = hashlib.sha256(str(i).encode()).digest() * 31_250
+            f.write(block)
+            h.update(block)
+    pkg = Pkg(path, h.hexdigest(), size)
+    env = box_env(tmp_path / "box", pki, broker.port)
+    factory = queue_packages(box_settings(tmp_path / "box", pki, broker.port), [pkg])
+    rx = Running(Receiver(receiver_config(tmp_path / "rx", pki, broker.port, verify=False, fsync_segments=False)))
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance", "outbox", "run", "--until-empty"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        ps = psutil.Process(proc.pid)
+        peak = 0
+        while proc.poll() is None:
+            try:
+                peak = max(peak, ps.memory_info().rss)
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.02)
+        assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        rx.stop()
+    assert outbox_rows(factory)[pkg.package_id].state == "receipted"
+    assert rx.obj.stats.bytes == size
+    assert 0 < peak <= 64 * 2**20, f"peak RSS {peak / 2**20:.1f} MB"

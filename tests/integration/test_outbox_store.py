@@ -118,3 +118,29 @@ def test_purge_archive_after_retention(factory: sessionmaker[Session], tmp_path:
     assert not path.exists()
     with db.transaction(factory) as s:
         assert store.list_items(s)[0].archived == 0  # the record stays
+
+
+def test_sender_factory_upgrades_a_new_database_without_alembic_in_the_sender(tmp_path: Path) -> None:
+    """`appliance outbox run` keeps alembic (≈13 MB) out of its process: a child upgrades when needed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from appliance.settings import load_settings; from appliance.outbox import sender;"
+        "from appliance import db; from appliance.outbox import store;"
+        "f = sender.open_sender_factory(load_settings(data_dir=sys.argv[1]));"
+        "s = f(); print(len(store.list_items(s)), 'alembic' in sys.modules)"
+    )
+    for _ in range(2):  # a new database (upgraded by the child), then a current one (checked, not upgraded)
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / "box")], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["0", "False"]
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'box' / 'appliance.db'}")
+    from appliance.outbox.sender import migration_heads, schema_is_current
+
+    assert schema_is_current(engine) and "0002_outbox" in migration_heads()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM alembic_version WHERE version_num = '0002_outbox'")
+    assert not schema_is_current(engine)  # one branch behind: the sender would upgrade

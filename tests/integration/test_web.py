@@ -94,6 +94,7 @@ def test_every_form_rejects_a_missing_or_wrong_csrf_token(client: TestClient) ->
         "/backlog/scan",
         "/backlog/upload",
         "/backlog/camera",
+        "/incident",
         "/logout",
     ]
     for path in posts:

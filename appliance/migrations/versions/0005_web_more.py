@@ -35,9 +35,7 @@ def upgrade() -> None:
     op.create_table(
         "web_reuses",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column(
-            "document_id", sa.String(36), sa.ForeignKey("documents.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("document_id", sa.String(36), sa.ForeignKey("documents.id", ondelete="CASCADE"), nullable=False),
         sa.Column("source_document_id", sa.String(36), nullable=False),
         sa.Column("dossier_code", sa.String(64), nullable=False),
         sa.Column("reused_by", sa.String(64)),

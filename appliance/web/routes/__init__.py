@@ -13,9 +13,9 @@ from appliance.web.routes.common import (
 
 
 def routers() -> list[APIRouter]:
-    from appliance.web.routes import account, archive, signing, work
+    from appliance.web.routes import account, archive, incident, signing, work
 
-    return [account.router, work.router, signing.router, archive.router]
+    return [account.router, work.router, signing.router, archive.router, incident.router]
 
 
 __all__ = ["KIND_LABELS_STR", "after_digitize", "doc_state_label", "message_page", "routers"]

@@ -20,8 +20,8 @@ import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from PIL import Image
-from starlette.datastructures import UploadFile as FormFile
 from sqlalchemy import delete, select
+from starlette.datastructures import UploadFile as FormFile
 
 from appliance import db, domain
 from appliance.capture import (
