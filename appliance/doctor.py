@@ -504,11 +504,7 @@ def _telemetry(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     pub = Publisher(settings, _collector(settings), buffer_for(settings), PublisherOptions(interval_s=args.interval))
-    if args.telemetry_action == "once":
-        assert pub.link is not None
-        pub.link.start()
-        pub.link.connected.wait(10)
-        stop.set()
-    pub.run(stop, rounds=1 if args.telemetry_action == "once" else None)
+    once = args.telemetry_action == "once"
+    pub.run(stop, rounds=1 if once else None, wait_connected_s=10.0 if once else 0.0)
     sys.stdout.write(json.dumps({"sent": pub.sent, "buffered": pub.buffered, "waiting": len(pub.buffer)}) + "\n")
     return 0

@@ -51,10 +51,10 @@ class Pki:
     clients: dict[str, Issued]
 
 
-def make_pki(directory: Path) -> Pki:
+def make_pki(directory: Path, devices: tuple[str, ...] = DEVICES) -> Pki:
     ca = make_ca(directory)
     server = issue(ca, "broker", directory, server=True)
-    clients = {name: issue(ca, name, directory) for name in (*DEVICES, *RECEIVERS)}
+    clients = {name: issue(ca, name, directory) for name in (*devices, *RECEIVERS)}
     return Pki(ca, server, clients)
 
 

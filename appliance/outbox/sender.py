@@ -393,6 +393,9 @@ class Sender:
                 return
             if item.state in (PackageState.RECEIPTED, PackageState.REJECTED):
                 pass
+            elif r.sha256 and r.sha256 != item.sha256:
+                # a late copy of the verdict on an earlier version of this package (before `outbox retry`)
+                log.info("ignoring a receipt for an earlier version of %s", r.package_id[:12])
             elif r.status == "accepted":
                 item.state = PackageState.RECEIPTED
                 item.warehouse_id = r.warehouse_id

@@ -114,10 +114,12 @@ class Publisher:
     def _status(self, state: str, at: datetime | None) -> bytes:
         return status_payload(state, self.settings, self.boot_id, self.seq, at)
 
-    def run(self, stop: threading.Event, *, rounds: int | None = None) -> None:
+    def run(self, stop: threading.Event, *, rounds: int | None = None, wait_connected_s: float = 0.0) -> None:
         """Until `stop` (or `rounds` readings): collect, send or buffer, drain; `offline` on a clean stop."""
         assert self.link is not None
         self.link.start()
+        if wait_connected_s > 0:
+            self.link.connected.wait(wait_connected_s)
         done = 0
         try:
             while not stop.is_set():

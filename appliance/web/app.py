@@ -154,6 +154,33 @@ SECURITY_HEADERS = {
 }
 
 
+_SECURITY_RAW = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
+
+
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS to every response that lacks them (a route may set its own Cache-Control).
+
+    Plain ASGI: no extra task or body streaming per request, unlike ``@app.middleware("http")``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _value in headers}
+                headers.extend((name, value) for name, value in _SECURITY_RAW if name not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -214,15 +241,6 @@ def create_app(
     for router in routes.routers():
         app.include_router(router)
 
-    @app.middleware("http")
-    async def headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        for key, value in SECURITY_HEADERS.items():
-            if key == "Cache-Control" and key in response.headers:
-                continue
-            response.headers.setdefault(key, value)
-        return response
-
     @app.exception_handler(NeedLogin)
     async def need_login(request: Request, exc: NeedLogin) -> Response:
         target = "/login?expired=1" if exc.expired else "/login"
@@ -278,6 +296,7 @@ def create_app(
             500,
         )
 
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, limit=settings.web.upload_max_bytes)
     return app
 

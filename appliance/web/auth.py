@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from appliance.db import utcnow
@@ -104,19 +104,35 @@ def end_session(session: Session, *, token: str) -> None:
 
 
 def lookup_session(session: Session, *, token: str, idle: timedelta) -> SignedIn | None:
-    """The signed-in officer for a cookie token, or None (unknown, expired or account disabled)."""
-    row = session.get(WebSession, token_hash(token))
-    if row is None:
+    """The signed-in officer for a cookie token, or None (unknown, expired or account disabled).
+
+    One indexed read on every request (session and account together); a write only when the
+    session ends or its last-seen time is refreshed."""
+    key = token_hash(token)
+    row = session.execute(
+        select(
+            WebSession.last_seen,
+            WebSession.csrf,
+            User.id,
+            User.username,
+            User.full_name,
+            User.role,
+            User.active,
+        )
+        .join(User, User.id == WebSession.user_id)
+        .where(WebSession.id == key)
+    ).first()
+    if row is None:  # unknown (sessions of a removed account go with it: ON DELETE CASCADE)
         return None
+    last_seen, csrf, user_id, username, full_name, role, active = row
     now = utcnow()
-    last = _aware(row.last_seen)
-    user = session.get(User, row.user_id)
-    if now - last > idle or user is None or not user.active:
-        session.delete(row)
+    last = _aware(last_seen)
+    if now - last > idle or not active:
+        session.execute(delete(WebSession).where(WebSession.id == key))
         return None
     if now - last > timedelta(seconds=30):  # fewer writes: refresh at most twice a minute
-        row.last_seen = now
-    return SignedIn(user.id, user.username, user.full_name, user.role, row.csrf)
+        session.execute(update(WebSession).where(WebSession.id == key).values(last_seen=now))
+    return SignedIn(user_id, username, full_name, role, csrf)
 
 
 def _aware(when: datetime) -> datetime:

@@ -132,7 +132,7 @@ class Reuse(Base):
     __tablename__ = "web_reuses"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
     source_document_id: Mapped[str] = mapped_column(String(36))
     dossier_code: Mapped[str] = mapped_column(String(64), index=True)
     reused_by: Mapped[str | None] = mapped_column(String(64))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,9 +52,19 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
     def page(name: str, **ctx: Any) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(now=datetime.now(UTC), **ctx))
 
+    cache: dict[str, tuple[float, list[Row]]] = {}
+    lock = threading.Lock()
+
     def rows(now: datetime) -> list[Row]:
-        with factory() as s:
-            return readiness.build_rows(s, config, now)
+        """All rows, rebuilt at most every `cache_s` seconds (boxes report once a minute)."""
+        with lock:
+            hit = cache.get("rows")
+            if hit is not None and time.monotonic() - hit[0] < config.cache_s:
+                return hit[1]
+            with factory() as s:
+                fresh = readiness.build_rows(s, config, now)
+            cache["rows"] = (time.monotonic(), fresh)
+            return fresh
 
     @app.get("/", response_class=HTMLResponse)
     def index(province: str = "", verdict: str = "", q: str = "", sort: str = "verdict", desc: int = 0) -> HTMLResponse:
@@ -91,7 +103,7 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
             dev = s.get(Device, device_id)
             if dev is None:
                 raise HTTPException(404, "Không có thiết bị này")
-            row = next((r for r in readiness.build_rows(s, config, now) if r.device_id == device_id), None)
+            row = next(iter(readiness.build_rows(s, config, now, device_id=device_id)), None)
             since = now - timedelta(days=max(1, min(days, 90)))
             hist = list(
                 s.scalars(

@@ -56,6 +56,7 @@ class DashboardConfig:
     target_digitized_pct: float = 100.0
     target_results_pct: float = 100.0
     rates_days: int = 30
+    cache_s: float = 5.0  # the unit list is rebuilt at most this often
 
 
 def office_hours(cfg: DashboardConfig, when: datetime) -> bool:
@@ -166,8 +167,12 @@ def first_packages(s: Session) -> dict[str, datetime]:
     return {str(d): w for d, w in ((d, aware(w)) for d, w in rows) if w is not None}
 
 
-def build_rows(s: Session, cfg: DashboardConfig, now: datetime) -> list[Row]:
-    units = {u.commune_code: u for u in s.scalars(select(Unit))}
+def build_rows(s: Session, cfg: DashboardConfig, now: datetime, *, device_id: str | None = None) -> list[Row]:
+    """Every unit's row (or only `device_id`'s), from a handful of bulk queries."""
+    units = {
+        u.commune_code: u
+        for u in s.execute(select(Unit.commune_code, Unit.name, Unit.province_code, Unit.province_name, Unit.level))
+    }
     since = (now.astimezone(LOCAL).date() - timedelta(days=cfg.rates_days)).isoformat()
     rates = {
         str(code): (int(r or 0), int(d or 0), int(e or 0))
@@ -185,7 +190,10 @@ def build_rows(s: Session, cfg: DashboardConfig, now: datetime) -> list[Row]:
     firsts = first_packages(s)
     rows: list[Row] = []
     seen_codes: set[str] = set()
-    for dev in s.execute(select(*DEVICE_COLUMNS)).all():
+    query = select(*DEVICE_COLUMNS)
+    if device_id is not None:
+        query = query.where(Device.device_id == device_id)
+    for dev in s.execute(query).all():
         unit = units.get(dev.commune_code)
         seen_codes.add(dev.commune_code)
         last = aware(dev.last_seen)
@@ -226,7 +234,7 @@ def build_rows(s: Session, cfg: DashboardConfig, now: datetime) -> list[Row]:
             )
         )
     for code, unit in units.items():
-        if code in seen_codes:
+        if code in seen_codes or device_id is not None:
             continue
         rows.append(
             Row(

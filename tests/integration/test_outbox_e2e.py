@@ -120,7 +120,7 @@ def test_cli_add_run_status_and_province_packages(
     rx = subprocess.Popen(
         [sys.executable, "-m", "province", "serve", "--port", str(broker.port), "--name", "receiver-1",
          "--ca", str(pki.ca.cert), "--cert", str(client.cert), "--key", str(client.key),
-         "--trust", str(shared_token.ca.pem), "--data-dir", str(tmp_path / "rx")],
+         "--trust", str(shared_token.ca.pem), "--data-dir", str(tmp_path / "rx"), "--dashboard-port", "0"],
         cwd=ROOT, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

@@ -89,7 +89,7 @@ def _serve(pki: Pki, port: int, name: str, data_dir: Path, db_url: str) -> subpr
     return subprocess.Popen(
         [sys.executable, "-m", "province", "serve", "-v", "--no-verify", "--port", str(port), "--name", name,
          "--ca", str(pki.ca.cert), "--cert", str(c.cert), "--key", str(c.key),
-         "--data-dir", str(data_dir), "--db-url", db_url],
+         "--data-dir", str(data_dir), "--db-url", db_url, "--dashboard-port", "0", "--no-telemetry"],
         cwd=ROOT, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 

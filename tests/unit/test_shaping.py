@@ -1,4 +1,4 @@
-""""When bandwidth allows", pure: the token bucket over a fake clock, time windows, back-off with jitter."""
+""" "When bandwidth allows", pure: the token bucket over a fake clock, time windows, back-off with jitter."""
 
 from __future__ import annotations
 

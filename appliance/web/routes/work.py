@@ -21,6 +21,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from PIL import Image
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, selectinload
 from starlette.datastructures import UploadFile as FormFile
 
 from appliance import db, domain
@@ -401,9 +402,8 @@ def _documents(ctx: Ctx, code: str | None, *, backlog: bool = False) -> list[tup
             stmt = stmt.where(DocumentInfo.backlog.is_(True))
         else:
             stmt = stmt.where(db.Document.dossier_code == code)
+        stmt = stmt.options(selectinload(db.Document.pages))  # every document's pages in one query
         rows = session.execute(stmt.order_by(db.Document.created_at.desc()).limit(200)).all()
-        for doc, _info in rows:
-            _ = doc.pages  # load for the template
         return [(doc, info) for doc, info in rows]
 
 
@@ -611,17 +611,30 @@ def _document(ctx: Ctx, doc_id: str) -> tuple[db.Document, DocumentInfo | None, 
     if not re.fullmatch(r"[0-9a-f-]{36}", doc_id):
         raise HTTPException(404)
     with ctx.tx() as session:
-        doc = session.get(db.Document, doc_id)
-        if doc is None:
-            raise HTTPException(404)
-        _ = doc.pages
-        info = session.get(DocumentInfo, doc_id)
-        dossier = session.get(Dossier, doc.dossier_code) if doc.dossier_code else None
+        return _document_in(session, doc_id)
+
+
+def _document_in(session: Session, doc_id: str) -> tuple[db.Document, DocumentInfo | None, Dossier | None]:
+    """The document with its pages, its review and its dossier: one query (pages: a second)."""
+    row = session.execute(
+        select(db.Document, DocumentInfo, Dossier)
+        .outerjoin(DocumentInfo, DocumentInfo.document_id == db.Document.id)
+        .outerjoin(Dossier, Dossier.code == db.Document.dossier_code)
+        .where(db.Document.id == doc_id)
+        .options(selectinload(db.Document.pages))
+    ).first()
+    if row is None:
+        raise HTTPException(404)
+    doc, info, dossier = row
     return doc, info, dossier
 
 
 def _review_context(ctx: Ctx, doc_id: str, page: int) -> dict[str, Any]:
-    doc, info, dossier = _document(ctx, doc_id)
+    if not re.fullmatch(r"[0-9a-f-]{36}", doc_id):
+        raise HTTPException(404)
+    with ctx.tx() as session:
+        doc, info, dossier = _document_in(session, doc_id)
+        reused_from = _reused_from_in(session, doc.id)
     page = min(max(page, 0), max(0, doc.page_count - 1))
     jobs = [j for j in ctx.jobs.for_dossier(doc.dossier_code) if j.doc_id == doc.id and j.running]
     return {
@@ -637,7 +650,7 @@ def _review_context(ctx: Ctx, doc_id: str, page: int) -> dict[str, Any]:
         "pattern": ctx.settings.sign.result_code_pattern,
         "presets": [r for r in scanner_presets(ctx) if not r.preset.batch],
         "camera": ctx.camera is not None,
-        "reused_from": _reused_from(ctx, doc.id),
+        "reused_from": reused_from,
     }
 
 
@@ -649,16 +662,19 @@ def scanner_presets(ctx: Ctx) -> list[Ready]:
     return list(info.presets or []) if info is not None else []
 
 
-def _reused_from(ctx: Ctx, doc_id: str) -> tuple[str, str | None] | None:
-    """(source document id, its dossier) when this document is a reused copy."""
+def _reused_from_in(session: Session, doc_id: str) -> tuple[str, str | None] | None:
     from appliance.web.models import Reuse
 
-    with ctx.tx() as session:
-        row = session.scalar(select(Reuse).where(Reuse.document_id == doc_id))
-        if row is None:
-            return None
-        source = session.get(db.Document, row.source_document_id)
-        return row.source_document_id, source.dossier_code if source else None
+    row = session.execute(
+        select(Reuse.source_document_id, db.Document.dossier_code)
+        .outerjoin(db.Document, db.Document.id == Reuse.source_document_id)
+        .where(Reuse.document_id == doc_id)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    source_id, code = row
+    return source_id, code
 
 
 @router.get("/documents/{doc_id}", response_class=HTMLResponse)
