@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text, delete, select
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Index, Integer, String, Text, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from appliance.db import make_engine, utcnow
@@ -131,6 +131,43 @@ class AlertRow(TelemetryBase):
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
 
 
+class UnitRow(TelemetryBase):
+    """The dashboard's verdict row for one unit (with its box, or a placeholder `unit:<code>` when no box
+    reported yet), kept up to date by the ingest (the boxes in each batch) and by the dashboard (all rows,
+    once a minute, for what changes with time alone), so a page is one indexed query, not a rebuild."""
+
+    __tablename__ = "tm_rows"
+    __table_args__ = (Index("ix_tm_rows_rank", "rank", "province_name", "name"),)
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    commune_code: Mapped[str] = mapped_column(String(20), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    search: Mapped[str] = mapped_column(String(400))  # folded name + code + device id, for "q"
+    province_code: Mapped[str] = mapped_column(String(10), index=True)
+    province_name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(String(20))
+    device_id: Mapped[str | None] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16))
+    connectivity: Mapped[str] = mapped_column(String(16), index=True)
+    verdict: Mapped[str] = mapped_column(String(16), index=True)
+    rank: Mapped[int] = mapped_column(Integer)
+    problems: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disk_used_pct: Mapped[float | None] = mapped_column(Float)
+    cpu_temp_c: Mapped[float | None] = mapped_column(Float)
+    outbox_depth: Mapped[int | None] = mapped_column(Integer)
+    min_cert_days: Mapped[int | None] = mapped_column(Integer)
+    version: Mapped[str | None] = mapped_column(String(64))
+    received: Mapped[int] = mapped_column(Integer, default=0)
+    digitized: Mapped[int] = mapped_column(Integer, default=0)
+    results: Mapped[int] = mapped_column(Integer, default=0)
+    digitized_pct: Mapped[float | None] = mapped_column(Float)
+    rollout: Mapped[str] = mapped_column(String(20))
+    deadline: Mapped[date | None] = mapped_column(Date)
+    first_package_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 def open_telemetry(url: str) -> sessionmaker[Session]:
     engine = make_engine(url)
     TelemetryBase.metadata.create_all(engine)
@@ -207,10 +244,32 @@ def webhook(url: str, timeout_s: float = 5.0) -> Notify:
     return send
 
 
+ALERTS_TOPIC = "province/alerts/{id}"
+
+
+def alert_state(d: Device, rows: list[AlertRow], now: datetime) -> dict[str, Any]:
+    """The payload of the retained `province/alerts/{device}` topic: the box's open alerts right now."""
+    return {
+        "device_id": d.device_id,
+        "commune_code": d.commune_code,
+        "at": now.isoformat(),
+        "alerts": [
+            {"alert": a.key, "message": a.message, "opened_at": (aware(a.opened_at) or now).isoformat()}
+            for a in sorted(rows, key=lambda a: a.key)
+        ],
+    }
+
+
 def sync_alerts(
-    s: Session, d: Device, policy: AlertPolicy, now: datetime, notify: Notify | None = None
+    s: Session,
+    d: Device,
+    policy: AlertPolicy,
+    now: datetime,
+    notify: Notify | None = None,
+    changed: list[dict[str, Any]] | None = None,
 ) -> list[AlertRow]:
-    """Open new alerts, close the ones that cleared; newly opened ones go to `notify`."""
+    """Open new alerts, close the ones that cleared; newly opened ones go to `notify`; when the set of open
+    alerts changed, the new set (`alert_state`) is appended to `changed`."""
     want = device_alerts(d, policy, now)
     open_rows = {
         a.key: a
@@ -227,6 +286,9 @@ def sync_alerts(
             row = AlertRow(device_id=d.device_id, key=key, message=msg, opened_at=now)
             s.add(row)
             opened.append(row)
+    if changed is not None and (opened or len(want) != len(open_rows)):
+        still = [a for k, a in open_rows.items() if k in want]
+        changed.append(alert_state(d, still + opened, now))
     if notify is not None:
         for row in opened:
             notify(
@@ -262,12 +324,16 @@ class Ingest:
     limits: Thresholds = Thresholds()
     history_every_s: float = 600.0  # one chart point per box per 10 minutes
     notify: Notify | None = None
+    alert_sink: Notify | None = None  # gets alert_state() after each commit that changed a box's open alerts
+    rows_config: Any = None  # province.dashboard.readiness.DashboardConfig (default: its defaults)
+    keep_rows: bool = True  # update the dashboard's verdict rows of the boxes in each batch
     stats: IngestStats = field(default_factory=IngestStats)
     _last_history: dict[str, datetime] = field(default_factory=dict)
 
     def apply(self, batch: list[tuple[str, bytes]], now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)
         t0 = time.monotonic()
+        changed: list[dict[str, Any]] = []
         with self.factory() as s, s.begin():
             devices: dict[str, Device] = {}
             for topic, payload in batch:
@@ -291,9 +357,25 @@ class Ingest:
                     self.stats.invalid += 1
                     log.warning("invalid %s from %s: %s", kind, device_id, str(err)[:200])
             for d in devices.values():
-                sync_alerts(s, d, self.policy, now, self.notify)
+                sync_alerts(s, d, self.policy, now, self.notify, changed)
+            if self.keep_rows and devices:
+                from province.dashboard import readiness
+
+                cfg = self.rows_config or readiness.DashboardConfig()
+                s.flush()
+                readiness.store_rows(s, readiness.build_rows(s, cfg, now, device_ids=set(devices)), now)
+        self._sink(changed)
         self.stats.batches += 1
         self.stats.last_batch_s = time.monotonic() - t0
+
+    def _sink(self, changed: list[dict[str, Any]]) -> None:
+        if self.alert_sink is None:
+            return
+        for state in changed:
+            try:
+                self.alert_sink(state)
+            except Exception:  # noqa: BLE001 - a notification never undoes the ingest
+                log.exception("alert notification for %s failed", state.get("device_id"))
 
     def _device(self, s: Session, devices: dict[str, Device], device_id: str, now: datetime) -> Device:
         d = devices.get(device_id) or s.get(Device, device_id)
@@ -315,6 +397,15 @@ class Ingest:
         d.state = st.state
         d.state_at = now
         d.version = st.version or d.version
+        if st.denied:
+            note = {
+                "item": "broker_acl",
+                "level": "failing",
+                "reason": f"Máy chủ tỉnh từ chối {st.denied} bản tin của thiết bị (kiểm tra mã thiết bị / chứng thư)",
+                "action": st.denied_reason,
+            }
+            d.items = [i for i in d.items or [] if i.get("item") != "broker_acl"] + [note]
+            d.verdict = "failing"
         if st.state == "online":
             d.last_seen = now
 
@@ -403,9 +494,11 @@ class Ingest:
     def refresh_alerts(self, now: datetime | None = None) -> None:
         """Alerts that depend on time alone (a box that went silent): checked periodically."""
         now = now or datetime.now(UTC)
+        changed: list[dict[str, Any]] = []
         with self.factory() as s, s.begin():
             for d in s.scalars(select(Device)):
-                sync_alerts(s, d, self.policy, now, self.notify)
+                sync_alerts(s, d, self.policy, now, self.notify, changed)
+        self._sink(changed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +515,8 @@ class IngestConfig:
     batch_wait_s: float = 0.2
     policy: AlertPolicy = AlertPolicy()
     webhook_url: str | None = None
+    alerts_mqtt: bool = True  # retained province/alerts/{device} with the box's open alerts
+    rows_config: Any = None  # the dashboard's DashboardConfig, for the verdict rows kept at ingest
 
 
 def run_ingest(cfg: IngestConfig, stop: threading.Event, ingest: Ingest | None = None) -> Ingest:
@@ -430,7 +525,10 @@ def run_ingest(cfg: IngestConfig, stop: threading.Event, ingest: Ingest | None =
     from appliance.outbox.mqtt import Link, LinkConfig
 
     ing = ingest or Ingest(
-        open_telemetry(cfg.db_url), policy=cfg.policy, notify=webhook(cfg.webhook_url) if cfg.webhook_url else None
+        open_telemetry(cfg.db_url),
+        policy=cfg.policy,
+        notify=webhook(cfg.webhook_url) if cfg.webhook_url else None,
+        rows_config=cfg.rows_config,
     )
     link = Link(
         LinkConfig(
@@ -446,6 +544,15 @@ def run_ingest(cfg: IngestConfig, stop: threading.Event, ingest: Ingest | None =
         )
     )
     link.start()
+    if cfg.alerts_mqtt and ing.alert_sink is None:
+
+        def to_broker(state: dict[str, Any]) -> None:
+            # called from this loop's thread (the only one that may publish on `link`)
+            payload = json.dumps(state, ensure_ascii=False, separators=(",", ":")).encode()
+            if not link.publish(ALERTS_TOPIC.format(id=state["device_id"]), payload, retain=True):
+                log.warning("alert state of %s not published: link down", state["device_id"])
+
+        ing.alert_sink = to_broker
     next_refresh = time.monotonic() + 60
     try:
         while not stop.is_set():

@@ -38,6 +38,7 @@ def acl_text(receivers: Sequence[str]) -> str:
             "topic write devices/+/file-response",
             "topic write devices/+/receipts",
             f"topic readwrite province/receivers/{name}/state",
+            "topic readwrite province/alerts/#",  # telemetry alerts (province.telemetry.ALERTS_TOPIC)
             "",
         ]
     return "\n".join(lines)

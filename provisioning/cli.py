@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--ca-dir", type=Path, default=Path(os.environ.get("PROVISIONING_CA_DIR", "/var/lib/province-ca"))
     )
-    common.add_argument("--registry", default=os.environ.get("PROVISIONING_REGISTRY"), help="default: CA_DIR/registry.db")
+    common.add_argument(
+        "--registry", default=os.environ.get("PROVISIONING_REGISTRY"), help="default: CA_DIR/registry.db"
+    )
     common.add_argument("--json", action="store_true", help="machine-readable output")
     p = argparse.ArgumentParser(prog="python -m provisioning", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -98,7 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--device-id", required=True)
     h.add_argument("--host", required=True)
 
-    s = sub.add_parser("broker-acl", parents=[common], help="print the mosquitto ACL (devices confined to their topics)")
+    s = sub.add_parser(
+        "broker-acl", parents=[common], help="print the mosquitto ACL (devices confined to their topics)"
+    )
     s.add_argument("--receiver", action="append", default=[], help="receiver certificate CN (repeatable)")
 
     s = sub.add_parser("inventory", parents=[common], help="write the Ansible inventory from the registry")

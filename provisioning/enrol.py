@@ -41,9 +41,7 @@ def make_key_and_csr(device_id: str, key_path: Path, csr_path: Path, *, overwrit
         raise EnrolError(f"{key_path} exists: write a renewal key to a new path")
     key_path.parent.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
@@ -103,19 +101,15 @@ def sign_csr(ca: Ca, csr_pem: bytes, device_id: str, *, days: int = 397) -> x509
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), critical=False)  # type: ignore[arg-type]
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
 
 
-def enrol(
-    ca: Ca, con: sqlite3.Connection, csr_pem: bytes, device_id: str, out_dir: Path, *, days: int = 397
-) -> Signed:
+def enrol(ca: Ca, con: sqlite3.Connection, csr_pem: bytes, device_id: str, out_dir: Path, *, days: int = 397) -> Signed:
     """Sign a registered device's CSR, write ``{device_id}.crt`` into `out_dir` and record it."""
     registry.get_device(con, device_id)  # only registered devices get a certificate
     cert = sign_csr(ca, csr_pem, device_id, days=days)

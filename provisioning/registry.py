@@ -209,9 +209,7 @@ def certificates(con: sqlite3.Connection, device_id: str | None = None) -> list[
 def mark_revoked(con: sqlite3.Connection, serial: str, reason: str) -> CertRecord:
     rec = certificate(con, serial)
     if rec.revoked_at is None:
-        con.execute(
-            "UPDATE certificates SET revoked_at = ?, reason = ? WHERE serial = ?", (_now(), reason, rec.serial)
-        )
+        con.execute("UPDATE certificates SET revoked_at = ?, reason = ? WHERE serial = ?", (_now(), reason, rec.serial))
     return certificate(con, rec.serial)
 
 

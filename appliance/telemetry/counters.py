@@ -3,7 +3,8 @@
 Same definitions as the officers' statistics page (appliance.web.routes.archive.monthly), per day:
 dossiers received at the counter, of those the ones with a digitized component, results issued
 electronically (a result with a result code, signed and queued or sent), old results digitized under the
-backlog plan. Reuse of already digitized data is not tracked by the box yet: reported as 0.
+backlog plan, and reuse: dossiers received that day that reused an already digitized document
+(web_reuses) instead of scanning it again.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 
 
 def count_day(session: Session, day: date) -> dict[str, int]:
-    from appliance.web.models import DocumentInfo, Dossier, Kind
+    from appliance.web.models import DocumentInfo, Dossier, Kind, Reuse
 
     start, end = day_bounds(day)
     received = (
@@ -71,11 +72,17 @@ def count_day(session: Session, day: date) -> dict[str, int]:
             db.Document.created_at < end,
         )
     )
+    reused = session.scalar(
+        select(func.count(func.distinct(Dossier.code)))
+        .select_from(Dossier)
+        .join(Reuse, Reuse.dossier_code == Dossier.code)
+        .where(*received)
+    )
     return {
         "dossiers_received": int(n_received),
         "components_digitized": int(digitized or 0),
         "results_electronic": int(results or 0),
-        "reused": 0,
+        "reused": int(reused or 0),
         "backlog_digitized": int(backlog or 0),
     }
 

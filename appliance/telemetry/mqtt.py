@@ -41,6 +41,9 @@ class TelemetryLink:
         self.cfg = cfg
         self.connected = threading.Event()
         self._on_connect_cb = on_connect
+        self._refusals: dict[int, str] = {}  # mid -> PUBACK reason (>= 0x80), filled in paho's thread
+        self._refusals_lock = threading.Lock()
+        self.refused: str | None = None  # why the broker refused the last publish (None: it did not)
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=MQTTProtocolVersion.MQTTv5)
         if cfg.ca_file is not None:
             c.tls_set(
@@ -54,6 +57,7 @@ class TelemetryLink:
         c.max_queued_messages_set(100)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
         self.client = c
 
     def _on_connect(self, _c: Any, _u: Any, _flags: Any, reason_code: Any, _p: Any) -> None:
@@ -68,6 +72,12 @@ class TelemetryLink:
         self.connected.clear()
         log.info("telemetry link down: %s", reason_code)
 
+    def _on_publish(self, _c: Any, _u: Any, mid: int, reason_code: Any, _p: Any) -> None:
+        # paho calls this before it marks the message published, so publish() always sees the reason
+        if reason_code is not None and getattr(reason_code, "is_failure", False):
+            with self._refusals_lock:
+                self._refusals[mid] = f"{reason_code} (0x{int(reason_code.value):02x})"
+
     def start(self) -> None:
         try:
             self.client.connect_async(self.cfg.host, self.cfg.port, self.cfg.keepalive_s, clean_start=True)
@@ -78,6 +88,7 @@ class TelemetryLink:
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, timeout_s: float = 10.0) -> float | None:
         """QoS 1; the PUBACK round trip in ms, or None when not connected / not acknowledged in time /
         refused by the broker (an ACL denial shows only as a PUBACK reason code >= 0x80)."""
+        self.refused = None
         if not self.connected.is_set():
             return None
         t0 = time.monotonic()
@@ -87,6 +98,12 @@ class TelemetryLink:
         try:
             info.wait_for_publish(timeout_s)
         except (RuntimeError, ValueError):
+            pass
+        with self._refusals_lock:
+            refused = self._refusals.pop(info.mid, None)
+        if refused is not None:
+            self.refused = refused
+            log.warning("the broker refused a publish on %s: %s", topic, refused)
             return None
         if not info.is_published():
             return None

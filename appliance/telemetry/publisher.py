@@ -34,6 +34,7 @@ TELEMETRY_TOPIC = "devices/{id}/telemetry"
 
 class Link(Protocol):
     connected: threading.Event
+    refused: str | None  # the broker's PUBACK reason when it refused the last publish (ACL denial)
 
     def start(self) -> None: ...
 
@@ -49,8 +50,12 @@ class PublisherOptions:
     drain_batch: int = 200
 
 
-def status_payload(state: str, settings: Settings, boot_id: str, seq: int, at: datetime | None) -> bytes:
+def status_payload(
+    state: str, settings: Settings, boot_id: str, seq: int, at: datetime | None, denied: int = 0, denied_reason: str = ""
+) -> bytes:
     s = Status(
+        denied=denied,
+        denied_reason=denied_reason,
         state=state,  # type: ignore[arg-type]
         device_id=settings.device_id,
         boot_id=boot_id,
@@ -95,6 +100,8 @@ class Publisher:
     seq: int = field(default_factory=lambda: time.time_ns() // 1_000_000)  # grows across restarts in a boot
     sent: int = 0
     buffered: int = 0
+    denied: int = 0  # telemetry publishes the broker refused (PUBACK >= 0x80) since the last status
+    denied_reason: str = ""
     _online_sent: threading.Event = field(default_factory=threading.Event)
     _counters_day: date | None = None
     _counters_at: float = 0.0
@@ -112,7 +119,7 @@ class Publisher:
         return TELEMETRY_TOPIC.format(id=self.settings.device_id)
 
     def _status(self, state: str, at: datetime | None) -> bytes:
-        return status_payload(state, self.settings, self.boot_id, self.seq, at)
+        return status_payload(state, self.settings, self.boot_id, self.seq, at, self.denied, self.denied_reason)
 
     def run(self, stop: threading.Event, *, rounds: int | None = None, wait_connected_s: float = 0.0) -> None:
         """Until `stop` (or `rounds` readings): collect, send or buffer, drain; `offline` on a clean stop."""
@@ -150,6 +157,7 @@ class Publisher:
         assert self.link is not None
         if self.link.publish(self.status_topic, self._status("online", datetime.now(UTC)), retain=True) is not None:
             self._online_sent.set()
+            self.denied, self.denied_reason = 0, ""  # reported
 
     def send(self, msg: Reading | Counters | Incident) -> bool:
         """Publish now, or keep it in the buffer for later (marked historical then)."""
@@ -157,9 +165,10 @@ class Publisher:
         payload = msg.model_dump_json().encode()
         rtt = self.link.publish(self.telemetry_topic, payload) if self.link.connected.is_set() else None
         if rtt is None:
+            self._note_refusal()
             self.buffer.put(msg.kind, payload, offline=True)
             self.buffered += 1
-            self._online_sent.clear()
+            self._online_sent.clear()  # the next step announces again, with the refusal flag
             return False
         self.sent += 1
         self.collector.link_rtt_ms = round(rtt, 1)
@@ -177,12 +186,30 @@ class Publisher:
             for item in batch:
                 payload = _historical(item.payload) if item.offline else item.payload
                 if self.link.publish(self.telemetry_topic, payload) is None:
+                    self._note_refusal()
                     self.buffer.remove(done)
                     return n + len(done)
                 done.append(item.id)
             self.buffer.remove(done)
             n += len(done)
         return n
+
+    def _note_refusal(self) -> None:
+        """An ACL denial (wrong device id / certificate, or a broker ACL error): the message stays buffered,
+        the next `online` status carries the count, and the log says what to check."""
+        assert self.link is not None
+        reason = getattr(self.link, "refused", None)
+        if reason is None:
+            return
+        self.denied += 1
+        self.denied_reason = str(reason)[:200]
+        log.error(
+            "the broker refused telemetry on %s (%s): check the device id %r against the certificate's CN"
+            " and the broker's ACL",
+            self.telemetry_topic,
+            reason,
+            self.settings.device_id,
+        )
 
     def _maybe_counters(self, now: datetime) -> None:
         today = counters_mod.local_day(now)

@@ -32,6 +32,8 @@ class Status(_Model):
     seq: int  # connection sequence within this boot (like Sparkplug's bdSeq)
     at: datetime | None = None  # the box's clock; null in the will (it is written before it fires)
     version: str = ""
+    denied: int = 0  # telemetry publishes the broker refused (PUBACK >= 0x80, an ACL denial) since the last status
+    denied_reason: str = ""
     v: int = SCHEMA_VERSION
 
 

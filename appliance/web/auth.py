@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from appliance.db import utcnow
@@ -103,25 +103,28 @@ def end_session(session: Session, *, token: str) -> None:
     session.execute(delete(WebSession).where(WebSession.id == token_hash(token)))
 
 
+_SESSION_ROW = (
+    select(
+        WebSession.last_seen,
+        WebSession.csrf,
+        User.id,
+        User.username,
+        User.full_name,
+        User.role,
+        User.active,
+    )
+    .join(User, User.id == WebSession.user_id)
+    .where(WebSession.id == bindparam("key"))
+)
+
+
 def lookup_session(session: Session, *, token: str, idle: timedelta) -> SignedIn | None:
     """The signed-in officer for a cookie token, or None (unknown, expired or account disabled).
 
     One indexed read on every request (session and account together); a write only when the
     session ends or its last-seen time is refreshed."""
     key = token_hash(token)
-    row = session.execute(
-        select(
-            WebSession.last_seen,
-            WebSession.csrf,
-            User.id,
-            User.username,
-            User.full_name,
-            User.role,
-            User.active,
-        )
-        .join(User, User.id == WebSession.user_id)
-        .where(WebSession.id == key)
-    ).first()
+    row = session.execute(_SESSION_ROW, {"key": key}).first()
     if row is None:  # unknown (sessions of a removed account go with it: ON DELETE CASCADE)
         return None
     last_seen, csrf, user_id, username, full_name, role, active = row

@@ -81,13 +81,20 @@ def _fold_aligned(flat: str) -> str:
 
 
 def snippet(text: str, folded_query: str, width: int = 80) -> str:
-    """A piece of the original text around the first match (positions agree after folding)."""
-    flat = _SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip()
-    at = _fold_aligned(flat).find(folded_query) if folded_query else -1
-    if at < 0:
-        return flat[: width * 2]
-    start = max(0, at - width)
-    return ("…" if start else "") + flat[start : at + len(folded_query) + width] + "…"
+    """A piece of the original text around the first match (positions agree after folding).
+
+    The start of the text is tried first: most matches are there, and long OCR texts are costly to fold."""
+    for limit in (1500, None):
+        piece = text if limit is None else text[:limit]
+        flat = _SPACES.sub(" ", unicodedata.normalize("NFC", piece)).strip()
+        at = _fold_aligned(flat).find(folded_query) if folded_query else -1
+        end = at + len(folded_query) + width
+        if at >= 0 and (limit is None or len(piece) == len(text) or end < len(flat)):
+            start = max(0, at - width)
+            return ("…" if start else "") + flat[start:end] + "…"
+        if limit is None or len(piece) == len(text):
+            break
+    return _SPACES.sub(" ", unicodedata.normalize("NFC", text[: width * 20])).strip()[: width * 2]
 
 
 def _has_index(session: Session) -> bool:

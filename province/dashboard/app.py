@@ -12,7 +12,6 @@ import io
 import logging
 import threading
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,45 +48,71 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
     env = _env()
     app = FastAPI(title="Bảng theo dõi sẵn sàng", docs_url=None, redoc_url=None, openapi_url=None)
 
-    def page(name: str, **ctx: Any) -> HTMLResponse:
+    def render(name: str, **ctx: Any) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(now=datetime.now(UTC), **ctx))
 
-    cache: dict[str, tuple[float, list[Row]]] = {}
+    refreshed = [float("-inf")]
     lock = threading.Lock()
 
-    def rows(now: datetime) -> list[Row]:
-        """All rows, rebuilt at most every `cache_s` seconds (boxes report once a minute)."""
-        with lock:
-            hit = cache.get("rows")
-            if hit is not None and time.monotonic() - hit[0] < config.cache_s:
-                return hit[1]
-            with factory() as s:
-                fresh = readiness.build_rows(s, config, now)
-            cache["rows"] = (time.monotonic(), fresh)
-            return fresh
+    def refresh_all() -> None:
+        """Recompute every verdict row (what changes with time alone: connectivity, "lost for N days")."""
+        if not lock.acquire(blocking=False):
+            return  # one refresh at a time; the pages keep reading the current rows meanwhile
+        try:
+            t0 = time.monotonic()
+            with factory() as s, s.begin():
+                n = readiness.refresh_rows(s, config, datetime.now(UTC))
+            refreshed[0] = time.monotonic()
+            log.debug("dashboard rows refreshed: %d in %.0f ms", n, (refreshed[0] - t0) * 1000)
+        except Exception:  # the pages still show the rows as of the previous refresh
+            log.exception("dashboard rows refresh failed")
+        finally:
+            lock.release()
+
+    def fresh() -> None:
+        """Start a background refresh when the rows are older than `refresh_s` (never in the request)."""
+        if time.monotonic() - refreshed[0] >= config.refresh_s and not lock.locked():
+            threading.Thread(target=refresh_all, name="dashboard-rows", daemon=True).start()
+
+    refresh_all()  # rows as of now, before the first request
+
+    def pages(total: int, page: int) -> dict[str, int]:
+        last = max(1, -(-total // config.page_size))
+        return {"page": min(max(1, page), last), "last": last, "size": config.page_size}
 
     @app.get("/", response_class=HTMLResponse)
-    def index(province: str = "", verdict: str = "", q: str = "", sort: str = "verdict", desc: int = 0) -> HTMLResponse:
-        now = datetime.now(UTC)
-        all_rows = rows(now)
-        chosen = readiness.select_rows(all_rows, province=province, verdict=verdict, q=q, sort=sort, desc=bool(desc))
+    def index(
+        province: str = "", verdict: str = "", q: str = "", sort: str = "verdict", desc: int = 0, page: int = 1
+    ) -> HTMLResponse:
+        """Province summary counts, then the units (not ready first by default), one page at a time."""
+        fresh()
+        with factory() as s:
+            provinces, totals, conn = readiness.summaries(s)
+            shown = readiness.query_rows(s, province=province, verdict=verdict, q=q, limit=0)[1]
+            nav = pages(shown, page)
+            chosen, _ = readiness.query_rows(
+                s,
+                province=province,
+                verdict=verdict,
+                q=q,
+                sort=sort,
+                desc=bool(desc),
+                limit=config.page_size,
+                offset=(nav["page"] - 1) * config.page_size,
+            )
+            n_alerts, n_incidents = readiness.count_open(s)
         groups: dict[tuple[str, str], list[Row]] = {}
         for r in chosen:
             groups.setdefault((r.province_code, r.province_name), []).append(r)
-        provinces = sorted({(r.province_code, r.province_name) for r in all_rows}, key=lambda p: p[1])
-        totals = Counter(r.verdict for r in all_rows)
-        conn = Counter(r.connectivity for r in all_rows)
-        with factory() as s:
-            n_alerts = len(readiness.open_alerts(s))
-            n_incidents = len(readiness.open_incidents(s))
-        return page(
+        return render(
             "index.html",
             groups=groups,
             provinces=provinces,
             totals=totals,
             conn=conn,
-            shown=len(chosen),
-            total=len(all_rows),
+            shown=shown,
+            total=sum(totals.values()),
+            nav=nav,
             f={"province": province, "verdict": verdict, "q": q, "sort": sort, "desc": desc},
             labels=readiness.VERDICT_LABEL,
             conn_labels=readiness.CONNECTIVITY_LABEL,
@@ -136,7 +161,7 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
             ),
             line_chart([(t, h.link_rtt_ms) for t, h in pts], title="Độ trễ đường truyền (ms)", unit=""),
         ]
-        return page(
+        return render(
             "device.html",
             dev=dev,
             row=row,
@@ -152,7 +177,7 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
         with factory() as s:
             items = readiness.open_alerts(s)
             communes = {str(d): str(c) for d, c in s.execute(select(Device.device_id, Device.commune_code))}
-        return page("alerts.html", alerts=items, communes=communes)
+        return render("alerts.html", alerts=items, communes=communes)
 
     @app.get("/incidents", response_class=HTMLResponse)
     def incidents(show: str = "open") -> HTMLResponse:
@@ -161,7 +186,7 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
                 items = list(s.scalars(select(IncidentRow).order_by(IncidentRow.at.desc()).limit(500)))
             else:
                 items = readiness.open_incidents(s)
-        return page("incidents.html", incidents=items, show=show)
+        return render("incidents.html", incidents=items, show=show)
 
     @app.post("/incidents/{incident_id}/handled")
     async def handled(incident_id: str, request: Request) -> Response:
@@ -177,21 +202,33 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
         return RedirectResponse("/incidents", status_code=303)
 
     @app.get("/rollout", response_class=HTMLResponse)
-    def rollout() -> HTMLResponse:
+    def rollout(province: str = "", page: int = 1) -> HTMLResponse:
+        fresh()
         now = datetime.now(UTC)
-        all_rows = sorted(rows(now), key=lambda r: (r.province_name, r.level, r.name))
-        today = now.astimezone(LOCAL).date()
-        by_level: dict[str, Counter[str]] = {}
-        for r in all_rows:
-            by_level.setdefault(r.level, Counter())[r.rollout] += 1
-        return page(
-            "rollout.html", rows=all_rows, today=today, by_level=by_level, cfg=config, labels=readiness.ROLLOUT_LABEL
+        with factory() as s:
+            by_level = readiness.rollout_counts(s)
+            nav = pages(readiness.query_rows(s, province=province, limit=0)[1], page)
+            chosen, _ = readiness.query_rows(
+                s, province=province, sort="name", limit=config.page_size, offset=(nav["page"] - 1) * config.page_size
+            )
+            provinces = readiness.summaries(s)[0]
+        return render(
+            "rollout.html",
+            rows=chosen,
+            today=now.astimezone(LOCAL).date(),
+            by_level=by_level,
+            cfg=config,
+            labels=readiness.ROLLOUT_LABEL,
+            nav=nav,
+            provinces=provinces,
+            f={"province": province},
         )
 
     @app.get("/export.csv")
     def export(province: str = "", verdict: str = "", q: str = "", sort: str = "verdict", desc: int = 0) -> Response:
-        now = datetime.now(UTC)
-        chosen = readiness.select_rows(rows(now), province=province, verdict=verdict, q=q, sort=sort, desc=bool(desc))
+        fresh()
+        with factory() as s:
+            chosen = readiness.query_rows(s, province=province, verdict=verdict, q=q, sort=sort, desc=bool(desc))[0]
         buf = io.StringIO()
         out = csv.writer(buf)
         out.writerow(
@@ -223,7 +260,10 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
 
     @app.get("/metrics")
     def metrics() -> PlainTextResponse:
+        fresh()
         now = datetime.now(UTC)
-        return PlainTextResponse(prometheus_text(rows(now), now), media_type="text/plain; version=0.0.4; charset=utf-8")
+        with factory() as s:
+            every = readiness.query_rows(s, sort="name")[0]
+        return PlainTextResponse(prometheus_text(every, now), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app

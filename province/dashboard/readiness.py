@@ -4,16 +4,16 @@ Decision 766 rates and the rollout state. Pure functions over rows loaded in bul
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import ColumnElement, delete, func, inspect, or_, select
 from sqlalchemy.orm import Session
 
-from province.telemetry import AlertRow, DayCounters, Device, IncidentRow, Unit, aware, human_age
+from province.telemetry import AlertRow, DayCounters, Device, IncidentRow, Unit, UnitRow, aware, human_age
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -56,7 +56,8 @@ class DashboardConfig:
     target_digitized_pct: float = 100.0
     target_results_pct: float = 100.0
     rates_days: int = 30
-    cache_s: float = 5.0  # the unit list is rebuilt at most this often
+    refresh_s: float = 60.0  # all verdict rows are recomputed (time-dependent connectivity) this often
+    page_size: int = 100
 
 
 def office_hours(cfg: DashboardConfig, when: datetime) -> bool:
@@ -155,45 +156,55 @@ DEVICE_COLUMNS = (
 )
 
 
-def first_packages(s: Session) -> dict[str, datetime]:
+def first_packages(s: Session, device_ids: Collection[str] | None = None) -> dict[str, datetime]:
     """device id -> when the warehouse first stored a signed package from it."""
     from province.catalogue import StoredPackage
 
     if not inspect(s.get_bind()).has_table(StoredPackage.__tablename__):
         return {}  # a telemetry-only database (`province dashboard` before any package arrived)
-    rows = s.execute(
-        select(StoredPackage.device_id, func.min(StoredPackage.received_at)).group_by(StoredPackage.device_id)
-    ).all()
+    query = select(StoredPackage.device_id, func.min(StoredPackage.received_at)).group_by(StoredPackage.device_id)
+    if device_ids is not None:
+        query = query.where(StoredPackage.device_id.in_(list(device_ids)))
+    rows = s.execute(query).all()
     return {str(d): w for d, w in ((d, aware(w)) for d, w in rows) if w is not None}
 
 
-def build_rows(s: Session, cfg: DashboardConfig, now: datetime, *, device_id: str | None = None) -> list[Row]:
-    """Every unit's row (or only `device_id`'s), from a handful of bulk queries."""
-    units = {
-        u.commune_code: u
-        for u in s.execute(select(Unit.commune_code, Unit.name, Unit.province_code, Unit.province_name, Unit.level))
-    }
-    since = (now.astimezone(LOCAL).date() - timedelta(days=cfg.rates_days)).isoformat()
-    rates = {
-        str(code): (int(r or 0), int(d or 0), int(e or 0))
-        for code, r, d, e in s.execute(
-            select(
-                DayCounters.commune_code,
-                func.sum(DayCounters.dossiers_received),
-                func.sum(DayCounters.components_digitized),
-                func.sum(DayCounters.results_electronic),
-            )
-            .where(DayCounters.day >= since)
-            .group_by(DayCounters.commune_code)
-        ).all()
-    }
-    firsts = first_packages(s)
+def build_rows(
+    s: Session,
+    cfg: DashboardConfig,
+    now: datetime,
+    *,
+    device_id: str | None = None,
+    device_ids: Collection[str] | None = None,
+) -> list[Row]:
+    """Every unit's row (or only those of `device_id` / `device_ids`), from a handful of bulk queries."""
+    if device_id is not None:
+        device_ids = {device_id}
+    query = select(*DEVICE_COLUMNS)
+    if device_ids is not None:
+        query = query.where(Device.device_id.in_(list(device_ids)))
+    devices = s.execute(query).all()
+    unit_query = select(Unit.commune_code, Unit.name, Unit.province_code, Unit.province_name, Unit.level)
+    rate_query = (
+        select(
+            DayCounters.commune_code,
+            func.sum(DayCounters.dossiers_received),
+            func.sum(DayCounters.components_digitized),
+            func.sum(DayCounters.results_electronic),
+        )
+        .where(DayCounters.day >= (now.astimezone(LOCAL).date() - timedelta(days=cfg.rates_days)).isoformat())
+        .group_by(DayCounters.commune_code)
+    )
+    if device_ids is not None:
+        codes = list({dev.commune_code for dev in devices})
+        unit_query = unit_query.where(Unit.commune_code.in_(codes))
+        rate_query = rate_query.where(DayCounters.commune_code.in_(codes))
+    units = {u.commune_code: u for u in s.execute(unit_query)}
+    rates = {str(code): (int(r or 0), int(d or 0), int(e or 0)) for code, r, d, e in s.execute(rate_query).all()}
+    firsts = first_packages(s, device_ids)
     rows: list[Row] = []
     seen_codes: set[str] = set()
-    query = select(*DEVICE_COLUMNS)
-    if device_id is not None:
-        query = query.where(Device.device_id == device_id)
-    for dev in s.execute(query).all():
+    for dev in devices:
         unit = units.get(dev.commune_code)
         seen_codes.add(dev.commune_code)
         last = aware(dev.last_seen)
@@ -234,7 +245,7 @@ def build_rows(s: Session, cfg: DashboardConfig, now: datetime, *, device_id: st
             )
         )
     for code, unit in units.items():
-        if code in seen_codes or device_id is not None:
+        if code in seen_codes or device_ids is not None:
             continue
         rows.append(
             Row(
@@ -307,3 +318,188 @@ def open_alerts(s: Session) -> list[AlertRow]:
 
 def open_incidents(s: Session) -> list[IncidentRow]:
     return list(s.scalars(select(IncidentRow).where(IncidentRow.handled_at.is_(None)).order_by(IncidentRow.at.desc())))
+
+
+# --- the stored verdict rows (table tm_rows) ------------------------------------------------------
+def row_key(r: Row) -> str:
+    return r.device_id if r.device_id is not None else f"unit:{r.commune_code}"
+
+
+def store_rows(s: Session, rows: Sequence[Row], now: datetime, *, full: bool = False) -> None:
+    """Write the verdict rows: `full` replaces the table, otherwise only these rows (and the placeholder of
+    a unit whose first box just reported) are replaced."""
+    if full:
+        s.execute(delete(UnitRow))
+    else:
+        keys = [row_key(r) for r in rows] + [f"unit:{r.commune_code}" for r in rows if r.device_id is not None]
+        for i in range(0, len(keys), 500):
+            s.execute(delete(UnitRow).where(UnitRow.key.in_(keys[i : i + 500])))
+    s.add_all(
+        UnitRow(
+            key=row_key(r),
+            commune_code=r.commune_code,
+            name=r.name,
+            search=fold(f"{r.name} {r.commune_code} {r.device_id or ''}"),
+            province_code=r.province_code,
+            province_name=r.province_name,
+            level=r.level,
+            device_id=r.device_id,
+            state=r.state,
+            connectivity=r.connectivity,
+            verdict=r.verdict,
+            rank=VERDICT_RANK.get(r.verdict, 9),
+            problems=[list(p) for p in r.problems],
+            last_seen=r.last_seen,
+            disk_used_pct=r.disk_used_pct,
+            cpu_temp_c=r.cpu_temp_c,
+            outbox_depth=r.outbox_depth,
+            min_cert_days=r.min_cert_days,
+            version=r.version,
+            received=r.received,
+            digitized=r.digitized,
+            results=r.results,
+            digitized_pct=r.digitized_pct,
+            rollout=r.rollout,
+            deadline=r.deadline,
+            first_package_at=r.first_package_at,
+            computed_at=now,
+        )
+        for r in rows
+    )
+
+
+def refresh_rows(s: Session, cfg: DashboardConfig, now: datetime) -> int:
+    """Recompute every unit's verdict row (connectivity changes with time alone)."""
+    rows = build_rows(s, cfg, now)
+    store_rows(s, rows, now, full=True)
+    return len(rows)
+
+
+ROW_COLUMNS = tuple(
+    getattr(UnitRow, n)
+    for n in (
+        "commune_code", "name", "province_code", "province_name", "level", "device_id", "state", "connectivity",
+        "verdict", "problems", "last_seen", "disk_used_pct", "cpu_temp_c", "outbox_depth", "min_cert_days",
+        "version", "received", "digitized", "results", "rollout", "deadline", "first_package_at",
+    )
+)  # fmt: skip
+
+
+def _row(t: Any) -> Row:
+    return Row(
+        commune_code=t.commune_code,
+        name=t.name,
+        province_code=t.province_code,
+        province_name=t.province_name,
+        level=t.level,
+        device_id=t.device_id,
+        state=t.state,
+        connectivity=t.connectivity,
+        verdict=t.verdict,
+        problems=[(str(a), str(b)) for a, b in t.problems or []],
+        last_seen=aware(t.last_seen),
+        disk_used_pct=t.disk_used_pct,
+        cpu_temp_c=t.cpu_temp_c,
+        outbox_depth=t.outbox_depth,
+        min_cert_days=t.min_cert_days,
+        version=t.version,
+        received=t.received,
+        digitized=t.digitized,
+        results=t.results,
+        rollout=t.rollout,
+        deadline=t.deadline,
+        first_package_at=aware(t.first_package_at),
+    )
+
+
+def _order(sort: str, desc: bool) -> list[Any]:
+    cols: dict[str, list[Any]] = {
+        "name": [UnitRow.province_name, UnitRow.name],
+        "verdict": [UnitRow.rank, UnitRow.province_name, UnitRow.name],
+        "last_seen": [func.coalesce(UnitRow.last_seen, datetime(1, 1, 1, tzinfo=UTC))],
+        "disk": [func.coalesce(UnitRow.disk_used_pct, -1.0)],
+        "cert": [func.coalesce(UnitRow.min_cert_days, 10**6)],
+        "digitized": [func.coalesce(UnitRow.digitized_pct, -1.0)],
+    }
+    chosen = cols.get(sort, cols["verdict"]) + [UnitRow.key]  # the key keeps pages stable
+    return [c.desc() for c in chosen] if desc else chosen
+
+
+def _where(province: str, verdict: str, q: str) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if province:
+        where.append(UnitRow.province_code == province)
+    if verdict:
+        where.append(or_(UnitRow.verdict == verdict, UnitRow.connectivity == verdict))
+    if q:
+        needle = fold(q).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append(UnitRow.search.like(f"%{needle}%", escape="\\"))
+    return where
+
+
+def query_rows(
+    s: Session,
+    *,
+    province: str = "",
+    verdict: str = "",
+    q: str = "",
+    sort: str = "verdict",
+    desc: bool = False,
+    limit: int | None = None,
+    offset: int = 0,
+) -> tuple[list[Row], int]:
+    """One page of stored rows (filtered and sorted in SQL) and how many match in all."""
+    where = _where(province, verdict, q)
+    total = int(s.scalar(select(func.count()).select_from(UnitRow).where(*where)) or 0)
+    query = select(*ROW_COLUMNS).where(*where).order_by(*_order(sort, desc)).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return [_row(t) for t in s.execute(query)], total
+
+
+@dataclass(frozen=True, slots=True)
+class ProvinceSummary:
+    code: str
+    name: str
+    counts: dict[str, int]  # verdict -> units
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def summaries(s: Session) -> tuple[list[ProvinceSummary], dict[str, int], dict[str, int]]:
+    """Per province verdict counts, national verdict counts, national connectivity counts."""
+    per: dict[tuple[str, str], dict[str, int]] = {}
+    for code, name, v, n in s.execute(
+        select(UnitRow.province_code, UnitRow.province_name, UnitRow.verdict, func.count()).group_by(
+            UnitRow.province_code, UnitRow.province_name, UnitRow.verdict
+        )
+    ):
+        per.setdefault((str(code), str(name)), {})[str(v)] = int(n)
+    totals: dict[str, int] = {}
+    for counts in per.values():
+        for v, n in counts.items():
+            totals[v] = totals.get(v, 0) + n
+    conn = {
+        str(c): int(n)
+        for c, n in s.execute(select(UnitRow.connectivity, func.count()).group_by(UnitRow.connectivity))
+    }
+    provinces = sorted((ProvinceSummary(c, n, k) for (c, n), k in per.items()), key=lambda p: p.name)
+    return provinces, totals, conn
+
+
+def rollout_counts(s: Session) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for level, state, n in s.execute(
+        select(UnitRow.level, UnitRow.rollout, func.count()).group_by(UnitRow.level, UnitRow.rollout)
+    ):
+        out.setdefault(str(level), {})[str(state)] = int(n)
+    return out
+
+
+def count_open(s: Session) -> tuple[int, int]:
+    """(open alerts, open incidents)."""
+    alerts = s.scalar(select(func.count()).select_from(AlertRow).where(AlertRow.closed_at.is_(None))) or 0
+    incidents = s.scalar(select(func.count()).select_from(IncidentRow).where(IncidentRow.handled_at.is_(None))) or 0
+    return int(alerts), int(incidents)

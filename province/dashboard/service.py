@@ -62,6 +62,7 @@ def start(args: argparse.Namespace, stop: threading.Event) -> list[threading.Thr
     """Ingest and dashboard threads for `province serve` / `province dashboard` (both stop with `stop`)."""
     url = _url(args)
     threads: list[threading.Thread] = []
+    rows_config = DashboardConfig(lost_after_s=args.lost_after_h * 3600)
     if not args.no_telemetry:
         cfg = IngestConfig(
             host=args.host,
@@ -74,6 +75,7 @@ def start(args: argparse.Namespace, stop: threading.Event) -> list[threading.Thr
             key_file=args.key,
             policy=AlertPolicy(lost_after_s=args.lost_after_h * 3600, outbox_age_s=args.outbox_alert_h * 3600),
             webhook_url=args.alert_webhook,
+            rows_config=rows_config,
         )
         threads.append(threading.Thread(target=run_ingest, args=(cfg, stop), name="telemetry-ingest", daemon=True))
     if args.dashboard_port:
@@ -81,7 +83,7 @@ def start(args: argparse.Namespace, stop: threading.Event) -> list[threading.Thr
 
         from province.dashboard.app import create_app
 
-        app = create_app(open_telemetry(url), DashboardConfig(lost_after_s=args.lost_after_h * 3600))
+        app = create_app(open_telemetry(url), rows_config)
         server = uvicorn.Server(
             uvicorn.Config(app, host=args.dashboard_host, port=args.dashboard_port, log_level="warning")
         )

@@ -178,7 +178,7 @@ def _installed_version(box: dict[str, Path]) -> str:
 
 
 def _link(box: dict[str, Path], name: str) -> str:
-    return os.readlink(box["root"] / "opt" / "appliance" / name)
+    return str((box["root"] / "opt" / "appliance" / name).readlink())
 
 
 def test_converge_is_idempotent_and_upgrade_rollback_keep_current_right(box: dict[str, Path]) -> None:

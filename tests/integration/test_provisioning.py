@@ -37,8 +37,14 @@ def province(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths: dict[str, Path] = {"root": root, "ca_dir": ca_dir}
     for dev in (A, B, C):
         box = root / "box" / dev  # the key is made here and never copied anywhere else
-        assert cli(["csr", *base, "--device-id", dev, "--key", str(box / "device.key"), "--csr", str(box / "device.csr")]) == 0
-        assert cli(["issue", *base, "--device-id", dev, "--csr", str(box / "device.csr"), "--out", str(root / "issued")]) == 0
+        assert (
+            cli(["csr", *base, "--device-id", dev, "--key", str(box / "device.key"), "--csr", str(box / "device.csr")])
+            == 0
+        )
+        assert (
+            cli(["issue", *base, "--device-id", dev, "--csr", str(box / "device.csr"), "--out", str(root / "issued")])
+            == 0
+        )
         paths[dev] = box
     assert cli(["revoke", *base, "--device-id", C, "--reason", "key_compromise", "--crl", str(root / "crl.pem")]) == 0
     assert cli(["server-cert", *base, "--name", "broker", "--host", "localhost", "--host", "127.0.0.1",
@@ -93,7 +99,7 @@ class Client:
         self.subacks: list[list[int]] = []
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
         c.tls_set(ca_certs=str(ca), certfile=str(cert), keyfile=str(key))
-        c.on_connect = lambda _c, _u, _f, rc, _p: (self.connected.set() if not rc.is_failure else self.closed.set())
+        c.on_connect = lambda _c, _u, _f, rc, _p: self.connected.set() if not rc.is_failure else self.closed.set()
         c.on_disconnect = lambda *_a: self.closed.set()
         c.on_message = lambda _c, _u, m: self.messages.append(m.topic)
         c.on_publish = lambda _c, _u, mid, rc, _p: self.puback.__setitem__(mid, rc.value)
@@ -126,9 +132,7 @@ def _client(province: dict[str, Path], name: str, port: int) -> Client:
 
 
 @pytest.mark.slow
-def test_enrolled_boxes_are_confined_and_the_revoked_box_is_refused(
-    province: dict[str, Path], crl_broker: int
-) -> None:
+def test_enrolled_boxes_are_confined_and_the_revoked_box_is_refused(province: dict[str, Path], crl_broker: int) -> None:
     receiver = _client(province, "receiver-1", crl_broker)
     assert receiver.wait()
     receiver.c.subscribe("devices/+/file-async/#", qos=1)

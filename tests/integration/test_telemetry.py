@@ -199,7 +199,7 @@ def test_buffer_is_bounded_and_keeps_incidents(tmp_path: Path) -> None:
 def test_daily_counters_from_the_appliance_database(tmp_path: Path) -> None:
     from appliance import db
     from appliance.telemetry.counters import counters, local_day
-    from appliance.web.models import DocumentInfo, Dossier
+    from appliance.web.models import DocumentInfo, Dossier, Reuse
 
     settings = load_settings(data_dir=tmp_path, commune_code="19999", device_id="box-001")
     engine = db.make_engine(settings.db_url)
@@ -219,9 +219,17 @@ def test_daily_counters_from_the_appliance_database(tmp_path: Path) -> None:
         s.add(db.Document(id="doc2", source="scanner", state=db.DocState.CAPTURED, dossier_code="D2"))
         s.add(db.Document(id="doc3", source="scanner", state=db.DocState.SENT, dossier_code="D2"))
         s.flush()
+        s.add(db.Document(id="old1", source="scanner", state=db.DocState.ASSEMBLED, dossier_code="OLD"))
+        s.flush()
         s.add(DocumentInfo(document_id="doc3", kind="result", result_code="KQ.X.000001", signed_at=now))
+        # D2 reused OLD's scan twice (one dossier), OLD itself reused on its own day (not today)
+        s.add(Reuse(document_id="doc2", source_document_id="old1", dossier_code="D2", reused_by="cb1"))
+        s.add(Reuse(document_id="doc3", source_document_id="old1", dossier_code="D2", reused_by="cb1"))
+        s.add(Reuse(document_id="old1", source_document_id="doc1", dossier_code="OLD", reused_by="cb1"))
     c = counters(settings, local_day(now))
     assert (c.dossiers_received, c.components_digitized, c.results_electronic) == (2, 1, 1)
+    assert c.reused == 1
+    assert counters(settings, local_day(now - timedelta(days=3))).reused == 1
     assert c.kind == "counters" and c.device_id == "box-001"
 
 

@@ -187,3 +187,121 @@ def test_a_box_cannot_speak_for_another(tmp_path: Path) -> None:
     s = Status(state="online", device_id="box-002", boot_id="b", seq=1)
     ing.apply([("devices/box-001/status", s.model_dump_json().encode()), ("devices/box-001/telemetry", b"{not json")])
     assert device(ing) is None and ing.stats.invalid == 2
+
+
+# --- broker refusals (ACL) and alerts over MQTT ---------------------------------------------------
+def test_a_wrong_device_id_is_refused_kept_and_logged(
+    tmp_path: Path, broker: Broker, pki: Pki, province: Ingest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """box-001's certificate, configured as box-777: the broker's ACL (devices/%u/...) refuses every
+    publish; MQTT 5 shows it only in the PUBACK reason code, so the reading must stay buffered."""
+    settings = box_settings(tmp_path / "box", pki, broker.port).model_copy(update={"device_id": "box-777"})
+    pub = Publisher(settings, collector(settings), buffer_for(settings))
+    assert pub.link is not None
+    pub.link.start()
+    try:
+        assert pub.link.connected.wait(30)
+        with caplog.at_level("ERROR", logger="appliance.telemetry.publisher"):
+            pub.step()
+        assert pub.sent == 0 and pub.denied >= 1
+        assert "135" in pub.denied_reason or "authori" in pub.denied_reason.lower()
+        assert len(pub.buffer) >= 1  # the reading (and the day's counters) wait for a corrected id
+        assert "check the device id 'box-777'" in caplog.text
+        assert device(province, "box-777") is None and province.stats.readings == 0
+    finally:
+        pub.link.stop()
+
+
+def test_a_refusal_is_flagged_in_the_next_status(tmp_path: Path, pki: Pki) -> None:
+    """A broker whose ACL lets box-001 write its status but not its telemetry: the next `online` status
+    carries the refusal and the province marks the box failing with the reason."""
+    from tests.mqtt import Broker as B
+
+    b = B(tmp_path / "broker", pki).start()
+    try:
+        acl = tmp_path / "broker" / "acl"
+        acl.write_text(acl.read_text().replace("pattern write devices/%u/telemetry\n", ""))
+        assert b.proc is not None
+        b.proc.send_signal(signal.SIGHUP)  # mosquitto reloads its ACL file
+        url = f"sqlite:///{tmp_path / 'province.db'}"
+        ing = Ingest(open_telemetry(url), history_every_s=0)
+        client = pki.clients["receiver-1"]
+        cfg = IngestConfig(
+            host="127.0.0.1", port=b.port, name="receiver-1", db_url=url, ca_file=pki.ca.cert,
+            cert_file=client.cert, key_file=client.key, batch_wait_s=0.05,
+        )  # fmt: skip
+        stop = threading.Event()
+        t = threading.Thread(target=run_ingest, args=(cfg, stop, ing), daemon=True)
+        t.start()
+        try:
+            settings = box_settings(tmp_path / "box", pki, b.port)
+            pub = Publisher(settings, collector(settings), buffer_for(settings))
+            assert pub.link is not None
+            pub.link.start()
+            assert pub.link.connected.wait(30)
+            pub.step()  # online (allowed), the reading (refused)
+            assert pub.denied >= 1 and len(pub.buffer) >= 1
+            pub.step()  # online again, with the refusal count
+            d = wait_for(
+                lambda: (d := device(ing)) is not None and any(i["item"] == "broker_acl" for i in d.items) and d,
+                30,
+                "the refusal flag",
+            )
+            assert d.verdict == "failing" and d.reading_at is None
+            assert any("từ chối" in i["reason"] for i in d.items)
+            assert any("0x87" in i["action"] for i in d.items)  # MQTT 5 "Not authorized"
+            pub.link.stop()
+        finally:
+            stop.set()
+            t.join(10)
+    finally:
+        b.kill()
+
+
+def test_alerts_are_retained_mqtt_notifications(tmp_path: Path, broker: Broker, pki: Pki, province: Ingest) -> None:
+    """A box whose disk is above 85 %: `province/alerts/box-002` holds its open alerts (retained), and
+    the same topic gets the cleared state when the disk is freed."""
+    import json
+    import queue
+    import ssl
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    from appliance.telemetry.schema import Disk
+
+    used = [95.0]
+    settings = box_settings(tmp_path / "box", pki, broker.port, device="box-002")
+    col = collector(settings)
+    col.overrides["disk"] = lambda: Disk(path="/data", total_bytes=10**10, free_bytes=10**9, used_pct=used[0])
+    pub = Publisher(settings, col, buffer_for(settings))
+    assert pub.link is not None
+    pub.link.start()
+    assert pub.link.connected.wait(30)
+    pub.step()
+    wait_for(lambda: (d := device(province, "box-002")) is not None and d.disk_used_pct == 95.0, 30, "reading")
+
+    got: queue.Queue[dict[str, object]] = queue.Queue()
+    watcher = pki.clients["receiver-2"]
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id="alert-watcher", protocol=MQTTProtocolVersion.MQTTv5)
+    c.tls_set(ca_certs=str(pki.ca.cert), certfile=str(watcher.cert), keyfile=str(watcher.key),
+              tls_version=ssl.PROTOCOL_TLS_CLIENT)  # fmt: skip
+    c.on_message = lambda _c, _u, m: got.put({"topic": m.topic, "retain": m.retain, **json.loads(m.payload)})
+    c.on_connect = lambda cl, _u, _f, _rc, _p: cl.subscribe("province/alerts/box-002", qos=1)
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    try:
+        first = got.get(timeout=30)  # subscribed after the alert opened: the retained state
+        assert first["topic"] == "province/alerts/box-002" and first["retain"] is True
+        assert first["commune_code"] == settings.commune_code
+        alerts = first["alerts"]
+        assert isinstance(alerts, list) and [a["alert"] for a in alerts] == ["disk"]
+        assert alerts[0]["message"] == "Ổ đĩa đã dùng 95%"
+        used[0] = 40.0
+        pub.step()
+        cleared = got.get(timeout=30)
+        assert cleared["alerts"] == [] and cleared["retain"] is False  # live delivery of the new state
+    finally:
+        c.loop_stop()
+        c.disconnect()
+        pub.link.stop()

@@ -20,7 +20,7 @@ import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from PIL import Image
-from sqlalchemy import delete, select
+from sqlalchemy import Row, bindparam, delete, select
 from sqlalchemy.orm import Session, selectinload
 from starlette.datastructures import UploadFile as FormFile
 
@@ -191,17 +191,18 @@ def safe_name(name: str | None) -> str:
 
 
 # --- home and dossiers ------------------------------------------------------------------------------
-def _today_dossiers(ctx: Ctx) -> list[Dossier]:
-    since = datetime.now(UTC) - timedelta(hours=24)
+_TODAY = (
+    select(Dossier.code, Dossier.owner_name, Dossier.tthc_code, Dossier.appointment)
+    .where(Dossier.created_at >= bindparam("since"), Dossier.backlog.is_(False))
+    .order_by(Dossier.created_at.desc())
+    .limit(100)
+)
+
+
+def _today_dossiers(ctx: Ctx) -> list[Row[Any]]:
+    """The last 24 hours' dossiers: only the shown columns (rows with .code, .owner_name, ...)."""
     with ctx.tx() as session:
-        return list(
-            session.scalars(
-                select(Dossier)
-                .where(Dossier.created_at >= since, Dossier.backlog.is_(False))
-                .order_by(Dossier.created_at.desc())
-                .limit(100)
-            )
-        )
+        return list(session.execute(_TODAY, {"since": datetime.now(UTC) - timedelta(hours=24)}).all())
 
 
 @router.get("/", response_class=HTMLResponse)
