@@ -4,7 +4,8 @@ Builds a throw-away data folder with N documents (default 2,000: 200 dossiers x 
 with OCR-like Vietnamese text, two pages and reviewed fields), serves the real app with uvicorn on a
 free loopback port (in this process), and drives it from a *second process* with C concurrent
 "officers" (threads, keep-alive connections), each a bounded loop over: the dossier list, a dossier,
-a document's review page and a search (with and without diacritics). Prints p50 / p95 / max per page.
+a document's review page, a search (with and without diacritics) and a page thumbnail (cached on
+disk before the measured run, as after an officer's first view). Prints p50 / p95 / max per page.
 
     .venv/bin/python -m bench.web_bench --documents 2000 --officers 10 --rounds 30
 """
@@ -51,6 +52,7 @@ def seed(data_dir: Path, documents: int) -> tuple[str, list[str], list[str]]:
     db.upgrade(engine)
     factory = db.session_factory(engine)
     rng = random.Random(7)
+    sheet = _sheet(settings.originals_dir)
     codes: list[str] = []
     doc_ids: list[str] = []
     per_dossier = 10
@@ -63,7 +65,7 @@ def seed(data_dir: Path, documents: int) -> tuple[str, list[str], list[str]]:
             session.add(Dossier(code=code, owner_name=owner, owner_id=f"0441900{d:05d}", backlog=False))
             codes.append(code)
             for k in range(per_dossier):
-                pages = [(f"{d:030d}{k:02d}{p:032d}", f"trang {p + 1}", 300.0) for p in range(2)]
+                pages = [(sheet, f"trang {p + 1}", 100.0) for p in range(2)]
                 doc = db.create_document(session, source="scanner", pages=pages, dossier_code=code)
                 doc.state = db.DocState.ASSEMBLED
                 text = _text(rng)
@@ -83,6 +85,21 @@ def seed(data_dir: Path, documents: int) -> tuple[str, list[str], list[str]]:
     return token, codes, doc_ids
 
 
+def _sheet(originals: Path) -> str:
+    """One real A4 page at 100 dpi in the originals store (every page shows it; thumbnails need it)."""
+    import numpy as np
+
+    from appliance.originals import OriginalStore
+
+    image = np.full((1169, 827), 250, dtype=np.uint8)
+    for row in range(120, 1050, 28):
+        image[row : row + 9, 90:740] = 40
+    return OriginalStore(originals).put_image(image, dpi=100.0)
+
+
+THUMBNAILS = 100  # documents whose first-page thumbnail is requested (cached before the measured run)
+
+
 def _get(conn: http.client.HTTPConnection, path: str, cookie: str) -> float:
     t = time.perf_counter()
     conn.request("GET", path, headers={"Cookie": f"sid={cookie}"})
@@ -95,8 +112,14 @@ def _get(conn: http.client.HTTPConnection, path: str, cookie: str) -> float:
 
 
 def drive(
-    port: int, cookie: str, codes: list[str], doc_ids: list[str], officers: int, rounds: int, out: mp.Queue
-) -> None:  # type: ignore[type-arg]
+    port: int,
+    cookie: str,
+    codes: list[str],
+    doc_ids: list[str],
+    officers: int,
+    rounds: int,
+    out: mp.Queue,  # type: ignore[type-arg]
+) -> None:
     """The second process: `officers` threads, each `rounds` loops over the main pages."""
     results: dict[str, list[float]] = {}
     lock = threading.Lock()
@@ -112,6 +135,7 @@ def drive(
                 "dossier page": f"/dossiers/{rng.choice(codes)}",
                 "document review": f"/documents/{rng.choice(doc_ids)}",
                 "search": "/search?q=" + queries[(i + r) % len(queries)].replace(" ", "+"),
+                "page thumbnail": f"/documents/{rng.choice(doc_ids[:THUMBNAILS])}/pages/0.jpg?w=180",
             }
             for name, path in plan.items():
                 from urllib.parse import quote
@@ -165,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         thread.start()
         while not server.started:
             time.sleep(0.05)
+        warm = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for doc_id in doc_ids[:THUMBNAILS]:  # thumbnails are rendered once, then served from the disk cache
+            _get(warm, f"/documents/{doc_id}/pages/0.jpg?w=180", cookie)
+        warm.close()
         ctx = mp.get_context("spawn")
         # warm-up (templates compiled, SQLite pages cached), then the measured run
         for rounds, measured in ((2, False), (args.rounds, True)):

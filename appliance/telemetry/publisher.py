@@ -51,7 +51,13 @@ class PublisherOptions:
 
 
 def status_payload(
-    state: str, settings: Settings, boot_id: str, seq: int, at: datetime | None, denied: int = 0, denied_reason: str = ""
+    state: str,
+    settings: Settings,
+    boot_id: str,
+    seq: int,
+    at: datetime | None,
+    denied: int = 0,
+    denied_reason: str = "",
 ) -> bytes:
     s = Status(
         denied=denied,

@@ -185,11 +185,29 @@ def parse_message(data: bytes | str) -> Reading | Counters | Incident:
     return MESSAGE.validate_json(data)
 
 
+class OpenAlert(_Model):
+    alert: str  # certificate:<serial> / pin_locked / disk / lost / outbox / ...
+    message: str  # plain Vietnamese
+    opened_at: datetime
+
+
+class AlertState(_Model):
+    """Published by the province (retained) whenever a box's set of open alerts changes; `alerts` is empty
+    once every alert cleared."""
+
+    device_id: str
+    commune_code: str
+    at: datetime
+    alerts: list[OpenAlert]
+    v: int = SCHEMA_VERSION
+
+
 def json_schemas() -> dict[str, object]:
     """JSON Schema of every payload, by topic."""
     return {
         "devices/{id}/status": Status.model_json_schema(),
         "devices/{id}/telemetry": MESSAGE.json_schema(),
+        "province/alerts/{id}": AlertState.model_json_schema(),
     }
 
 

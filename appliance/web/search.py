@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, column, or_, select, table
+from sqlalchemy import Engine, Select, column, or_, select, table, text
 from sqlalchemy.orm import Session
 
 from appliance.db import Document
@@ -40,7 +41,7 @@ def fold(text: str) -> str:
     bare = _MARKS.sub("", decomposed)
     if not bare.isascii():  # other scripts and marks: the general (slower) way
         bare = _fold_slow(decomposed)
-    return _SPACES.sub(" ", bare.lower()).strip()
+    return _collapse(bare.lower())
 
 
 def _like(term: str) -> str:
@@ -80,34 +81,48 @@ def _fold_aligned(flat: str) -> str:
     return folded if len(folded) == len(flat) else ""
 
 
-def snippet(text: str, folded_query: str, width: int = 80) -> str:
-    """A piece of the original text around the first match (positions agree after folding).
+def _collapse(text: str) -> str:
+    """Runs of whitespace to one space, trimmed (str.split is much faster than a regex here)."""
+    return " ".join(text.split())
 
-    The start of the text is tried first: most matches are there, and long OCR texts are costly to fold."""
-    for limit in (1500, None):
-        piece = text if limit is None else text[:limit]
-        flat = _SPACES.sub(" ", unicodedata.normalize("NFC", piece)).strip()
-        at = _fold_aligned(flat).find(folded_query) if folded_query else -1
-        end = at + len(folded_query) + width
-        if at >= 0 and (limit is None or len(piece) == len(text) or end < len(flat)):
-            start = max(0, at - width)
-            return ("…" if start else "") + flat[start:end] + "…"
-        if limit is None or len(piece) == len(text):
-            break
-    return _SPACES.sub(" ", unicodedata.normalize("NFC", text[: width * 20])).strip()[: width * 2]
+
+def snippet(text: str, folded_query: str, width: int = 80) -> str:
+    """A piece of the original text around the query (positions agree after folding).
+
+    The whole query is looked for first, then its longest word (documents match every word, not
+    always side by side). The first 2,000 characters are tried before the whole text: long OCR
+    texts are costly to fold, and most matches come early."""
+    needles = [folded_query, max(folded_query.split(" "), key=len)] if folded_query else []
+    for limit in (2000, None):
+        piece = text if limit is None or len(text) <= limit else text[:limit]
+        flat = _collapse(unicodedata.normalize("NFC", piece))
+        folded = _fold_aligned(flat) if needles else ""
+        for needle in needles:
+            at = folded.find(needle)
+            end = at + len(needle) + width
+            if at >= 0 and (piece is text or end <= len(flat)):
+                start = max(0, at - width)
+                return ("…" if start else "") + flat[start:end] + "…"
+        if piece is text:
+            return flat[: width * 2]
+    return ""  # not reached: the second round always has the whole text
+
+
+_INDEXED: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
 
 
 def _has_index(session: Session) -> bool:
+    """Whether this SQLite database has the FTS5 index (asked once per engine)."""
     bind = session.get_bind()
-    if bind.dialect.name != "sqlite":
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    if engine.dialect.name != "sqlite":
         return False
-    cache: dict[str, bool] = bind.__dict__.setdefault("_web_search_fts", {})
-    if "ok" not in cache:
-        found = session.execute(
-            select(column("name")).select_from(table("sqlite_master")).where(column("name") == "web_search")
-        ).first()
-        cache["ok"] = found is not None
-    return cache["ok"]
+    if engine not in _INDEXED:
+        found = session.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'web_search'")).first()
+        if found is None:
+            return False  # not cached: a later upgrade adds it
+        _INDEXED[engine] = True
+    return _INDEXED[engine]
 
 
 def _base() -> Select[Any]:
@@ -157,7 +172,7 @@ def search(session: Session, *, query: str, limit: int = 50) -> list[Hit]:
         rows = list(session.execute(stmt.order_by(Document.created_at.desc()).limit(limit)).all())
     phrase = " ".join(words)
     hits = []
-    for doc_id, code, state, created_at, fields, text, owner in rows:
+    for doc_id, code, state, created_at, fields, body, owner in rows:
         fields = fields or {}
         hits.append(
             Hit(
@@ -165,7 +180,7 @@ def search(session: Session, *, query: str, limit: int = 50) -> list[Hit]:
                 dossier_code=code,
                 owner=owner,
                 title=str(fields.get("trich_yeu") or fields.get("loai_van_ban") or ""),
-                snippet=snippet(text or "", phrase),
+                snippet=snippet(body or "", phrase),
                 state=state,
                 created_at=f"{created_at:%d/%m/%Y}",
             )

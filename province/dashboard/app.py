@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from province.dashboard import readiness
 from province.dashboard.charts import line_chart
-from province.dashboard.metrics import prometheus_text
+from province.dashboard.metrics import metrics_text
 from province.dashboard.readiness import LOCAL, DashboardConfig, Row
 from province.telemetry import DayCounters, Device, History, IncidentRow, aware
 
@@ -261,9 +261,8 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
     @app.get("/metrics")
     def metrics() -> PlainTextResponse:
         fresh()
-        now = datetime.now(UTC)
         with factory() as s:
-            every = readiness.query_rows(s, sort="name")[0]
-        return PlainTextResponse(prometheus_text(every, now), media_type="text/plain; version=0.0.4; charset=utf-8")
+            text = metrics_text(s)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC
 
-from province.dashboard.readiness import Row
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from province.telemetry import UnitRow
 
 VERDICT_VALUE = {"ok": 0, "warning": 1, "failing": 2, "none": 3}
 
@@ -25,29 +27,38 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def prometheus_text(rows: Sequence[Row], now: datetime) -> str:
-    lines: list[str] = []
+def metrics_text(s: Session) -> str:
+    """`/metrics` straight from the stored verdict rows: only the columns the gauges need, no Row objects."""
     series: dict[str, list[str]] = {name: [] for name, _ in GAUGES}
-    for r in rows:
+    query = select(
+        UnitRow.device_id, UnitRow.commune_code, UnitRow.name, UnitRow.province_code, UnitRow.verdict,
+        UnitRow.connectivity, UnitRow.last_seen, UnitRow.disk_used_pct, UnitRow.cpu_temp_c, UnitRow.outbox_depth,
+        UnitRow.min_cert_days, UnitRow.digitized_pct,
+    ).order_by(UnitRow.province_code, UnitRow.commune_code, UnitRow.key)  # fmt: skip
+    for dev, code, name, prov, verdict, conn, seen, disk, temp, depth, cert, dig in s.execute(query):
         labels = (
-            f'device="{_escape(r.device_id or "")}",commune="{_escape(r.commune_code)}",'
-            f'commune_name="{_escape(r.name)}",province="{_escape(r.province_code)}"'
+            f'{{device="{_escape(dev or "")}",commune="{_escape(code)}",'
+            f'commune_name="{_escape(name)}",province="{_escape(prov)}"}}'
         )
-
-        def put(name: str, value: float | None, labels: str = labels) -> None:
-            if value is not None:
-                series[name].append(f"{name}{{{labels}}} {value:g}")
-
-        put("appliance_readiness", VERDICT_VALUE.get(r.verdict, 2))
-        if r.device_id is None:
+        series["appliance_readiness"].append(f"appliance_readiness{labels} {VERDICT_VALUE.get(verdict, 2)}")
+        if dev is None:
             continue
-        put("appliance_up", 1 if r.connectivity in ("online", "scheduled") else 0)
-        put("appliance_last_seen_timestamp_seconds", r.last_seen.timestamp() if r.last_seen else None)
-        put("appliance_disk_used_ratio", None if r.disk_used_pct is None else r.disk_used_pct / 100.0)
-        put("appliance_cpu_temperature_celsius", r.cpu_temp_c)
-        put("appliance_outbox_depth", r.outbox_depth)
-        put("appliance_certificate_min_days", r.min_cert_days)
-        put("appliance_digitized_ratio_30d", None if r.digitized_pct is None else r.digitized_pct / 100.0)
+        series["appliance_up"].append(f"appliance_up{labels} {1 if conn in ('online', 'scheduled') else 0}")
+        if seen is not None:
+            when = seen if seen.tzinfo is not None else seen.replace(tzinfo=UTC)
+            series["appliance_last_seen_timestamp_seconds"].append(
+                f"appliance_last_seen_timestamp_seconds{labels} {when.timestamp():g}"
+            )
+        for metric, value in (
+            ("appliance_disk_used_ratio", None if disk is None else disk / 100.0),
+            ("appliance_cpu_temperature_celsius", temp),
+            ("appliance_outbox_depth", depth),
+            ("appliance_certificate_min_days", cert),
+            ("appliance_digitized_ratio_30d", None if dig is None else dig / 100.0),
+        ):
+            if value is not None:
+                series[metric].append(f"{metric}{labels} {value:g}")
+    lines: list[str] = []
     for name, help_text in GAUGES:
         lines.append(f"# HELP {name} {help_text}")
         lines.append(f"# TYPE {name} gauge")

@@ -281,37 +281,6 @@ def worst(a: str, b: str) -> str:
     return a if VERDICT_RANK.get(a, 9) <= VERDICT_RANK.get(b, 9) else b
 
 
-SORTS: dict[str, Any] = {
-    "name": lambda r: (r.province_name, r.name),
-    "verdict": lambda r: (VERDICT_RANK.get(r.verdict, 9), r.province_name, r.name),
-    "last_seen": lambda r: r.last_seen or datetime.min.replace(tzinfo=UTC),
-    "disk": lambda r: r.disk_used_pct if r.disk_used_pct is not None else -1.0,
-    "cert": lambda r: r.min_cert_days if r.min_cert_days is not None else 10**6,
-    "digitized": lambda r: r.digitized_pct if r.digitized_pct is not None else -1.0,
-}
-
-
-def select_rows(
-    rows: Sequence[Row],
-    *,
-    province: str = "",
-    verdict: str = "",
-    q: str = "",
-    sort: str = "verdict",
-    desc: bool = False,
-) -> list[Row]:
-    needle = fold(q) if q else ""
-    out = [
-        r
-        for r in rows
-        if (not province or r.province_code == province)
-        and (not verdict or r.verdict == verdict or r.connectivity == verdict)
-        and (not needle or needle in fold(f"{r.name} {r.commune_code} {r.device_id or ''}"))
-    ]
-    out.sort(key=SORTS.get(sort, SORTS["verdict"]), reverse=desc)
-    return out
-
-
 def open_alerts(s: Session) -> list[AlertRow]:
     return list(s.scalars(select(AlertRow).where(AlertRow.closed_at.is_(None)).order_by(AlertRow.opened_at.desc())))
 
@@ -482,8 +451,7 @@ def summaries(s: Session) -> tuple[list[ProvinceSummary], dict[str, int], dict[s
         for v, n in counts.items():
             totals[v] = totals.get(v, 0) + n
     conn = {
-        str(c): int(n)
-        for c, n in s.execute(select(UnitRow.connectivity, func.count()).group_by(UnitRow.connectivity))
+        str(c): int(n) for c, n in s.execute(select(UnitRow.connectivity, func.count()).group_by(UnitRow.connectivity))
     }
     provinces = sorted((ProvinceSummary(c, n, k) for (c, n), k in per.items()), key=lambda p: p.name)
     return provinces, totals, conn

@@ -296,3 +296,47 @@ def test_grafana_dashboard_uses_only_exported_metrics() -> None:
     for e in exprs:
         used = set(re.findall(r"appliance_[a-z_0-9]+", e))
         assert used and used <= exported, e
+
+
+# --- the national view at scale: stored verdict rows, pages, province summary ------------------------
+def test_pages_put_the_units_not_ready_first(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    factory = seed(f"sqlite:///{tmp_path / 'catalogue.db'}")
+    client = TestClient(create_app(factory, replace(ALWAYS_OPEN, page_size=2)))
+    first = client.get("/").text
+    assert set(rows_of(first)) == {"19888", "00004"}  # the two failing units, on page 1 of 2
+    assert "Trang 1 / 2" in first and 'rel="next"' in first
+    second = client.get("/?page=2").text
+    assert set(rows_of(second)) == {"00007", "19999"} and 'rel="prev"' in second
+    # the province summary: counts per verdict, each a link to that province's filtered list
+    summary = re.search(r'<tr data-province="44">(.*?)</tr>', first, re.S)
+    assert summary and re.sub(r"<[^>]+>", " ", summary.group(1)).split() == ["Quảng", "Trị", "2", "1", "0", "1", "0"]
+    assert 'href="?province=44&verdict=failing"' in summary.group(1)
+    assert set(rows_of(client.get("/?verdict=failing&page=1").text)) == {"19888", "00004"}
+    assert "Trang" not in client.get("/?province=44").text  # fits on one page
+    roll = client.get("/rollout?page=2").text
+    assert len(re.findall(r'<tr data-commune="', roll)) == 2 and "Trang 2 / 2" in roll
+
+
+def test_ingest_keeps_the_verdict_rows_current(tmp_path: Path) -> None:
+    """After the first computation the page reads stored rows; a new reading updates its box's row at
+    ingest (no rebuild of the national list), a refused-publish status marks the box failing."""
+    from dataclasses import replace
+
+    factory = seed(f"sqlite:///{tmp_path / 'catalogue.db'}")
+    client = TestClient(create_app(factory, replace(ALWAYS_OPEN, refresh_s=3600)))
+    assert "Ổ đĩa đã dùng" not in rows_of(client.get("/").text)["19999"]
+    ing = Ingest(factory, rows_config=ALWAYS_OPEN)
+    now = datetime.now(UTC)
+    ing.apply([msg(reading("box-ready", "19999", now + timedelta(seconds=1), disk=93.0))], now=now)
+    row = rows_of(client.get("/").text)["19999"]
+    assert "Cần chú ý" in row or "Chưa sẵn sàng" in row
+    assert "Ổ đĩa đã dùng 93%" in row or "93%" in row
+    denied = Status(
+        state="online", device_id="box-ready", boot_id="boot-1", seq=1, at=now, denied=3, denied_reason="Not authorized"
+    )
+    ing.apply([msg(denied)], now=now)
+    row = rows_of(client.get("/").text)["19999"]
+    assert "Chưa sẵn sàng" in row and "Máy chủ tỉnh từ chối 3 bản tin" in row
+    assert 'appliance_readiness{device="box-ready",commune="19999"' in client.get("/metrics").text

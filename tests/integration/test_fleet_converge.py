@@ -8,6 +8,7 @@ Needs root (chroot), debootstrap (first run only, ~90 s + network) and ansible i
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -24,7 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "ansible"
 CACHE = Path(os.environ.get("APPLIANCE_TEST_CACHE", "/tmp/appliance-test-cache"))
 ROOT_TAR = CACHE / "bookworm-minbase.tar"
-DEPS = CACHE / "wheelhouse-deps"
+# dependency wheels, keyed by pyproject.toml so a changed dependency list rebuilds them
+DEPS = CACHE / f"wheelhouse-deps-{hashlib.sha256((REPO / 'pyproject.toml').read_bytes()).hexdigest()[:12]}"
 HOST = "19999-01"
 INCLUDE = "python3,python3-venv,python3-apt,systemd,udev,ca-certificates"
 
@@ -191,6 +193,7 @@ def test_converge_is_idempotent_and_upgrade_rollback_keep_current_right(box: dic
     assert 'device_id = "19999-01"' in conf and 'commune_code = "19999"' in conf
     assert (root / "etc/systemd/system/multi-user.target.wants/appliance-web.service").is_symlink()
     assert (root / "etc/udev/rules.d/60-appliance-scanner.rules").exists()
+    assert (root / "etc/appliance/tls/web.key").stat().st_mode & 0o077 == 0o040  # group appliance reads it
     assert (root / "etc/polkit-1/rules.d/50-appliance-pcscd.rules").exists()
     assert "Storage=volatile" in (root / "etc/systemd/journald.conf.d/appliance.conf").read_text()
     groups = (root / "etc/group").read_text()

@@ -199,7 +199,7 @@ _TODAY = (
 )
 
 
-def _today_dossiers(ctx: Ctx) -> list[Row[Any]]:
+def _today_dossiers(ctx: Ctx) -> list[Row[str, str | None, str | None, str | None]]:
     """The last 24 hours' dossiers: only the shown columns (rows with .code, .owner_name, ...)."""
     with ctx.tx() as session:
         return list(session.execute(_TODAY, {"since": datetime.now(UTC) - timedelta(hours=24)}).all())
@@ -396,16 +396,59 @@ def _dossier_or_404(ctx: Ctx, code: str) -> Dossier:
     return dossier
 
 
-def _documents(ctx: Ctx, code: str | None, *, backlog: bool = False) -> list[tuple[db.Document, DocumentInfo | None]]:
+@dataclass(frozen=True, slots=True)
+class ListedPage:
+    index: int
+    flags: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ListedDocument:
+    """What a dossier's (or the backlog's) document list shows of one document."""
+
+    id: str
+    created_at: datetime
+    page_count: int
+    state: str
+    pages: list[ListedPage]
+
+
+@dataclass(frozen=True, slots=True)
+class ListedInfo:
+    kind: str | None
+    fields: dict[str, Any]
+
+
+def _documents(ctx: Ctx, code: str | None, *, backlog: bool = False) -> list[tuple[ListedDocument, ListedInfo | None]]:
+    """Newest first, at most 200: two queries (documents, then all their pages), only the shown columns."""
+    stmt = select(
+        db.Document.id,
+        db.Document.created_at,
+        db.Document.page_count,
+        db.Document.state,
+        DocumentInfo.document_id,
+        DocumentInfo.kind,
+        DocumentInfo.fields,
+    ).outerjoin(DocumentInfo, DocumentInfo.document_id == db.Document.id)
+    wanted = DocumentInfo.backlog.is_(True) if code is None else db.Document.dossier_code == code
+    stmt = stmt.where(wanted)
     with ctx.tx() as session:
-        stmt = select(db.Document, DocumentInfo).outerjoin(DocumentInfo, DocumentInfo.document_id == db.Document.id)
-        if code is None:
-            stmt = stmt.where(DocumentInfo.backlog.is_(True))
-        else:
-            stmt = stmt.where(db.Document.dossier_code == code)
-        stmt = stmt.options(selectinload(db.Document.pages))  # every document's pages in one query
         rows = session.execute(stmt.order_by(db.Document.created_at.desc()).limit(200)).all()
-        return [(doc, info) for doc, info in rows]
+        pages: dict[str, list[ListedPage]] = {row[0]: [] for row in rows}
+        if pages:
+            for doc_id, index, flags in session.execute(
+                select(db.Page.document_id, db.Page.index, db.Page.flags)
+                .where(db.Page.document_id.in_(list(pages)))
+                .order_by(db.Page.document_id, db.Page.index)
+            ):
+                pages[doc_id].append(ListedPage(index, list(flags or [])))
+    return [
+        (
+            ListedDocument(doc_id, created_at, page_count, state, pages[doc_id]),
+            ListedInfo(kind, dict(fields or {})) if info_id is not None else None,
+        )
+        for doc_id, created_at, page_count, state, info_id, kind, fields in rows
+    ]
 
 
 @router.get("/dossiers/{code}", response_class=HTMLResponse)
@@ -684,9 +727,14 @@ def document_page(request: Request, who: Officer, doc_id: str, page: int = 0) ->
     return render(request, "document.html", errors={}, **_review_context(ctx, doc_id, page))
 
 
+def _cache_key(doc_id: str, pdf_sha256: str | None, original_sha256: str, index: int, width: int) -> str:
+    """The cached image's name: a new PDF or a changed original (rotated, replaced) is a new name."""
+    return f"{pdf_sha256 or 'raw'}-{doc_id}-{index}-{original_sha256[:16]}-{width}"
+
+
 def _render_page_image(ctx: Ctx, doc: db.Document, index: int, width: int) -> bytes:
     """A JPEG of one page: from the archived PDF when there is one, else from the original."""
-    key = f"{doc.pdf_sha256 or 'raw'}-{doc.id}-{index}-{width}"
+    key = _cache_key(doc.id, doc.pdf_sha256, doc.pages[index].original_sha256, index, width)
     cached = ctx.cache_dir / f"{key}.jpg"
     if cached.exists():
         return cached.read_bytes()
@@ -716,15 +764,43 @@ def _render_page_image(ctx: Ctx, doc: db.Document, index: int, width: int) -> by
     return data
 
 
+_PAGE_KEY = (
+    select(db.Document.pdf_sha256, db.Page.original_sha256, db.Page.id)
+    .join(db.Page, db.Page.document_id == db.Document.id)
+    .where(db.Document.id == bindparam("doc_id"), db.Page.index == bindparam("index"))
+)
+
+
+def _image_tag(pdf_sha256: str | None, original_sha256: str, page_id: int, width: int) -> str:
+    """The ETag of a page image: changes whenever the archived PDF or the page's original does."""
+    return f'"{(pdf_sha256 or "raw")[:16]}-{original_sha256[:16]}-{page_id}-{width}"'
+
+
 @router.get("/documents/{doc_id}/pages/{index}.jpg")
 def page_image(request: Request, who: Officer, doc_id: str, index: int, w: int = 900) -> Response:
+    """A page image, rendered once and then served from the disk cache; the browser keeps it for
+    10 minutes and afterwards asks again with If-None-Match (answered 304 without reading the file)."""
     ctx = ctx_of(request)
-    doc, _info, _d = _document(ctx, doc_id)
-    if not 0 <= index < len(doc.pages):
+    if not re.fullmatch(r"[0-9a-f-]{36}", doc_id):
+        raise HTTPException(404)
+    with ctx.tx() as session:  # one small indexed read decides the cache key
+        key = session.execute(_PAGE_KEY, {"doc_id": doc_id, "index": index}).first()
+    if key is None:
         raise HTTPException(404)
     width = 180 if w <= 200 else 900
-    data = _render_page_image(ctx, doc, index, width)
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=600"})
+    tag = _image_tag(key.pdf_sha256, key.original_sha256, key.id, width)
+    headers = {"Cache-Control": "private, max-age=600", "ETag": tag}
+    if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    cached = ctx.cache_dir / f"{_cache_key(doc_id, key.pdf_sha256, key.original_sha256, index, width)}.jpg"
+    try:
+        data = cached.read_bytes()
+    except FileNotFoundError:
+        doc, _info, _d = _document(ctx, doc_id)
+        if not 0 <= index < len(doc.pages):
+            raise HTTPException(404) from None
+        data = _render_page_image(ctx, doc, index, width)
+    return Response(data, media_type="image/jpeg", headers=headers)
 
 
 @router.get("/documents/{doc_id}/pdf")
