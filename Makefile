@@ -12,7 +12,7 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc libsane-dev libsane1 sane-u
 	fonts-liberation2 fonts-dejavu-core tzdata \
 	softhsm2 opensc libnss3-tools mosquitto
 # Only for the tests (the browser) and the benchmark's anchor.
-TEST_APT_PACKAGES := chromium
+TEST_APT_PACKAGES := chromium debootstrap
 BENCH_APT_PACKAGES := ocrmypdf
 
 .PHONY: run test bench setup apt apt-test apt-install venv lint typecheck clean-venv

@@ -105,6 +105,53 @@ class Heartbeat:
         return True
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file behind an SQLAlchemy SQLite URL (None for other databases)."""
+    prefix = "sqlite:///"
+    return Path(url[len(prefix) :]) if url.startswith(prefix) else None
+
+
+def http_alive(url: str, timeout: float = 5.0) -> Check:
+    """A check that the local web server answers `url` (any HTTP status below 500)."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # our own server on loopback, with the box's certificate
+
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:  # noqa: S310
+                return int(resp.status) < 500
+        except urllib.error.HTTPError as err:
+            return err.code < 500
+        except OSError as err:
+            log.warning("web self-check %s failed: %s", url, err)
+            return False
+
+    return check
+
+
+def when_listening(host: str, port: int, then: Callable[[], object], timeout: float = 120.0) -> threading.Thread:
+    """Run `then` in a thread once `host:port` accepts connections (e.g. READY=1 after uvicorn starts)."""
+
+    def wait() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((host, port), timeout=1.0):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        then()
+
+    thread = threading.Thread(target=wait, name="sd-ready", daemon=True)
+    thread.start()
+    return thread
+
+
 def database_writable(path: Path, timeout: float = 5.0) -> Check:
     """A check that the SQLite database at `path` can take its write lock (the file system is writable,
     the disk is not read-only after an SD-card error, no other process holds the lock forever)."""

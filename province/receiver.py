@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ def _is_disk_full(err: OSError) -> bool:
 class Receiver:
     def __init__(self, cfg: ReceiverConfig) -> None:
         self.cfg = cfg
+        self.on_turn: Callable[[], None] | None = None  # called on every loop turn (watchdog heartbeat)
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.spool = Spool(cfg.data_dir / "spool", sync=cfg.fsync_segments)
         self.store_dir = cfg.data_dir / "store"
@@ -100,6 +102,8 @@ class Receiver:
         self.link.start()
         try:
             while not stop.is_set():
+                if self.on_turn is not None:
+                    self.on_turn()
                 ev = self.link.next_event(0.5)
                 if ev is not None:
                     self.handle(ev)
@@ -324,5 +328,11 @@ def _manifest(path: Path) -> dict[str, Any]:
 
 
 def serve(cfg: ReceiverConfig, stop: threading.Event | None = None) -> None:
+    from appliance import health_notify as hn
+
     log.info("receiver %s on %s:%d, data in %s", cfg.name, cfg.host, cfg.port, cfg.data_dir)
-    Receiver(cfg).run(stop)
+    receiver = Receiver(cfg)
+    beat = hn.Heartbeat("receiver loop", max_age=120.0)
+    receiver.on_turn = beat.beat
+    hn.start_watchdog([beat.fresh], status="receiver running")
+    receiver.run(stop)

@@ -111,6 +111,7 @@ class Sender:
         self.stats = Stats()
         self.sent_offsets: dict[str, set[int]] = {}
         self.last_error: str | None = None
+        self.on_turn: Callable[[], None] | None = None  # called on every loop turn (watchdog heartbeat)
         self._last_sweep = 0.0
         self._last_preempt_check = 0.0
         self._connected_at = 0.0
@@ -121,6 +122,8 @@ class Sender:
         self.link.start()
         try:
             while not stop.is_set():
+                if self.on_turn is not None:
+                    self.on_turn()
                 timeout = self._step()
                 ev = self.link.next_event(max(0.001, min(timeout, 1.0)))
                 while ev is not None:
@@ -482,7 +485,16 @@ def open_sender_factory(settings: Settings) -> sessionmaker[Session]:
 
 
 def run_sender(settings: Settings, *, until_empty: bool = False, stop: threading.Event | None = None) -> Stats:
+    from appliance import health_notify as hn
+
     sender = Sender(settings, open_sender_factory(settings))
+    beat = hn.Heartbeat("outbox sender loop", max_age=120.0)
+    sender.on_turn = beat.beat
+    checks: list[Callable[[], bool]] = [beat.fresh]
+    db_file = hn.sqlite_file(settings.db_url)
+    if db_file is not None:
+        checks.insert(0, hn.database_writable(db_file))
+    hn.start_watchdog(checks, status="outbox sender running")
     log.info("outbox sender for %s starting (pid %d)", settings.device_id, os.getpid())
     sender.run(stop, until_empty=until_empty)
     return sender.stats

@@ -25,7 +25,7 @@ from appliance.telemetry.schema import (
     Token,
 )
 
-FLEET_RUN_FILE = Path("/var/lib/appliance/fleet-run.json")
+FLEET_RUN_FILE = Path("/var/lib/appliance/fleet-last-run.json")
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
 
 

@@ -84,6 +84,19 @@ def dev_accounts(settings: Settings) -> list[tuple[str, str, str]]:
     return out
 
 
+def _watch(settings: Settings, scheme: str, host: str, port: int) -> None:
+    """Under systemd: READY=1 once listening, then feed the watchdog while the database takes writes
+    and the web server answers its own sign-in page."""
+    from appliance import health_notify as hn
+
+    local = "127.0.0.1" if host in {"0.0.0.0", ""} else host  # noqa: S104 - reaching our own listener
+    checks = [hn.http_alive(f"{scheme}://{local}:{port}/login")]
+    db_file = hn.sqlite_file(settings.db_url)
+    if db_file is not None:
+        checks.insert(0, hn.database_writable(db_file))
+    hn.when_listening(local, port, lambda: hn.start_watchdog(checks, status="web UI listening"))
+
+
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -106,6 +119,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             sys.stderr.write(f"development account: {name} / {password} ({role})\n")
     sys.stderr.write(f"web UI: {scheme}://{host}:{port}/\n")
     sys.stderr.flush()
+    _watch(settings, scheme, host, port)
     uvicorn.run(
         app,
         host=host,
