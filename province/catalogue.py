@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Integer, String, select
+from sqlalchemy import JSON, DateTime, Engine, Integer, MetaData, String, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -57,9 +57,20 @@ def normalise_url(url: str) -> str:
     return url
 
 
+SCHEMA_LOCK = 724_011  # PostgreSQL advisory lock key: one receiver at a time creates the tables
+
+
+def create_tables(engine: Engine, metadata: MetaData) -> None:
+    """Create missing tables; receivers starting together on PostgreSQL take turns (else CREATE TABLE races)."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        metadata.create_all(conn)
+
+
 def open_catalogue(url: str) -> sessionmaker[Session]:
     engine = make_engine(normalise_url(url))
-    Base.metadata.create_all(engine)
+    create_tables(engine, Base.metadata)
     return sessionmaker(engine, expire_on_commit=False)
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from appliance.db import make_engine, utcnow
 from appliance.doctor import Thresholds, checks, verdict
 from appliance.telemetry.schema import AlertState, Counters, Incident, OpenAlert, Reading, Status, parse_message
+from province import catalogue
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class UnitRow(TelemetryBase):
 
 def open_telemetry(url: str) -> sessionmaker[Session]:
     engine = make_engine(url)
-    TelemetryBase.metadata.create_all(engine)
+    catalogue.create_tables(engine, TelemetryBase.metadata)
     return sessionmaker(engine, expire_on_commit=False)
 
 

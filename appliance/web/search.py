@@ -89,11 +89,12 @@ def _collapse(text: str) -> str:
 def snippet(text: str, folded_query: str, width: int = 80) -> str:
     """A piece of the original text around the query (positions agree after folding).
 
-    The whole query is looked for first, then its longest word (documents match every word, not
-    always side by side). The first 2,000 characters are tried before the whole text: long OCR
+    The whole query is looked for first, then each of its words, longest first (documents match
+    every word, not always side by side). The first 600 characters are tried before the whole text: long OCR
     texts are costly to fold, and most matches come early."""
-    needles = [folded_query, max(folded_query.split(" "), key=len)] if folded_query else []
-    for limit in (2000, None):
+    words = sorted(set(folded_query.split(" ")) - {"", folded_query}, key=len, reverse=True)
+    needles = [folded_query, *words] if folded_query else []
+    for limit in (600, None):
         piece = text if limit is None or len(text) <= limit else text[:limit]
         flat = _collapse(unicodedata.normalize("NFC", piece))
         folded = _fold_aligned(flat) if needles else ""
