@@ -338,9 +338,7 @@ def _content(seed: int) -> _Content:
             )
         )
         body.append(("para", f"Giấy xác nhận này cấp cho {p1.title.lower()} {p1.name} để {purpose}."))
-        body.append(
-            ("para", f"Giấy xác nhận có giá trị đến hết ngày {min(day + 2, 28):02d}/{month:02d}/{year + 1}.")
-        )
+        body.append(("para", f"Giấy xác nhận có giá trị đến hết ngày {min(day + 2, 28):02d}/{month:02d}/{year + 1}."))
         extra = fillers
         recipients = ("Nơi nhận:", "- Như trên;", "- Lưu: VT.")
     else:  # CÔNG VĂN
@@ -357,9 +355,7 @@ def _content(seed: int) -> _Content:
             (
                 "centre",
                 "Kính gửi: "
-                + _pick(
-                    rng, ["Các thôn, khu phố trên địa bàn xã", "Công an xã", f"Trường Tiểu học {commune}"]
-                )
+                + _pick(rng, ["Các thôn, khu phố trên địa bàn xã", "Công an xã", f"Trường Tiểu học {commune}"])
                 + ".",
             )
         ]
@@ -460,9 +456,7 @@ class _Layout:
             lines.append(" ".join(cur))
         return lines
 
-    def paragraph(
-        self, text: str, font: Path, pt: float, x0: float, x1: float, y: float, indent: float
-    ) -> float:
+    def paragraph(self, text: str, font: Path, pt: float, x0: float, x1: float, y: float, indent: float) -> float:
         lines = self.wrap(text, font, pt, x1 - x0, indent)
         for i, line in enumerate(lines):
             left = x0 + (indent if i == 0 else 0.0)
@@ -570,9 +564,7 @@ def _draw(lay: _Layout, size: tuple[int, int], paper: tuple[int, int, int]) -> t
             draw.text((op.x, op.y), op.text, font=font, fill=INK)
             x1 = op.x + font.getlength(op.text)
         bb = draw.textbbox((op.x, op.y), op.text, font=font)
-        lines.append(
-            Line(unicodedata.normalize("NFC", op.text), (int(op.x), int(bb[1]), math.ceil(x1), int(bb[3])))
-        )
+        lines.append(Line(unicodedata.normalize("NFC", op.text), (int(op.x), int(bb[1]), math.ceil(x1), int(bb[3]))))
     t = max(2, round(lay.px(1)))
     ex = lay.extras
     for side in ("l", "r"):
@@ -626,9 +618,7 @@ def _seal_mask(lay: _Layout, issuer: str, province: str, rng: random.Random) -> 
     alpha = np.asarray(m, np.float32) / 255.0
     # uneven ink: a stamp never prints evenly
     nrng = np.random.default_rng(rng.randrange(2**32))
-    low = cv2.resize(
-        nrng.uniform(0.55, 1.0, (8, 8)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC
-    )
+    low = cv2.resize(nrng.uniform(0.55, 1.0, (8, 8)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
     return np.clip(alpha * low * 0.9, 0, 1)
 
 
@@ -642,9 +632,7 @@ def _signature_mask(lay: _Layout, w: float, h: float, rng: random.Random) -> np.
     for i in range(n):
         t = i / (n - 1)
         x = w * (0.08 + 0.84 * t) + w * 0.05 * math.sin(2 * math.pi * f2 * t + ph)
-        y = h * (
-            0.55 - 0.25 * t + 0.22 * math.sin(2 * math.pi * f1 * t + ph) * math.cos(2 * math.pi * f3 * t)
-        )
+        y = h * (0.55 - 0.25 * t + 0.22 * math.sin(2 * math.pi * f1 * t + ph) * math.cos(2 * math.pi * f3 * t))
         pts.append((x, y))
     d.line(pts, fill=255, width=max(2, int(lay.mm(0.45))), joint="curve")
     d.line([(w * 0.1, h * 0.8), (w * 0.85, h * 0.68)], fill=255, width=max(2, int(lay.mm(0.35))))
@@ -705,9 +693,7 @@ def _count_body_lines(lay: _Layout) -> int:
     return int(lay.extras["body_end"] - lay.extras["body_start"])
 
 
-def render_page(
-    seed: int = 0, dpi: int = 300, colour: bool = False, seal: bool = False
-) -> tuple[np.ndarray, str]:
+def render_page(seed: int = 0, dpi: int = 300, colour: bool = False, seal: bool = False) -> tuple[np.ndarray, str]:
     """A clean upright A4 Vietnamese administrative page (RGB uint8) and its NFC ground truth."""
     page = render_layout(seed, dpi, colour, seal)
     return page.image, page.text
@@ -760,9 +746,7 @@ def degrade_scan(
     if skew_deg:
         m = cv2.getRotationMatrix2D((w / 2, h / 2), skew_deg, 1.0)
         fill = tuple(float(v) for v in paper) if f.ndim == 3 else float(paper[0])
-        f = cv2.warpAffine(
-            f, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=fill
-        )
+        f = cv2.warpAffine(f, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
     if upside_down:
         f = np.ascontiguousarray(f[::-1, ::-1])
     if border if border is not None else rng.random() < 0.35:
@@ -796,9 +780,7 @@ def _desk(w: int, h: int, rng: np.random.Generator) -> np.ndarray:
     low = cv2.resize(rng.normal(0, 1, (12, 9)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
     fine = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 0.6)
     if rng.random() < 0.6:
-        base = np.array(
-            [rng.uniform(110, 190), rng.uniform(70, 120), rng.uniform(35, 75)], np.float32
-        )  # warm brown
+        base = np.array([rng.uniform(110, 190), rng.uniform(70, 120), rng.uniform(35, 75)], np.float32)  # warm brown
         horizontal = rng.random() < 0.5
         coord = yy if horizontal else xx
         other = xx if horizontal else yy
@@ -844,9 +826,7 @@ def camera_photo_with_corners(img: np.ndarray, *, seed: int = 0) -> tuple[np.nda
     qw, qh = fw // 4, fh // 4
     desk = _desk(qw, qh, rng)
     small_mask = cv2.resize(mask, (qw, qh), interpolation=cv2.INTER_AREA)
-    shadow = cv2.GaussianBlur(
-        np.roll(small_mask, (int(qh * 0.006), int(qw * 0.006)), (0, 1)), (0, 0), qw * 0.008
-    )
+    shadow = cv2.GaussianBlur(np.roll(small_mask, (int(qh * 0.006), int(qw * 0.006)), (0, 1)), (0, 0), qw * 0.008)
     desk *= (1.0 - 0.45 * shadow)[..., None]
     # uneven light: a gradient in a random direction times a vignette (also at quarter resolution)
     yy, xx = np.mgrid[0:qh, 0:qw].astype(np.float32)

@@ -266,9 +266,7 @@ def run_batch(
     pdf = out / "ours" / f"batch{n}.pdf"
     pdf.parent.mkdir(parents=True, exist_ok=True)
     pdf.unlink(missing_ok=True)
-    m = measure(
-        ours_cmd(appliance, images, pdf, photo=False, workers=workers), ours_env(out / "appliance-data")
-    )
+    m = measure(ours_cmd(appliance, images, pdf, photo=False, workers=workers), ours_env(out / "appliance-data"))
     rows.append(batch_row("ours", m, pdf, truths))
     if anchor:
         # OCRmyPDF takes one image per run: join the scans into one image PDF first (not timed)
@@ -445,11 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for item in manifest:
             image = corpus / item["file"]
             print(
-                shlex.join(
-                    ours_cmd(
-                        appliance, [image], out / "ours" / "x.pdf", item["kind"] == "camera", args.workers
-                    )
-                )
+                shlex.join(ours_cmd(appliance, [image], out / "ours" / "x.pdf", item["kind"] == "camera", args.workers))
             )
             print(shlex.join(anchor_cmd(image, out / "anchor" / "x.pdf", item.get("dpi"))))
         return 0
@@ -459,9 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"warning: load average {load_start[0]} at start; timings will be inflated", flush=True)
     rows = run_items(corpus, manifest, out, tools, appliance, args.workers)
     if args.batch and "ours" in tools:
-        rows += run_batch(
-            out, args.batch, appliance, args.workers, args.seed, args.batch_anchor and "anchor" in tools
-        )
+        rows += run_batch(out, args.batch, appliance, args.workers, args.seed, args.batch_anchor and "anchor" in tools)
     summary = summarise(rows)
     table = markdown(summary)
     results = {
@@ -472,9 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rows": [asdict(r) for r in rows],
     }
     (out / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
-    (out / "results.md").write_text(
-        table + "\n" + "\n".join(f"- {n}" for n in NOTES) + "\n", encoding="utf-8"
-    )
+    (out / "results.md").write_text(table + "\n" + "\n".join(f"- {n}" for n in NOTES) + "\n", encoding="utf-8")
     print()
     print(table)
     for n in NOTES:

@@ -158,9 +158,7 @@ def test_empty_feeder_at_first_sheet_raises(scanner: SaneScanner) -> None:
     ],
 )
 def test_injected_fault_maps_to_error(scanner: SaneScanner, status: str, error: type[CaptureError]) -> None:
-    request = ScanRequest(
-        device=FAULT_DEVICE, resolution=50, source="Flatbed", extra={"read-return-value": status}
-    )
+    request = ScanRequest(device=FAULT_DEVICE, resolution=50, source="Flatbed", extra={"read-return-value": status})
     with pytest.raises(CaptureError) as info:
         list(scanner.scan(request))
     assert type(info.value) is error
@@ -176,9 +174,7 @@ def test_every_read_return_value_is_covered(scanner: SaneScanner) -> None:
     statuses = [s for s in opts["read-return-value"].constraint or [] if s != "Default"]  # type: ignore[union-attr]
     assert "SANE_STATUS_JAMMED" in statuses
     for status in statuses:
-        request = ScanRequest(
-            device=FAULT_DEVICE, resolution=50, source="Flatbed", extra={"read-return-value": status}
-        )
+        request = ScanRequest(device=FAULT_DEVICE, resolution=50, source="Flatbed", extra={"read-return-value": status})
         try:
             list(scanner.scan(request))
         except CaptureError as err:
@@ -187,9 +183,7 @@ def test_every_read_return_value_is_covered(scanner: SaneScanner) -> None:
             assert status == "SANE_STATUS_EOF"  # EOF at once = an empty image: must not "succeed"
     # back to normal: the device still scans after every fault (it was closed each time)
     (page,) = scanner.scan(
-        ScanRequest(
-            device=FAULT_DEVICE, resolution=50, source="Flatbed", extra={"read-return-value": "Default"}
-        )
+        ScanRequest(device=FAULT_DEVICE, resolution=50, source="Flatbed", extra={"read-return-value": "Default"})
     )
     assert page.image.size > 0
 
@@ -220,20 +214,12 @@ def test_mapping_by_status_text() -> None:
         pass
 
     assert isinstance(map_sane_error(FakeSaneError("Invalid argument"), stage="open", device="x"), NoScanner)
-    assert isinstance(
-        map_sane_error(FakeSaneError("Invalid argument"), stage="option", device="x"), BadScannerOption
-    )
-    assert isinstance(
-        map_sane_error(FakeSaneError("Error during device I/O"), stage="open", device="x"), DeviceGone
-    )
-    assert isinstance(
-        map_sane_error(FakeSaneError("SaneDev object is closed"), stage="scan", device="x"), DeviceGone
-    )
+    assert isinstance(map_sane_error(FakeSaneError("Invalid argument"), stage="option", device="x"), BadScannerOption)
+    assert isinstance(map_sane_error(FakeSaneError("Error during device I/O"), stage="open", device="x"), DeviceGone)
+    assert isinstance(map_sane_error(FakeSaneError("SaneDev object is closed"), stage="scan", device="x"), DeviceGone)
 
 
-def test_concurrent_scans_queue_without_overlap(
-    scanner: SaneScanner, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_concurrent_scans_queue_without_overlap(scanner: SaneScanner, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="appliance.capture.sane")
     results: dict[str, int] = {}
     errors: list[BaseException] = []

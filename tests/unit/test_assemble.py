@@ -54,9 +54,7 @@ def photo_page(dpi: int) -> np.ndarray:
     base, _ = render_page(seed=5, dpi=dpi)
     base = base.copy()
     h, w = base.shape[:2]
-    field = cv2.resize(
-        rng.uniform(30, 220, (12, 9, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC
-    )
+    field = cv2.resize(rng.uniform(30, 220, (12, 9, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
     photo = np.clip(field + rng.normal(0, 6, (h, w, 1)), 0, 255).astype(np.uint8)
     base[h // 5 : h * 9 // 10, w // 10 : w * 9 // 10] = photo[h // 5 : h * 9 // 10, w // 10 : w * 9 // 10]
     return base
@@ -315,9 +313,7 @@ def untexted() -> list[tuple[EncodedPage, OcrPage]]:
 
 
 @pytest.mark.pdftools
-def test_page_without_ocr_has_no_text_layer(
-    untexted: list[tuple[EncodedPage, OcrPage]], tmp_path: Path
-) -> None:
+def test_page_without_ocr_has_no_text_layer(untexted: list[tuple[EncodedPage, OcrPage]], tmp_path: Path) -> None:
     path = tmp_path / "plain.pdf"
     path.write_bytes(assemble(untexted, DocumentMeta()))
     assert "No syntax or stream encoding errors" in run("qpdf", "--check", str(path))
@@ -353,9 +349,7 @@ def test_errors() -> None:
 
 def test_bad_dates_are_left_out_not_guessed() -> None:
     enc = encode(CleanPage(image=np.full((400, 300), 255, np.uint8), dpi=200, rotation=0, skew=0.0))
-    data = assemble(
-        [(enc, OcrPage((), "", 0.0, b""))], replace(META, issued="12/04/2023", digitized_at="hôm qua")
-    )
+    data = assemble([(enc, OcrPage((), "", 0.0, b""))], replace(META, issued="12/04/2023", digitized_at="hôm qua"))
     with pikepdf.open(io.BytesIO(data)) as pdf:
         meta = pdf.open_metadata()
         assert "dc:date" not in meta and "xmp:CreateDate" not in meta

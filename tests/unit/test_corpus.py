@@ -120,9 +120,7 @@ def test_cer_known_cases() -> None:
     assert cer("ab", "abxyz") == pytest.approx(3 / 2)  # insertions can push it above 1
 
 
-@pytest.mark.parametrize(
-    ("a", "b"), [("kitten", "sitting"), ("", "abc"), ("Quảng Trị", "Quang Tri"), ("ab", "ba")]
-)
+@pytest.mark.parametrize(("a", "b"), [("kitten", "sitting"), ("", "abc"), ("Quảng Trị", "Quang Tri"), ("ab", "ba")])
 def test_numpy_levenshtein_matches_reference(a: str, b: str) -> None:
     expected = {"kitten": 3, "": 3, "Quảng Trị": 2, "ab": 2}[a]
     assert _levenshtein_np(a, b) == expected

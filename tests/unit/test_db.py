@@ -23,9 +23,7 @@ def test_document_with_pages_in_order_and_foreign_keys_enforced(tmp_path: Path) 
     db.upgrade(engine)
     factory = db.session_factory(engine)
     with db.transaction(factory) as s:
-        doc = db.create_document(
-            s, source="scanner", pages=[("a" * 64, "ADF 1", 300.0), ("b" * 64, "ADF 2", 300.0)]
-        )
+        doc = db.create_document(s, source="scanner", pages=[("a" * 64, "ADF 1", 300.0), ("b" * 64, "ADF 2", 300.0)])
         doc_id = doc.id
     with db.transaction(factory) as s:
         loaded = s.get(db.Document, doc_id)

@@ -182,11 +182,7 @@ def test_personal_id_structure() -> None:
 
 def test_province_table() -> None:
     assert len(ID_PREFIXES) == 63
-    assert (
-        ID_PREFIXES["001"] == "Hà Nội"
-        and ID_PREFIXES["045"] == "Quảng Trị"
-        and ID_PREFIXES["096"] == "Cà Mau"
-    )
+    assert ID_PREFIXES["001"] == "Hà Nội" and ID_PREFIXES["045"] == "Quảng Trị" and ID_PREFIXES["096"] == "Cà Mau"
     assert all(len(p) == 3 and p.startswith("0") for p in ID_PREFIXES)
 
 
@@ -250,9 +246,7 @@ def test_enterprise_codes() -> None:
     assert check_enterprise_code("0101234568").ok
 
 
-@pytest.mark.parametrize(
-    "code", ["010123456", "01012345678", "0101234567-01", "0101234567-0001", "A101234567"]
-)
+@pytest.mark.parametrize("code", ["010123456", "01012345678", "0101234567-01", "0101234567-0001", "A101234567"])
 def test_bad_enterprise_codes(code: str) -> None:
     assert check_enterprise_code(code).problem == "invalid_enterprise_code"
     with pytest.raises(InvalidEnterpriseCode):
@@ -287,9 +281,7 @@ def test_dates(text: str, iso: str) -> None:
     assert check_date(text).value == iso
 
 
-@pytest.mark.parametrize(
-    "text", ["29/02/2023", "32/01/2023", "05/13/2023", "2023/07", "05/07/1850", "hôm nay"]
-)
+@pytest.mark.parametrize("text", ["29/02/2023", "32/01/2023", "05/13/2023", "2023/07", "05/07/1850", "hôm nay"])
 def test_bad_dates(text: str) -> None:
     assert check_date(text).problem == "invalid_date"
     with pytest.raises(InvalidDate):

@@ -291,9 +291,7 @@ def photo_page(dpi: int = 300) -> np.ndarray:
     rng = np.random.default_rng(7)
     h, w = round(297 / 25.4 * dpi), round(210 / 25.4 * dpi)
     base = corpus_page(0, dpi, False, False).copy()
-    field = cv2.resize(
-        rng.uniform(30, 220, (12, 9, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC
-    )
+    field = cv2.resize(rng.uniform(30, 220, (12, 9, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
     grain = rng.normal(0, 6, (h, w, 1)).astype(np.float32)
     photo = np.clip(field + grain, 0, 255).astype(np.uint8)
     y0, y1, x0, x1 = h // 5, h * 9 // 10, w // 10, w * 9 // 10

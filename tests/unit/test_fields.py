@@ -242,9 +242,7 @@ def test_enterprise_codes_need_context() -> None:
 
 
 def test_validation_results_are_attached() -> None:
-    fs = fields_of(
-        "Số CCCD: 079815000001\nQuảng Trị, ngày 31 tháng 2 năm 2023\nMã hồ sơ: 000.00.06.H56-231315-0001"
-    )
+    fs = fields_of("Số CCCD: 079815000001\nQuảng Trị, ngày 31 tháng 2 năm 2023\nMã hồ sơ: 000.00.06.H56-231315-0001")
     assert fs["so_dinh_danh"][0].valid is False
     assert fs["so_dinh_danh"][0].problem == "invalid_personal_id"
     assert fs["ngay_ban_hanh"][0].valid is False and fs["ngay_ban_hanh"][0].problem == "invalid_date"
@@ -339,9 +337,7 @@ def test_fields_from_real_ocr(tesseract: str) -> None:
     draw.text((1250, 380), "Quảng Trị, ngày 05 tháng 7 năm 2023", font=reg, fill=0)
     draw.text((1000, 560), "QUYẾT ĐỊNH", font=bold, fill=0)
     draw.text((450, 640), "Về việc cấp giấy chứng nhận quyền sử dụng đất", font=bold, fill=0)
-    draw.text(
-        (200, 800), "Căn cứ Luật Tổ chức chính quyền địa phương ngày 19 tháng 6 năm 2015;", font=reg, fill=0
-    )
+    draw.text((200, 800), "Căn cứ Luật Tổ chức chính quyền địa phương ngày 19 tháng 6 năm 2015;", font=reg, fill=0)
     ocr = recognize(CleanPage(image=np.asarray(img), dpi=dpi, rotation=0, skew=0.0))
     fs = fields_of(ocr.text, words=ocr.words)
     assert fs["so_ky_hieu"][0].value == "38/QĐ-UBND"

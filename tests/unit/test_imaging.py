@@ -43,9 +43,7 @@ def render(
     img = Image.new("RGB" if rgb or seal else "L", size, "white")
     draw = ImageDraw.Draw(img)
     if frame:  # a 0.8 mm rule 10 mm inside the sheet's edge: shows where the sheet's edges ended up
-        draw.rectangle(
-            [10 * mm, 10 * mm, size[0] - 10 * mm, size[1] - 10 * mm], outline="black", width=round(0.8 * mm)
-        )
+        draw.rectangle([10 * mm, 10 * mm, size[0] - 10 * mm, size[1] - 10 * mm], outline="black", width=round(0.8 * mm))
     body = ImageFont.truetype(FONT, round(12 * dpi / 72))
     y = 25 * mm
     if text is None:
@@ -64,17 +62,13 @@ def render(
     if seal:
         cx, cy, r = size[0] * 0.7, size[1] * 0.85, 20 * mm
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=RED, width=round(1.2 * mm))
-        draw.ellipse(
-            [cx - 0.7 * r, cy - 0.7 * r, cx + 0.7 * r, cy + 0.7 * r], outline=RED, width=round(0.6 * mm)
-        )
+        draw.ellipse([cx - 0.7 * r, cy - 0.7 * r, cx + 0.7 * r, cy + 0.7 * r], outline=RED, width=round(0.6 * mm))
     return np.asarray(img)
 
 
 def rotate(img: np.ndarray, degrees: float, fill: int = 255) -> np.ndarray:
     """Counter-clockwise rotation, canvas grown to keep everything (as a crooked sheet on a scanner)."""
-    return np.asarray(
-        Image.fromarray(img).rotate(degrees, resample=Image.BILINEAR, expand=True, fillcolor=fill)
-    )
+    return np.asarray(Image.fromarray(img).rotate(degrees, resample=Image.BILINEAR, expand=True, fillcolor=fill))
 
 
 def desk(h: int, w: int, rng: np.random.Generator, level: tuple[float, float, float]) -> np.ndarray:
@@ -152,15 +146,11 @@ def paper_patches(img: np.ndarray) -> np.ndarray:
         (0.04, 0.1),
     ]
     r = max(4, w // 100)
-    return np.array(
-        [np.median(g[int(y * h) - r : int(y * h) + r, int(x * w) - r : int(x * w) + r]) for x, y in spots]
-    )
+    return np.array([np.median(g[int(y * h) - r : int(y * h) + r, int(x * w) - r : int(x * w) + r]) for x, y in spots])
 
 
 def scan(img: np.ndarray, dpi: float = 300, **opts: object) -> CleanPage:
-    page = imaging.clean(
-        RawPage(image=img, dpi=dpi, source=Source.SCANNER, label="test"), CleanOptions(**opts)
-    )  # type: ignore[arg-type]
+    page = imaging.clean(RawPage(image=img, dpi=dpi, source=Source.SCANNER, label="test"), CleanOptions(**opts))  # type: ignore[arg-type]
     assert isinstance(page, CleanPage)
     return page
 

@@ -42,9 +42,7 @@ def qr_image(text: str, size_px: int) -> np.ndarray:
     return cv2.GaussianBlur(big, (3, 3), 0.8)
 
 
-def receipt_page(
-    dpi: int, payload: str | None, colour: bool = False
-) -> tuple[np.ndarray, tuple[int, int, int]]:
+def receipt_page(dpi: int, payload: str | None, colour: bool = False) -> tuple[np.ndarray, tuple[int, int, int]]:
     w, h = round(8.27 * dpi), round(11.69 * dpi)
     page = Image.new("L", (w, h), 255)
     draw = ImageDraw.Draw(page)

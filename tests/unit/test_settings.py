@@ -15,7 +15,8 @@ def test_defaults_are_usable_without_any_file(monkeypatch: pytest.MonkeyPatch, t
 def test_toml_file_then_environment_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     cfg = tmp_path / "appliance.toml"
     cfg.write_text(
-        'commune_code = "19855"\ndata_dir = "/srv/appliance"\n[ocr]\nworkers = 3\n[scanner]\ndevice = "fujitsu:fi-7160"\n'
+        'commune_code = "19855"\ndata_dir = "/srv/appliance"\n'
+        '[ocr]\nworkers = 3\n[scanner]\ndevice = "fujitsu:fi-7160"\n'
     )
     monkeypatch.setenv("APPLIANCE_CONFIG", str(cfg))
     s = load_settings()
