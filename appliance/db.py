@@ -97,7 +97,11 @@ def make_engine(url: str) -> Engine:
     """An engine with SQLite set up for an appliance: WAL, foreign keys, a busy timeout."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+    sqlite = url.startswith("sqlite")
+    # Ten officers at once: keep enough SQLite connections open that requests do not reopen the file.
+    engine = create_engine(
+        url, connect_args={"timeout": 30} if sqlite else {}, **({"pool_size": 20, "max_overflow": 20} if sqlite else {})
+    )
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")

@@ -505,6 +505,11 @@ def _telemetry(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     pub = Publisher(settings, _collector(settings), buffer_for(settings), PublisherOptions(interval_s=args.interval))
     once = args.telemetry_action == "once"
-    pub.run(stop, rounds=1 if once else None, wait_connected_s=10.0 if once else 0.0)
+    if not once:
+        from appliance.telemetry.publisher import run_service
+
+        run_service(pub, stop)  # READY=1 + watchdog under systemd
+    else:
+        pub.run(stop, rounds=1, wait_connected_s=10.0)
     sys.stdout.write(json.dumps({"sent": pub.sent, "buffered": pub.buffered, "waiting": len(pub.buffer)}) + "\n")
     return 0

@@ -16,8 +16,15 @@ from appliance.settings import Settings
 
 def register(sub: Any) -> None:
     """Add this part's subcommands to the `appliance` parser. Each parser sets `handler`."""
-    t = sub.add_parser("token", help="PKCS#11 tokens: list them, or show one token's PIN state and certificates")
-    t.add_argument("action", choices=["list", "status"])
+    t = sub.add_parser(
+        "token",
+        help="PKCS#11 tokens: list them, show one token's PIN state and certificates, or self-test one",
+        description="selftest: ONE PIN entry (stdin when not a terminal), signs a throwaway one-page PDF "
+        "and verifies it; never retries. Exit 0 when it signed and verified.",
+    )
+    t.add_argument("action", choices=["list", "status", "selftest"])
+    t.add_argument("--role", choices=["officer", "organisation"], default="officer", help="selftest: which key")
+    t.add_argument("--trust", type=Path, action="append", default=None, help="selftest: trusted root (repeatable)")
     t.add_argument("--module", type=Path, default=None, help="PKCS#11 module (default: settings.sign)")
     t.add_argument("--token", default=None, metavar="SERIAL", help="token serial (default: settings.sign)")
     t.add_argument("--json", action="store_true")
@@ -115,8 +122,34 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _selftest(args: argparse.Namespace, settings: Settings) -> int:
+    from appliance.sign.selftest import run_selftest
+
+    serial = _serial(args, settings)
+    pin = read_pin()  # exactly one entry; a wrong PIN is reported, never retried
+    try:
+        result = run_selftest(
+            pin, module=_module(args, settings), serial=serial, role=args.role, trust_roots=_trust(args, settings)
+        )
+    finally:
+        del pin
+    if args.json:
+        _out(json.dumps(_jsonable(result), ensure_ascii=False))
+    else:
+        _out(f"Tự kiểm tra token {serial or ''} ({args.role}): {'ĐẠT' if result.ok else 'KHÔNG ĐẠT'}")
+        _out(f"  {result.message}")
+        if result.signer:
+            _out(f"  Người ký: {result.signer}")
+        for p in result.problems:
+            _out(f"  {p}")
+    return 0 if result.ok else 1
+
+
 def _token(args: argparse.Namespace, settings: Settings) -> int:
     from appliance.sign.batch import token_status
+
+    if args.action == "selftest":
+        return _selftest(args, settings)
 
     serial = _serial(args, settings) if args.action == "status" else args.token
     tokens = token_status(_module(args, settings), serial)

@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
@@ -111,6 +112,7 @@ class Publisher:
     _online_sent: threading.Event = field(default_factory=threading.Event)
     _counters_day: date | None = None
     _counters_at: float = 0.0
+    on_turn: Callable[[], None] | None = None  # called after every reading (watchdog heartbeat)
 
     def __post_init__(self) -> None:
         if self.link is None:
@@ -138,6 +140,8 @@ class Publisher:
             while not stop.is_set():
                 t0 = time.monotonic()
                 self.step()
+                if self.on_turn is not None:
+                    self.on_turn()
                 done += 1
                 if rounds is not None and done >= rounds:
                     break
@@ -238,6 +242,23 @@ def _historical(payload: bytes) -> bytes:
     data = json.loads(payload)
     data["historical"] = True
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def run_service(pub: Publisher, stop: threading.Event) -> None:
+    """`appliance telemetry run` under systemd: READY=1, then feed the watchdog while the loop keeps turning
+    and the buffer database takes its write lock (a no-op watchdog outside systemd)."""
+    from appliance import health_notify as hn
+
+    beat = hn.Heartbeat("telemetry loop", max_age=max(120.0, 3 * pub.options.interval_s))
+    pub.on_turn = beat.beat
+    checks: list[Callable[[], bool]] = [hn.database_writable(pub.buffer.path), beat.fresh]
+    watchdog = hn.start_watchdog(checks, status="telemetry running")
+    try:
+        pub.run(stop)
+    finally:
+        hn.stopping()
+        if watchdog is not None:
+            watchdog.stop()
 
 
 def report_incident(settings: Settings, *, reporter: str, text: str, snapshot: Reading | None = None) -> Incident:

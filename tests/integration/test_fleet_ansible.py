@@ -63,3 +63,20 @@ def test_upgrade_is_rolling_health_gated_and_skips_offline_boxes() -> None:
     gate = next(t for t in release if "rescue" in t)
     rescue_names = " ".join(t["name"] for t in gate["rescue"])
     assert "back" in rescue_names and any("ansible.builtin.fail" in t for t in gate["rescue"])
+
+
+def test_only_the_first_receiver_serves_the_dashboard() -> None:
+    import jinja2
+
+    role = ANSIBLE / "roles" / "province"
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    template = jinja2.Template((role / "templates" / "receiver.env.j2").read_text())
+    ctx = {**defaults, "ansible_managed": "x", "province_receivers": ["receiver-1", "receiver-2"]}
+    env = {
+        name: dict(ln.split("=", 1) for ln in template.render(ctx, item=name).splitlines() if "=" in ln)
+        for name in ctx["province_receivers"]
+    }
+    assert env["receiver-1"]["PROVINCE_DASHBOARD_PORT"] == "8090"
+    assert env["receiver-1"]["PROVINCE_DASHBOARD_HOST"] == "127.0.0.1"
+    assert env["receiver-2"]["PROVINCE_DASHBOARD_PORT"] == "0"
+    assert "PROVINCE_ALERT_WEBHOOK" not in env["receiver-1"]

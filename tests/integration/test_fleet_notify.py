@@ -103,3 +103,53 @@ def test_abstract_socket_address(monkeypatch: pytest.MonkeyPatch) -> None:
         assert _recv(s) == "STOPPING=1"
     finally:
         s.close()
+
+
+def test_telemetry_run_reports_ready_feeds_the_watchdog_and_stops_cleanly(tmp_path: Path) -> None:
+    """`appliance telemetry run` as systemd starts it (no broker reachable: readings go to the buffer)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    path = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.5)
+    seen: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:  # drain like systemd does, or a full socket queue blocks the sender
+        while not done.is_set():
+            try:
+                seen.extend(sock.recv(4096).decode().splitlines())
+            except TimeoutError:
+                continue
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APPLIANCE_", "WATCHDOG_"))}
+    env |= {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000", "APPLIANCE_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "telemetry", "run", "--interval", "0.2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=(tmp_path / "stderr").open("wb"),
+    )
+    try:
+        assert wait_for(lambda: seen.count("WATCHDOG=1") >= 2 or proc.poll() is not None, 60)
+        assert "READY=1" in seen, (seen, (tmp_path / "stderr").read_text()[-2000:])
+        assert seen.index("READY=1") < seen.index("WATCHDOG=1")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert wait_for(lambda: "STOPPING=1" in seen, 10)
+    finally:
+        done.set()
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(5)
+        sock.close()
+    assert proc.returncode == 0
+    assert (tmp_path / "data" / "telemetry-buffer.db").exists()
+    assert '"buffered"' in out.decode()

@@ -14,9 +14,19 @@ import pytest
 from tests.conftest import need
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
-SERVICES = ("appliance-web.service", "appliance-outbox.service", "province-receiver.service")
+SERVICES = (
+    "appliance-web.service",
+    "appliance-outbox.service",
+    "appliance-telemetry.service",
+    "province-receiver.service",
+)
 # the ceiling per unit (systemd 252's scale: 0 = locked down, 10 = unprotected); the doc gives measured values
-CEILING = {"appliance-web.service": 1.6, "appliance-outbox.service": 1.2, "province-receiver.service": 1.2}
+CEILING = {
+    "appliance-web.service": 1.6,
+    "appliance-outbox.service": 1.2,
+    "appliance-telemetry.service": 1.6,
+    "province-receiver.service": 1.2,
+}
 
 
 def _staged(tmp_path: Path) -> Path:
@@ -92,6 +102,15 @@ def test_web_keeps_usb_scanner_and_token_access() -> None:
     assert set(d["SupplementaryGroups"][0].split()) >= {"scanner", "plugdev"}
     assert "AF_NETLINK" in d["RestrictAddressFamilies"][0]  # libusb hot-plug monitor
     assert _directives("appliance-outbox.service")["PrivateDevices"] == ["yes"]  # the sender needs no device
+
+
+def test_telemetry_keeps_scanner_and_token_presence_probes() -> None:
+    d = _directives("appliance-telemetry.service")
+    assert d["PrivateDevices"] == ["no"]
+    assert "DeviceAllow" not in d and "DevicePolicy" not in d
+    assert set(d["SupplementaryGroups"][0].split()) >= {"scanner", "plugdev"}
+    assert "AF_NETLINK" in d["RestrictAddressFamilies"][0]
+    assert d["ExecStart"][0].endswith("appliance telemetry run")
 
 
 def test_sysusers_puts_the_service_user_in_the_device_groups() -> None:
