@@ -99,8 +99,9 @@ def make_engine(url: str) -> Engine:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     sqlite = url.startswith("sqlite")
     # Ten officers at once: keep enough SQLite connections open that requests do not reopen the file.
+    pooled = sqlite and url.startswith("sqlite:///") and ":memory:" not in url  # a file: a QueuePool
     engine = create_engine(
-        url, connect_args={"timeout": 30} if sqlite else {}, **({"pool_size": 20, "max_overflow": 20} if sqlite else {})
+        url, connect_args={"timeout": 30} if sqlite else {}, **({"pool_size": 20, "max_overflow": 20} if pooled else {})
     )
     if engine.dialect.name == "sqlite":
 

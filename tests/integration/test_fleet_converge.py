@@ -206,7 +206,8 @@ def test_converge_is_idempotent_and_upgrade_rollback_keep_current_right(box: dic
 
     # the installed units verify against the box's own root (real paths, real systemd unit tree)
     res = subprocess.run(
-        ["systemd-analyze", "verify", f"--root={root}", "appliance-web.service", "appliance-outbox.service", "appliance-telemetry.service"],
+        ["systemd-analyze", "verify", f"--root={root}",
+         "appliance-web.service", "appliance-outbox.service", "appliance-telemetry.service"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert res.returncode == 0 and "appliance" not in res.stderr, res.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from appliance.sign.token import PinState
-from tests.softhsm import MODULE, SPY, SoftToken, fresh_hsm, hsm, shared_token  # noqa: F401
+from tests.softhsm import MODULE, SPY, SoftToken
 
 pytestmark = pytest.mark.slow
 
