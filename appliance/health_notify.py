@@ -51,6 +51,7 @@ def notify(message: str) -> bool:
         return False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.settimeout(2.0)  # a notify socket nobody reads must not hang the service
             s.connect(addr)
             s.sendall(message.encode())
     except OSError as err:
