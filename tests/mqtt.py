@@ -21,7 +21,7 @@ import pytest
 from provisioning import broker as broker_cfg
 from provisioning.ca import Ca, Issued, issue, make_ca
 
-DEVICES = ("box-001", "box-002")
+DEVICES = ("box-001", "box-002", "box-003")  # box-003: only the clean-session telemetry test
 RECEIVERS = ("receiver-1", "receiver-2")
 
 

@@ -119,6 +119,7 @@ def _receipt_image(path: Path) -> None:
 
 
 def test_counter_workflow_in_chromium(server: tuple[str, str], tmp_path: Path) -> None:
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import expect, sync_playwright
 
     from bench.corpus import render_page
@@ -148,8 +149,18 @@ def test_counter_workflow_in_chromium(server: tuple[str, str], tmp_path: Path) -
         page.on("pageerror", lambda e: errors.append(str(e)))
 
         def shot(name: str) -> None:
+            # A click that navigates may still be loading: wait for it, and retry the capture once,
+            # since Chromium refuses a screenshot in the middle of a navigation.
             path = ARTIFACTS / f"{name}.png"
-            page.screenshot(path=str(path), full_page=False)
+            for attempt in range(3):
+                page.wait_for_load_state("load")
+                try:
+                    page.screenshot(path=str(path), full_page=False)
+                    break
+                except PlaywrightError:
+                    if attempt == 2:
+                        raise
+                    page.wait_for_timeout(500)
             shots.append(path)
 
         # sign in (wrong password first)

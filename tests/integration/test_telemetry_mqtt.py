@@ -66,15 +66,23 @@ def collector(settings: object) -> Collector:
 
 
 def test_online_readings_and_clean_offline(tmp_path: Path, broker: Broker, pki: Pki, province: Ingest) -> None:
-    settings = box_settings(tmp_path / "box", pki, broker.port).model_copy(update={"commune_code": "19999"})
+    settings = box_settings(tmp_path / "box", pki, broker.port, device="box-003").model_copy(
+        update={"commune_code": "19999"}
+    )
     pub = Publisher(settings, collector(settings), buffer_for(settings), PublisherOptions(interval_s=0.2))
     stop = threading.Event()
     t = threading.Thread(target=pub.run, args=(stop,), kwargs={"rounds": 50}, daemon=True)
     t.start()
-    wait_for(lambda: (d := device(province)) is not None and d.state == "online" and d.reading_at, 30, "first reading")
+    wait_for(
+        lambda: (d := device(province, "box-003")) is not None and d.state == "online" and d.reading_at,
+        30,
+        "first reading",
+    )
     stop.set()
     t.join(15)
-    d = wait_for(lambda: (d := device(province)) is not None and d.state == "offline" and d, 30, "clean offline")
+    d = wait_for(
+        lambda: (d := device(province, "box-003")) is not None and d.state == "offline" and d, 30, "clean offline"
+    )
     assert d.boot_id == pub.boot_id and d.seq == pub.seq
     assert d.commune_code == "19999"
     assert d.cpu_temp_c == pytest.approx(51.0)
