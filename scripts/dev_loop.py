@@ -6,7 +6,8 @@ Starts, under ``$APPLIANCE_DATA_DIR`` (default ./var), and stops together on Ctr
   - a provincial device CA, a broker certificate and this box's client certificate (CN = device id);
   - a private mosquitto (TLS, client certificates, per-device ACLs) on a loopback port;
   - the province receiver (`province serve`), trusting the development token's CA;
-  - the box's outbox sender (`appliance outbox run`);
+  - the box's outbox sender (`appliance outbox run`) and health publisher (`appliance telemetry run`);
+  - the province's readiness dashboard (started by `province serve`, http://127.0.0.1:8090/);
   - the officers' web UI (`appliance serve --dev`), which prints the development accounts.
 Development tooling only: a box in a commune gets its token, certificates and broker from Ansible.
 """
@@ -120,6 +121,7 @@ def main() -> int:
         receiver += ["--trust", env["DEV_TOKEN_CA"]]
     start("province", receiver)
     start("outbox", [py, "-m", "appliance", "outbox", "run"])
+    start("telemetry", [py, "-m", "appliance", "telemetry", "run"])
 
     host = os.environ.get("APPLIANCE_WEB__HOST", "127.0.0.1")
     web_port = os.environ.get("APPLIANCE_WEB__PORT", "8080")
