@@ -401,9 +401,11 @@ class Ingest:
     def _status(self, s: Session, devices: dict[str, Device], device_id: str, st: Status, now: datetime) -> None:
         self.stats.statuses += 1
         d = self._device(s, devices, device_id, now)
-        if st.state == "online":
+        if st.state == "online" or d.boot_id is None:
+            # an online starts a session; with no session known yet (the online was missed, a reading
+            # came first), an offline/lost is the best knowledge of the current one
             d.boot_id, d.seq = st.boot_id, st.seq
-        elif d.boot_id is not None and (d.boot_id, d.seq) != (st.boot_id, st.seq):
+        elif (d.boot_id, d.seq) != (st.boot_id, st.seq):
             self.stats.stale_wills += 1
             log.info("ignored a stale %s from %s (session %s/%s)", st.state, device_id, st.boot_id, st.seq)
             return
