@@ -380,52 +380,40 @@ def checks(reading: Reading, *, lang: Lang = "vi", limits: Thresholds | None = N
     return out
 
 
+# PIN state -> (level, (reason vi, reason en) with {serial}, (what to do vi, en))
+_PIN_STATES: dict[str, tuple[Level, tuple[str, str], tuple[str, str]]] = {
+    "locked": (
+        "failing",
+        ("Token {serial} đã bị khóa mã PIN", "Token {serial}: PIN locked"),
+        (
+            "Liên hệ nhà cung cấp chứng thư số để mở khóa; không thử thêm mã PIN.",
+            "Contact the certificate provider to unlock it; do not try more PINs.",
+        ),
+    ),
+    "final_try": (
+        "failing",
+        ("Token {serial}: chỉ còn 1 lần nhập mã PIN", "Token {serial}: one PIN try left"),
+        ("Không nhập thử mã PIN; hỏi người giữ mã PIN đúng.", "Do not guess: ask whoever holds the right PIN."),
+    ),
+    "count_low": (
+        "warning",
+        ("Token {serial}: đã có lần nhập sai mã PIN", "Token {serial}: a wrong PIN was entered"),
+        ("Cẩn thận khi nhập mã PIN.", "Take care entering the PIN."),
+    ),
+}
+_PIN_TO_CHANGE: tuple[Level, tuple[str, str], tuple[str, str]] = (
+    "warning",
+    ("Token {serial}: cần đặt/đổi mã PIN", "Token {serial}: PIN must be set or changed"),
+    ("Đổi mã PIN bằng phần mềm của nhà cung cấp.", "Change the PIN with the provider's tool."),
+)
+_PIN_STATES["not_initialised"] = _PIN_STATES["to_be_changed"] = _PIN_TO_CHANGE
+
+
 def _token_checks(serial: str, pin_state: str, lang: Lang) -> list[Check]:
-    if pin_state == "locked":
-        return [
-            Check(
-                "token",
-                "failing",
-                _t(lang, f"Token {serial} đã bị khóa mã PIN", f"Token {serial}: PIN locked"),
-                _t(
-                    lang,
-                    "Liên hệ nhà cung cấp chứng thư số để mở khóa; không thử thêm mã PIN.",
-                    "Contact the certificate provider to unlock it; do not try more PINs.",
-                ),
-            )
-        ]
-    if pin_state == "final_try":
-        return [
-            Check(
-                "token",
-                "failing",
-                _t(lang, f"Token {serial}: chỉ còn 1 lần nhập mã PIN", f"Token {serial}: one PIN try left"),
-                _t(
-                    lang,
-                    "Không nhập thử mã PIN; hỏi người giữ mã PIN đúng.",
-                    "Do not guess: ask whoever holds the right PIN.",
-                ),
-            )
-        ]
-    if pin_state == "count_low":
-        return [
-            Check(
-                "token",
-                "warning",
-                _t(lang, f"Token {serial}: đã có lần nhập sai mã PIN", f"Token {serial}: a wrong PIN was entered"),
-                _t(lang, "Cẩn thận khi nhập mã PIN.", "Take care entering the PIN."),
-            )
-        ]
-    if pin_state in ("not_initialised", "to_be_changed"):
-        return [
-            Check(
-                "token",
-                "warning",
-                _t(lang, f"Token {serial}: cần đặt/đổi mã PIN", f"Token {serial}: PIN must be set or changed"),
-                _t(lang, "Đổi mã PIN bằng phần mềm của nhà cung cấp.", "Change the PIN with the provider's tool."),
-            )
-        ]
-    return [Check("token", "ok", _t(lang, f"Token {serial} sẵn sàng", f"Token {serial} ready"))]
+    if pin_state not in _PIN_STATES:
+        return [Check("token", "ok", _t(lang, f"Token {serial} sẵn sàng", f"Token {serial} ready"))]
+    level, (vi, en), (do_vi, do_en) = _PIN_STATES[pin_state]
+    return [Check("token", level, _t(lang, vi.format(serial=serial), en.format(serial=serial)), _t(lang, do_vi, do_en))]
 
 
 def verdict(items: list[Check]) -> Level:
