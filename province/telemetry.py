@@ -1,9 +1,9 @@
-"""Telemetry ingest at the province: status and readings from every box into the catalogue database.
+"""Telemetry ingest at the province: status and readings from every box into the catalogue database
+(tables in `province.telemetry_db`).
 
-Tables live next to the package catalogue (same database, SQLite by default, PostgreSQL by URL) and are
-created the same way (`create_all`, no migrations in the province catalogue). One `devices` row per box
-holds its latest state and the readiness items computed at ingest (appliance.doctor rules), so the
-dashboard never re-parses readings; `readings` keeps a down-sampled history for the charts.
+Each box's `devices` row holds its latest state and the readiness items computed at ingest (the
+`appliance.readiness` rules, the same the box's `appliance doctor` applies), so the dashboard never
+re-parses readings; `tm_readings` keeps a down-sampled history for the charts.
 
 Status rule (stale wills): an `online` starts a session (boot_id, seq); an `offline` / `lost` counts only
 when it carries the session last seen online (or when no session is known yet).
@@ -23,163 +23,47 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Index, Integer, String, Text, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-from appliance.db import make_engine, utcnow
-from appliance.doctor import Thresholds, checks, verdict
+from appliance.readiness import Thresholds, checks, verdict
 from appliance.telemetry.schema import AlertState, Counters, Incident, OpenAlert, Reading, Status, parse_message
-from province import catalogue
+from province.dashboard import readiness
+from province.telemetry_db import (
+    AlertRow,
+    DayCounters,
+    Device,
+    History,
+    IncidentRow,
+    TelemetryBase,
+    Unit,
+    UnitRow,
+    aware,
+    human_age,
+    open_telemetry,
+)
+
+__all__ = [  # the tables are re-exported: callers keep importing them from here
+    "ALERTS_TOPIC",
+    "AlertPolicy",
+    "AlertRow",
+    "DayCounters",
+    "Device",
+    "History",
+    "IncidentRow",
+    "Ingest",
+    "IngestConfig",
+    "TelemetryBase",
+    "Unit",
+    "UnitRow",
+    "aware",
+    "load_units",
+    "open_telemetry",
+    "run_ingest",
+]
 
 log = logging.getLogger(__name__)
-
-
-class TelemetryBase(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
-
-
-class Device(TelemetryBase):
-    __tablename__ = "tm_devices"
-
-    device_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    commune_code: Mapped[str] = mapped_column(String(20), index=True, default="")
-    state: Mapped[str] = mapped_column(String(16), default="unknown")  # online / offline / lost / unknown
-    boot_id: Mapped[str | None] = mapped_column(String(64))
-    seq: Mapped[int | None] = mapped_column(Integer)
-    state_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # when the province saw it
-    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
-    first_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    reading_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the box's clock
-    version: Mapped[str | None] = mapped_column(String(64))
-    verdict: Mapped[str] = mapped_column(String(16), default="unknown")  # from the last reading
-    items: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{item, level, reason, action}]
-    reading: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the last live reading
-    disk_used_pct: Mapped[float | None] = mapped_column(Float)
-    cpu_temp_c: Mapped[float | None] = mapped_column(Float)
-    outbox_depth: Mapped[int | None] = mapped_column(Integer)
-    outbox_oldest_s: Mapped[float | None] = mapped_column(Float)
-    min_cert_days: Mapped[int | None] = mapped_column(Integer)
-    pin_locked: Mapped[bool] = mapped_column(Boolean, default=False)
-    messages: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class History(TelemetryBase):
-    __tablename__ = "tm_readings"
-    __table_args__ = (Index("ix_tm_readings_device_at", "device_id", "at"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    device_id: Mapped[str] = mapped_column(String(100))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    historical: Mapped[bool] = mapped_column(Boolean, default=False)
-    disk_used_pct: Mapped[float | None] = mapped_column(Float)
-    cpu_temp_c: Mapped[float | None] = mapped_column(Float)
-    outbox_depth: Mapped[int | None] = mapped_column(Integer)
-    outbox_oldest_s: Mapped[float | None] = mapped_column(Float)
-    link_rtt_ms: Mapped[float | None] = mapped_column(Float)
-    memory_used_pct: Mapped[float | None] = mapped_column(Float)
-
-
-class DayCounters(TelemetryBase):
-    __tablename__ = "tm_counters"
-
-    device_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    day: Mapped[str] = mapped_column(String(10), primary_key=True)
-    commune_code: Mapped[str] = mapped_column(String(20), index=True)
-    dossiers_received: Mapped[int] = mapped_column(Integer, default=0)
-    components_digitized: Mapped[int] = mapped_column(Integer, default=0)
-    results_electronic: Mapped[int] = mapped_column(Integer, default=0)
-    reused: Mapped[int] = mapped_column(Integer, default=0)
-    backlog_digitized: Mapped[int] = mapped_column(Integer, default=0)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class IncidentRow(TelemetryBase):
-    __tablename__ = "tm_incidents"
-
-    incident_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    device_id: Mapped[str] = mapped_column(String(100), index=True)
-    commune_code: Mapped[str] = mapped_column(String(20))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    reporter: Mapped[str] = mapped_column(String(200))
-    text: Mapped[str] = mapped_column(Text)
-    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    handled_by: Mapped[str | None] = mapped_column(String(200))
-
-
-class Unit(TelemetryBase):
-    """The administrative units the province expects boxes at (2025: province -> commune/ward/special zone;
-    `level` is province_dept / district / commune, for the rollout deadlines)."""
-
-    __tablename__ = "tm_units"
-
-    commune_code: Mapped[str] = mapped_column(String(20), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    province_code: Mapped[str] = mapped_column(String(10), index=True)
-    province_name: Mapped[str] = mapped_column(String(200))
-    level: Mapped[str] = mapped_column(String(20), default="commune")
-    kind: Mapped[str] = mapped_column(String(40), default="xã")  # xã / phường / đặc khu / sở ...
-
-
-class AlertRow(TelemetryBase):
-    __tablename__ = "tm_alerts"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    device_id: Mapped[str] = mapped_column(String(100), index=True)
-    key: Mapped[str] = mapped_column(String(40))  # certificate / pin_locked / disk / lost / outbox
-    message: Mapped[str] = mapped_column(String(500))
-    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
-
-
-class UnitRow(TelemetryBase):
-    """The dashboard's verdict row for one unit (with its box, or a placeholder `unit:<code>` when no box
-    reported yet), kept up to date by the ingest (the boxes in each batch) and by the dashboard (all rows,
-    once a minute, for what changes with time alone), so a page is one indexed query, not a rebuild."""
-
-    __tablename__ = "tm_rows"
-    __table_args__ = (Index("ix_tm_rows_rank", "rank", "province_name", "name"),)
-
-    key: Mapped[str] = mapped_column(String(120), primary_key=True)
-    commune_code: Mapped[str] = mapped_column(String(20), index=True)
-    name: Mapped[str] = mapped_column(String(200))
-    search: Mapped[str] = mapped_column(String(400))  # folded name + code + device id, for "q"
-    province_code: Mapped[str] = mapped_column(String(10), index=True)
-    province_name: Mapped[str] = mapped_column(String(200))
-    level: Mapped[str] = mapped_column(String(20))
-    device_id: Mapped[str | None] = mapped_column(String(100))
-    state: Mapped[str] = mapped_column(String(16))
-    connectivity: Mapped[str] = mapped_column(String(16), index=True)
-    verdict: Mapped[str] = mapped_column(String(16), index=True)
-    rank: Mapped[int] = mapped_column(Integer)
-    problems: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    disk_used_pct: Mapped[float | None] = mapped_column(Float)
-    cpu_temp_c: Mapped[float | None] = mapped_column(Float)
-    outbox_depth: Mapped[int | None] = mapped_column(Integer)
-    min_cert_days: Mapped[int | None] = mapped_column(Integer)
-    version: Mapped[str | None] = mapped_column(String(64))
-    received: Mapped[int] = mapped_column(Integer, default=0)
-    digitized: Mapped[int] = mapped_column(Integer, default=0)
-    results: Mapped[int] = mapped_column(Integer, default=0)
-    digitized_pct: Mapped[float | None] = mapped_column(Float)
-    rollout: Mapped[str] = mapped_column(String(20))
-    deadline: Mapped[date | None] = mapped_column(Date)
-    first_package_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-def open_telemetry(url: str) -> sessionmaker[Session]:
-    engine = make_engine(url)
-    catalogue.create_tables(engine, TelemetryBase.metadata)
-    return sessionmaker(engine, expire_on_commit=False)
-
-
-def aware(when: datetime | None) -> datetime | None:
-    if when is None or when.tzinfo is not None:
-        return when
-    return when.replace(tzinfo=UTC)
 
 
 # --- alerts -------------------------------------------------------------------------------------
@@ -214,14 +98,6 @@ def device_alerts(d: Device, policy: AlertPolicy, now: datetime) -> dict[str, st
     if d.outbox_oldest_s is not None and d.outbox_oldest_s > policy.outbox_age_s:
         out["outbox"] = f"Gói cũ nhất chưa gửi về tỉnh đã chờ {human_age(d.outbox_oldest_s)}"
     return out
-
-
-def human_age(seconds: float) -> str:
-    if seconds >= 2 * 86400:
-        return f"{int(seconds // 86400)} ngày"
-    if seconds >= 3600:
-        return f"{int(seconds // 3600)} giờ"
-    return f"{max(1, int(seconds // 60))} phút"
 
 
 Notify = Callable[[dict[str, Any]], None]
@@ -332,7 +208,7 @@ class Ingest:
     history_every_s: float = 600.0  # one chart point per box per 10 minutes
     notify: Notify | None = None
     alert_sink: Notify | None = None  # gets alert_state() after each commit that changed a box's open alerts
-    rows_config: Any = None  # province.dashboard.readiness.DashboardConfig (default: its defaults)
+    rows_config: readiness.DashboardConfig | None = None  # the dashboard's settings (default: its defaults)
     keep_rows: bool = True  # update the dashboard's verdict rows of the boxes in each batch
     stats: IngestStats = field(default_factory=IngestStats)
     _last_history: dict[str, datetime] = field(default_factory=dict)
@@ -366,8 +242,6 @@ class Ingest:
             for d in devices.values():
                 sync_alerts(s, d, self.policy, now, self.notify, changed)
             if self.keep_rows and devices:
-                from province.dashboard import readiness
-
                 cfg = self.rows_config or readiness.DashboardConfig()
                 s.flush()
                 try:  # in a savepoint: a clash with the dashboard's full refresh never loses the batch
@@ -534,7 +408,7 @@ class IngestConfig:
     policy: AlertPolicy = AlertPolicy()
     webhook_url: str | None = None
     alerts_mqtt: bool = True  # retained province/alerts/{device} with the box's open alerts
-    rows_config: Any = None  # the dashboard's DashboardConfig, for the verdict rows kept at ingest
+    rows_config: readiness.DashboardConfig | None = None  # for the verdict rows kept at ingest
 
 
 def run_ingest(cfg: IngestConfig, stop: threading.Event, ingest: Ingest | None = None) -> Ingest:

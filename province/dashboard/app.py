@@ -26,7 +26,7 @@ from province.dashboard import readiness
 from province.dashboard.charts import line_chart
 from province.dashboard.metrics import metrics_text
 from province.dashboard.readiness import LOCAL, DashboardConfig, Row
-from province.telemetry import DayCounters, Device, History, IncidentRow, aware
+from province.telemetry_db import DayCounters, Device, History, IncidentRow, aware
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent / "templates"

@@ -7,7 +7,7 @@ from datetime import UTC
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from province.telemetry import UnitRow
+from province.telemetry_db import UnitRow
 
 VERDICT_VALUE = {"ok": 0, "warning": 1, "failing": 2, "none": 3}
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, delete, func, inspect, or_, select
 from sqlalchemy.orm import Session
 
-from province.telemetry import AlertRow, DayCounters, Device, IncidentRow, Unit, UnitRow, aware, human_age
+from province.telemetry_db import AlertRow, DayCounters, Device, IncidentRow, Unit, UnitRow, aware, human_age
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 
