@@ -190,7 +190,8 @@ class IngestStats:
     readings: int = 0
     statuses: int = 0
     stale_wills: int = 0
-    invalid: int = 0
+    invalid: int = 0  # refused by the schema
+    failed: int = 0  # valid, but storing it failed (skipped alone, the rest of its batch is stored)
     batches: int = 0
     last_batch_s: float = 0.0
     max_batch_s: float = 0.0
@@ -200,7 +201,7 @@ class IngestStats:
 
 @dataclass
 class Ingest:
-    """Applies messages to the database in batches (one transaction per batch)."""
+    """Applies messages to the database in batches: one transaction per batch, one savepoint per message."""
 
     factory: sessionmaker[Session]
     policy: AlertPolicy = AlertPolicy()
@@ -223,22 +224,8 @@ class Ingest:
                 parts = topic.split("/")
                 if len(parts) != 3 or parts[0] != "devices":
                     continue
-                device_id, kind = parts[1], parts[2]
                 self.stats.messages += 1
-                try:
-                    if kind == "status":
-                        st = Status.model_validate_json(payload)
-                        if st.device_id != device_id:
-                            raise ValueError("device id differs from the topic")
-                        self._status(s, devices, device_id, st, now)
-                    elif kind == "telemetry":
-                        msg = parse_message(payload)
-                        if msg.device_id != device_id:
-                            raise ValueError("device id differs from the topic")
-                        self._telemetry(s, devices, msg, now)
-                except (ValidationError, ValueError) as err:
-                    self.stats.invalid += 1
-                    log.warning("invalid %s from %s: %s", kind, device_id, str(err)[:200])
+                self._one(s, devices, parts[1], parts[2], payload, now)
             for d in devices.values():
                 sync_alerts(s, d, self.policy, now, self.notify, changed)
             if self.keep_rows and devices:
@@ -254,6 +241,43 @@ class Ingest:
         self.stats.batches += 1
         self.stats.last_batch_s = time.monotonic() - t0
         self.stats.max_batch_s = max(self.stats.max_batch_s, self.stats.last_batch_s)
+
+    def _one(
+        self, s: Session, devices: dict[str, Device], device_id: str, kind: str, payload: bytes, now: datetime
+    ) -> None:
+        """Validate and store one message in a savepoint of its own: a message that is invalid, or that the
+        database refuses, is logged and skipped, and the rest of the batch is stored all the same."""
+        try:
+            msg: Status | Reading | Counters | Incident
+            if kind == "status":
+                msg = Status.model_validate_json(payload)
+            elif kind == "telemetry":
+                msg = parse_message(payload)
+            else:
+                return
+            if msg.device_id != device_id:
+                raise ValueError(f"device id {msg.device_id!r} differs from the topic")
+        except (ValidationError, ValueError) as err:
+            self.stats.invalid += 1
+            log.warning("invalid %s from %s: %s", kind, device_id, str(err)[:200])
+            return
+        known, last = dict(devices), self._last_history.get(device_id)
+        try:
+            with s.begin_nested():
+                if isinstance(msg, Status):
+                    self._status(s, devices, device_id, msg, now)
+                else:
+                    self._telemetry(s, devices, msg, now)
+                s.flush()  # a value the database refuses fails here, inside this message's savepoint
+        except Exception as err:  # noqa: BLE001 - one bad message never costs the other boxes their data
+            devices.clear()
+            devices.update(known)  # a box first seen in the failed message was expunged with it
+            if last is None:
+                self._last_history.pop(device_id, None)
+            else:
+                self._last_history[device_id] = last
+            self.stats.failed += 1
+            log.warning("%s from %s not stored: %s: %s", kind, device_id, type(err).__name__, str(err)[:200])
 
     def _sink(self, changed: list[dict[str, Any]]) -> None:
         if self.alert_sink is None:

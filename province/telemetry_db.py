@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from appliance.db import make_engine, utcnow
@@ -31,7 +31,7 @@ class Device(TelemetryBase):
     commune_code: Mapped[str] = mapped_column(String(20), index=True, default="")
     state: Mapped[str] = mapped_column(String(16), default="unknown")  # online / offline / lost / unknown
     boot_id: Mapped[str | None] = mapped_column(String(64))
-    seq: Mapped[int | None] = mapped_column(Integer)
+    seq: Mapped[int | None] = mapped_column(BigInteger)  # milliseconds since the epoch on the box
     state_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # when the province saw it
     last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     first_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -6,20 +6,35 @@ Topics (the device id is the certificate CN, see provisioning.broker):
                            `Incident` (kind "incident", an officer's "Báo sự cố")
 
 A value the box cannot determine is `null` ("unknown"), never zero.
+
+Every timestamp carries its offset (a naive one is refused: the box always sends UTC, and a naive value
+cannot be compared with the province's own), every integer is bounded so that it fits the province's
+columns (32-bit counters, 64-bit byte counts and sequence numbers), and identifiers are length-limited to
+their columns: one malformed payload is rejected here instead of failing in the database.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 SCHEMA_VERSION = 1
 
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+Instant = AwareDatetime  # ISO 8601 with an offset ("Z" or "+07:00"); a naive timestamp is refused
+Count = Annotated[int, Field(ge=0, le=INT32_MAX)]  # things counted: packages, dossiers, refusals
+Bytes = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Days = Annotated[int, Field(ge=-INT32_MAX, le=INT32_MAX)]
+Version = Annotated[int, Field(ge=0, le=INT32_MAX)]
+DeviceId = Annotated[str, Field(min_length=1, max_length=100)]
+CommuneCode = Annotated[str, Field(max_length=20)]
+Short = Annotated[str, Field(max_length=64)]  # boot id, software version
+
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Status(_Model):
@@ -27,22 +42,22 @@ class Status(_Model):
     the newest `online` seen is stale and must be ignored."""
 
     state: Literal["online", "offline", "lost"]
-    device_id: str
-    boot_id: str  # /proc/sys/kernel/random/boot_id: changes at every boot
-    seq: int  # connection sequence within this boot (like Sparkplug's bdSeq)
-    at: datetime | None = None  # the box's clock; null in the will (it is written before it fires)
-    version: str = ""
-    denied: int = 0  # telemetry publishes the broker refused (PUBACK >= 0x80, an ACL denial) since the last status
-    denied_reason: str = ""
-    v: int = SCHEMA_VERSION
+    device_id: DeviceId
+    boot_id: Short  # /proc/sys/kernel/random/boot_id: changes at every boot
+    seq: Annotated[int, Field(ge=0, le=INT64_MAX)]  # connection sequence within this boot (like Sparkplug's bdSeq)
+    at: Instant | None = None  # the box's clock; null in the will (it is written before it fires)
+    version: Short = ""
+    denied: Count = 0  # telemetry publishes the broker refused (PUBACK >= 0x80, an ACL denial) since the last status
+    denied_reason: Annotated[str, Field(max_length=500)] = ""
+    v: Version = SCHEMA_VERSION
 
 
 class Certificate(_Model):
     owner: str  # subject common name
     role: Literal["officer", "organisation"]
     serial: str
-    not_after: datetime
-    days_to_expiry: int
+    not_after: Instant
+    days_to_expiry: Days
     usable_for_signing: bool  # has non-repudiation and is not a CA certificate
 
 
@@ -66,10 +81,10 @@ class Camera(_Model):
 
 class Disk(_Model):
     path: str
-    total_bytes: int
-    free_bytes: int
+    total_bytes: Bytes
+    free_bytes: Bytes
     used_pct: float
-    written_bytes: int | None = None  # since boot, from /sys/block/*/stat (the SD card's wear proxy)
+    written_bytes: Bytes | None = None  # since boot, from /sys/block/*/stat (the SD card's wear proxy)
     device: str | None = None  # block device holding the data partition, e.g. mmcblk0p2
 
 
@@ -88,8 +103,8 @@ class Power(_Model):
 
 
 class Memory(_Model):
-    total_bytes: int
-    available_bytes: int
+    total_bytes: Bytes
+    available_bytes: Bytes
     used_pct: float
 
 
@@ -100,17 +115,17 @@ class Clock(_Model):
 
 
 class Outbox(_Model):
-    depth: int | None  # packages not yet receipted
+    depth: Count | None  # packages not yet receipted
     oldest_age_s: float | None  # age of the oldest unsent package
-    last_receipt_at: datetime | None
-    receipted_bytes_24h: int | None  # what the link actually carried in the last day
+    last_receipt_at: Instant | None
+    receipted_bytes_24h: Bytes | None  # what the link actually carried in the last day
     link_rtt_ms: float | None = None  # MQTT PUBACK round trip of the previous telemetry publish
 
 
 class FleetRun(_Model):
     """The last fleet-management (Ansible) run, from the file the role writes (docs/telemetry.md)."""
 
-    finished_at: datetime | None = None
+    finished_at: Instant | None = None
     result: str | None = None  # ok / failed / changed
     playbook: str | None = None
     version: str | None = None
@@ -123,13 +138,13 @@ class ReadingError(_Model):
 
 class Reading(_Model):
     kind: Literal["reading"] = "reading"
-    v: int = SCHEMA_VERSION
-    device_id: str
-    commune_code: str
-    boot_id: str
-    at: datetime  # the box's own clock when the collection started
+    v: Version = SCHEMA_VERSION
+    device_id: DeviceId
+    commune_code: CommuneCode
+    boot_id: Short
+    at: Instant  # the box's own clock when the collection started
     historical: bool = False  # true when taken while offline and sent later
-    version: str  # software version
+    version: Short  # software version
     uptime_s: float | None = None
     scanner: Scanner | None = None
     camera: Camera | None = None
@@ -148,30 +163,30 @@ class Counters(_Model):
     """Decision 766 counters for one local day (the box's timezone), recomputed and resent daily."""
 
     kind: Literal["counters"] = "counters"
-    v: int = SCHEMA_VERSION
-    device_id: str
-    commune_code: str
-    day: str  # YYYY-MM-DD
-    at: datetime
+    v: Version = SCHEMA_VERSION
+    device_id: DeviceId
+    commune_code: CommuneCode
+    day: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]  # YYYY-MM-DD
+    at: Instant
     historical: bool = False
-    dossiers_received: int
-    components_digitized: int  # dossiers with at least one digitized component
-    results_electronic: int  # results issued electronically (signed, with a result code)
-    reused: int  # dossiers that reused already digitized data
-    backlog_digitized: int = 0
+    dossiers_received: Count
+    components_digitized: Count  # dossiers with at least one digitized component
+    results_electronic: Count  # results issued electronically (signed, with a result code)
+    reused: Count  # dossiers that reused already digitized data
+    backlog_digitized: Count = 0
 
 
 class Incident(_Model):
     """'Báo sự cố': an officer's short text plus the box's health at that moment."""
 
     kind: Literal["incident"] = "incident"
-    v: int = SCHEMA_VERSION
-    device_id: str
-    commune_code: str
-    incident_id: str  # uuid4, so a resend is recognised
-    at: datetime
+    v: Version = SCHEMA_VERSION
+    device_id: DeviceId
+    commune_code: CommuneCode
+    incident_id: Annotated[str, Field(min_length=1, max_length=36)]  # uuid4, so a resend is recognised
+    at: Instant
     historical: bool = False
-    reporter: str
+    reporter: Annotated[str, Field(max_length=200)]
     text: str = Field(max_length=2000)
     snapshot: Reading | None = None
 
@@ -188,18 +203,18 @@ def parse_message(data: bytes | str) -> Reading | Counters | Incident:
 class OpenAlert(_Model):
     alert: str  # certificate:<serial> / pin_locked / disk / lost / outbox / ...
     message: str  # plain Vietnamese
-    opened_at: datetime
+    opened_at: Instant
 
 
 class AlertState(_Model):
     """Published by the province (retained) whenever a box's set of open alerts changes; `alerts` is empty
     once every alert cleared."""
 
-    device_id: str
-    commune_code: str
-    at: datetime
+    device_id: DeviceId
+    commune_code: CommuneCode
+    at: Instant
     alerts: list[OpenAlert]
-    v: int = SCHEMA_VERSION
+    v: Version = SCHEMA_VERSION
 
 
 def json_schemas() -> dict[str, object]:
