@@ -39,6 +39,8 @@ class CertSpec:
     non_repudiation: bool = True
     not_before_days: int = -30  # relative to now
     not_after_days: int = 365
+    uid: str = ""  # subject UID, as Vietnamese CAs write it: "CCCD:001203004005", "MST:0101234567"
+    subject_serial: str = ""  # subject serialNumber (2.5.4.5), e.g. "CMND:123456789"
 
 
 OFFICER = CertSpec(cka_id="01", label="officer", common_name=OFFICER_NAME)
@@ -110,6 +112,10 @@ def issue(ca: TestCa, public_key: rsa.RSAPublicKey, spec: CertSpec) -> x509.Cert
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, spec.organisation),
         x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
     ]
+    if spec.uid:
+        attrs.append(x509.NameAttribute(NameOID.USER_ID, spec.uid))
+    if spec.subject_serial:
+        attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, spec.subject_serial))
     return (
         x509.CertificateBuilder()
         .subject_name(x509.Name(attrs))

@@ -1,13 +1,30 @@
-"""Signing batches, run in a short-lived worker process (appliance.sign.worker).
+"""What one PIN entry does: sign PDFs and the packages made of them, in one worker process, one login.
 
-One PIN entry signs several documents. A batch is all-or-nothing: signed files appear at their
-destinations only when every document was signed; after a wrong PIN, a removed token or a crashing
-vendor module nothing is written and the inputs are untouched, so the documents stay queued unsigned.
-The caller drops the PIN after the call; it is sent to the worker over a pipe only.
+`sign_and_package(jobs, packages, pin, ...)` is the whole batch: one `python -m appliance.sign.worker`
+process, one token session (exactly one C_Login). The worker signs every PDF (PAdES), then builds each
+ASiC-E package from the signed bytes and signs its ASiCManifest.xml (CAdES) in the same session.
+`sign_batch` (PDFs only), `sign_detached` (one CMS) and `package.build_package` (one package from
+already-signed PDFs) are the same call with fewer parts.
+
+Before the PIN is used at all the worker refuses what it can know without it: no token, an ambiguous
+token, a certificate missing, expired, not yet valid or without non-repudiation (for the PDFs and for
+each package signer), an unreadable input, a malformed package request.
+
+All-or-nothing: every file is written as `<destination>.part` and renamed by this process only after the
+worker said "done" (all documents and packages made, session closed). After a wrong PIN, a removed token,
+a crashed or hung vendor module or a failed package nothing appears at any destination, every `.part` is
+deleted and the inputs are untouched, so the documents stay queued unsigned. A wrong PIN is never retried.
+
+The request types live here because this module is the client of the worker; `appliance.sign.package`
+(the format) re-exports `PackageRequest` and `PackageInfo`. The caller drops the PIN after the call; it is
+sent to the worker over a pipe only.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -17,11 +34,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import ApplianceError, SignerCrashed, SignError, all_error_classes
+from appliance.errors import (
+    ApplianceError,
+    InputError,
+    PackageError,
+    SignerCrashed,
+    SignError,
+    TokenAmbiguous,
+    TokenNotFound,
+    all_error_classes,
+)
 from appliance.sign.token import CertInfo, PinState, TokenInfo
 
 log = logging.getLogger(__name__)
@@ -53,6 +79,60 @@ class SignResult:
     cert_sha256: str
     cert_subject: str
     bytes_added: int
+    cert_serial: str = ""  # hex
+
+
+@dataclass(frozen=True, slots=True)
+class PackageRequest:
+    """What goes into one ASiC-E package (see appliance.sign.package for the format).
+
+    `pdfs`: signed PDFs; a path equal to a `SignJob.output` of the same `sign_and_package` call takes that
+    job's freshly signed bytes, any other path is read as it is (an already-signed PDF)."""
+
+    pdfs: tuple[Path, ...]
+    category: str
+    dossier_code: str
+    tthc_code: str | None = None
+    result_code: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)  # PDF file name -> {number, symbol, ...}
+    role: str = "organisation"  # which certificate signs the manifest
+    cert_id: str | None = None
+    commune_code: str = ""
+    agency_code: str = ""
+    supersedes: str | None = None  # package_id of the package this one corrects
+    audit: tuple[dict[str, Any], ...] = ()  # audit trail events: {at, actor, action, document_id, detail}
+
+
+@dataclass(frozen=True, slots=True)
+class PackageInfo:
+    path: Path
+    package_id: str
+    bytes: int
+    manifest: dict[str, Any]
+    signer_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class PackageJob:
+    request: PackageRequest
+    output: Path  # where the .asice goes
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    signed: tuple[SignResult, ...]
+    packages: tuple[PackageInfo, ...]
+    cert_subject: str  # subject (RFC 4514) of the certificate used; "; "-joined when several were
+    cert_serial: str  # its hex serial number; "; "-joined in the same order when several
+    certificates: tuple[CertInfo, ...] = ()  # every certificate used (PDFs, then package signers), once each
+
+
+@dataclass(frozen=True, slots=True)
+class CmsSignature:
+    der: bytes
+    cert_sha256: str
+    cert_subject: str
+    signing_time: str
 
 
 def _error(event: dict[str, Any]) -> ApplianceError:
@@ -123,7 +203,8 @@ class _Worker:
     def close(self) -> None:
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
-                stream.close()
+                with contextlib.suppress(OSError):  # stdin of a dead worker: its buffer cannot be flushed
+                    stream.close()
         self.kill()
 
 
@@ -147,19 +228,250 @@ def token_status(module: Path, serial: str | None = None, *, timeout_s: float = 
     return [_token(t) for t in event["tokens"]]
 
 
-def _token(d: dict[str, Any]) -> TokenInfo:
-    certs = tuple(
-        CertInfo(
-            **{
-                **c,
-                "not_before": dt.datetime.fromisoformat(c["not_before"]),
-                "not_after": dt.datetime.fromisoformat(c["not_after"]),
-                "key_usage": tuple(c["key_usage"]),
-            }
-        )
-        for c in d["certificates"]
+def token_certificates(
+    module: Path, serial: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> list[CertInfo]:
+    """The certificates of the token a batch would use (the one with `serial`, else the only one present),
+    read without a PIN: the signing page's check before the PIN is typed. Choose and check one with
+    `token.choose_cert(certs, role)` and `token.check_cert_usable(cert, now)`."""
+    tokens = token_status(module, serial, timeout_s=timeout_s)
+    if not tokens:
+        raise TokenNotFound("no token present")
+    if len(tokens) > 1:
+        raise TokenAmbiguous(f"{len(tokens)} tokens present; choose one by serial")
+    return list(tokens[0].certificates)
+
+
+def _cert(c: dict[str, Any]) -> CertInfo:
+    return CertInfo(
+        **{
+            **c,
+            "not_before": dt.datetime.fromisoformat(c["not_before"]),
+            "not_after": dt.datetime.fromisoformat(c["not_after"]),
+            "key_usage": tuple(c["key_usage"]),
+        }
     )
+
+
+def _token(d: dict[str, Any]) -> TokenInfo:
+    certs = tuple(_cert(c) for c in d["certificates"])
     return TokenInfo(**{**d, "pin_state": PinState(d["pin_state"]), "certificates": certs})
+
+
+@dataclass(frozen=True, slots=True)
+class _Detached:
+    data: bytes
+    role: str
+    cert_id: str | None
+    expect_sha256: str | None
+
+
+def _part(path: Path) -> Path:
+    return path.with_name(path.name + ".part")
+
+
+def _request(
+    jobs: Sequence[SignJob],
+    packages: Sequence[PackageJob],
+    detached: Sequence[_Detached],
+    *,
+    module: Path,
+    serial: str | None,
+    tsa_url: str | None,
+) -> dict[str, Any]:
+    """The worker's request, without the PIN. Destinations must be distinct."""
+    destinations = [j.output for j in jobs] + [p.output for p in packages]
+    seen: set[Path] = set()
+    for dest in destinations:
+        if dest.resolve() in seen:
+            raise InputError(f"{dest} is the destination of two documents or packages in one batch")
+        seen.add(dest.resolve())
+    outputs = {j.output.resolve(): i for i, j in enumerate(jobs)}
+    package_requests = []
+    for pkg in packages:
+        sources = [{"path": str(pdf), "job": outputs.get(pdf.resolve())} for pdf in pkg.request.pdfs]
+        facts = {k: v for k, v in dataclasses.asdict(pkg.request).items() if k != "pdfs"}
+        facts["audit"] = list(pkg.request.audit)
+        try:
+            json.dumps(facts)
+        except (TypeError, ValueError) as err:
+            raise PackageError(f"the package facts for {pkg.output.name} are not JSON: {err}") from err
+        package_requests.append(
+            {"output": str(pkg.output), "part": str(_part(pkg.output)), "sources": sources, **facts}
+        )
+    return {
+        "op": "batch",
+        "module": str(module),
+        "serial": serial,
+        "tsa_url": tsa_url,
+        "jobs": [
+            {
+                "input": str(j.input),
+                "output": str(j.output),
+                "part": str(_part(j.output)),
+                "role": j.role,
+                "signer_name": j.signer_name,
+                "organisation": j.organisation,
+                "copy_form": j.copy_form,
+                "cert_id": j.cert_id,
+                "reason": j.reason,
+                "location": j.location,
+            }
+            for j in jobs
+        ],
+        "packages": package_requests,
+        "detached": [
+            {
+                "data": base64.b64encode(d.data).decode(),
+                "role": d.role,
+                "cert_id": d.cert_id,
+                "expect_sha256": d.expect_sha256,
+            }
+            for d in detached
+        ],
+    }
+
+
+def _run(
+    jobs: Sequence[SignJob],
+    packages: Sequence[PackageJob],
+    detached: Sequence[_Detached],
+    pin: str,
+    *,
+    module: Path,
+    serial: str | None,
+    tsa_url: str | None,
+    timeout_s: float,
+    on_signed: Callable[[int], bool] | None,
+) -> tuple[BatchResult, list[CmsSignature]]:
+    """One worker, one login: the PDFs, then the packages, then the detached signatures; then rename."""
+    request = _request(jobs, packages, detached, module=module, serial=serial, tsa_url=tsa_url)
+    parts = [_part(j.output) for j in jobs] + [_part(p.output) for p in packages]
+    signed: list[SignResult] = []
+    built: list[PackageInfo] = []
+    cms: list[CmsSignature] = []
+    worker = _Worker(_env(None), timeout_s)
+    done = False
+    try:
+        worker.send(json.dumps({**request, "pin": pin}, ensure_ascii=False))
+        del request
+        while True:
+            event = worker.read()
+            kind = event.get("event")
+            if kind == "error":
+                raise _error(event)
+            if kind == "signed":
+                index = int(event["index"])
+                signed.append(_sign_result(jobs[index].output, event))
+                go_on = on_signed(index) if on_signed is not None else True
+                worker.send("next" if go_on else "stop")
+            elif kind == "package":
+                index = int(event["index"])
+                built.append(
+                    PackageInfo(
+                        path=packages[index].output,
+                        package_id=event["package_id"],
+                        bytes=int(event["bytes"]),
+                        manifest=event["manifest"],
+                        signer_sha256=event["signer_sha256"],
+                    )
+                )
+            elif kind == "cms":
+                cms.append(
+                    CmsSignature(
+                        base64.b64decode(event["der"]),
+                        event["cert_sha256"],
+                        event["cert_subject"],
+                        event["signing_time"],
+                    )
+                )
+            elif kind == "done":
+                break
+            else:
+                raise SignError(f"unexpected worker event {kind!r}")
+        if (len(signed), len(built), len(cms)) != (len(jobs), len(packages), len(detached)):
+            raise SignerCrashed(
+                f"the worker made {len(signed)}/{len(jobs)} documents, {len(built)}/{len(packages)} packages"
+            )
+        certs = tuple(_cert(c) for c in event.get("certificates", []))
+        _publish(parts, [j.output for j in jobs] + [p.output for p in packages])
+        done = True
+    finally:
+        worker.close()
+        if not done:
+            for part in parts:  # a failed batch leaves nothing behind
+                part.unlink(missing_ok=True)
+    result = BatchResult(
+        signed=tuple(signed),
+        packages=tuple(built),
+        cert_subject="; ".join(c.subject for c in certs),
+        cert_serial="; ".join(c.serial for c in certs),
+        certificates=certs,
+    )
+    return result, cms
+
+
+def _publish(parts: list[Path], destinations: list[Path]) -> None:
+    """Rename every `.part` to its destination; if one rename fails, take back the ones already made."""
+    moved: list[Path] = []
+    try:
+        for part, dest in zip(parts, destinations, strict=True):
+            part.replace(dest)
+            moved.append(dest)
+    except OSError as err:
+        for dest in moved:
+            dest.unlink(missing_ok=True)
+        raise SignError(f"cannot move a signed file into place: {err}") from err
+
+
+def _sign_result(output: Path, event: dict[str, Any]) -> SignResult:
+    return SignResult(
+        output=output,
+        field_name=event["field_name"],
+        level=event["level"],
+        signing_time=event["signing_time"],
+        mark=tuple(event["mark"]),
+        box=(event["box"][0], event["box"][1], event["box"][2], event["box"][3]),
+        cert_sha256=event["cert_sha256"],
+        cert_subject=event["cert_subject"],
+        bytes_added=int(event["bytes_added"]),
+        cert_serial=event.get("cert_serial", ""),
+    )
+
+
+def sign_and_package(
+    jobs: Sequence[SignJob],
+    packages: Sequence[PackageJob],
+    pin: str,
+    *,
+    module: Path,
+    serial: str | None = None,
+    tsa_url: str | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    on_signed: Callable[[int], bool] | None = None,
+) -> BatchResult:
+    """Sign every job and build every package with one worker process and one token login.
+
+    A package's `request.pdfs` may name outputs of `jobs` (their signed bytes are used) or PDFs signed
+    before. The package signer certificate (`request.role` / `request.cert_id`) is chosen and checked in
+    the same worker before the login and named in manifest.json (`package_signer`).
+    `on_signed(i)` runs after document i; returning False stops the batch (nothing is written).
+    Raises the ApplianceError of the first failure; then no destination was written.
+    """
+    if not jobs and not packages:
+        return BatchResult((), (), "", "")
+    result, _cms = _run(
+        jobs,
+        packages,
+        (),
+        pin,
+        module=module,
+        serial=serial,
+        tsa_url=tsa_url,
+        timeout_s=timeout_s,
+        on_signed=on_signed,
+    )
+    return result
 
 
 def sign_batch(
@@ -172,84 +484,13 @@ def sign_batch(
     on_signed: Callable[[int], bool] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> list[SignResult]:
-    """Sign every job with one login.
-
-    `on_signed(i)` runs after document i; returning False stops the batch (nothing is written).
-    """
+    """Sign every job with one login (`sign_and_package` without packages)."""
     if not jobs:
         return []
-    request = {
-        "op": "sign",
-        "module": str(module),
-        "serial": serial,
-        "tsa_url": tsa_url,
-        "pin": pin,
-        "jobs": [
-            {
-                "input": str(j.input),
-                "output": str(j.output),
-                "role": j.role,
-                "signer_name": j.signer_name,
-                "organisation": j.organisation,
-                "copy_form": j.copy_form,
-                "cert_id": j.cert_id,
-                "reason": j.reason,
-                "location": j.location,
-            }
-            for j in jobs
-        ],
-    }
-    worker = _Worker(_env(None), timeout_s)
-    results: list[SignResult] = []
-    parts: list[Path] = []
-    try:
-        worker.send(json.dumps(request, ensure_ascii=False))
-        del request
-        while True:
-            event = worker.read()
-            kind = event.get("event")
-            if kind == "error":
-                raise _error(event)
-            if kind == "done":
-                break
-            if kind != "signed":
-                raise SignError(f"unexpected worker event {kind!r}")
-            part = Path(event["part"])
-            parts.append(part)
-            index = int(event["index"])
-            results.append(
-                SignResult(
-                    output=jobs[index].output,
-                    field_name=event["field_name"],
-                    level=event["level"],
-                    signing_time=event["signing_time"],
-                    mark=tuple(event["mark"]),
-                    box=(event["box"][0], event["box"][1], event["box"][2], event["box"][3]),
-                    cert_sha256=event["cert_sha256"],
-                    cert_subject=event["cert_subject"],
-                    bytes_added=int(event["bytes_added"]),
-                )
-            )
-            go_on = on_signed(index) if on_signed is not None else True
-            worker.send("next" if go_on else "stop")
-        if len(results) != len(jobs):
-            raise SignerCrashed(f"the worker signed {len(results)} of {len(jobs)} documents")
-        for part, result in zip(parts, results, strict=True):
-            part.replace(result.output)
-        parts = []
-        return results
-    finally:
-        worker.close()
-        for part in parts:  # a failed batch leaves nothing behind
-            part.unlink(missing_ok=True)
-
-
-@dataclass(frozen=True, slots=True)
-class CmsSignature:
-    der: bytes
-    cert_sha256: str
-    cert_subject: str
-    signing_time: str
+    result = sign_and_package(
+        jobs, (), pin, module=module, serial=serial, tsa_url=tsa_url, timeout_s=timeout_s, on_signed=on_signed
+    )
+    return list(result.signed)
 
 
 def sign_detached(
@@ -266,30 +507,16 @@ def sign_detached(
     """A CAdES detached signature over `data` made with the token, in the worker process.
 
     With `expect_sha256` the worker refuses (before the PIN is used) unless the chosen certificate has
-    that fingerprint, e.g. the one a package manifest already names as its signer."""
-    import base64
-
-    worker = _Worker(_env(None), timeout_s)
-    try:
-        worker.send(
-            json.dumps(
-                {
-                    "op": "cms",
-                    "module": str(module),
-                    "serial": serial,
-                    "role": role,
-                    "cert_id": cert_id,
-                    "expect_sha256": expect_sha256,
-                    "pin": pin,
-                    "data": base64.b64encode(data).decode(),
-                }
-            )
-        )
-        event = worker.read()
-    finally:
-        worker.close()
-    if event.get("event") == "error":
-        raise _error(event)
-    return CmsSignature(
-        base64.b64decode(event["der"]), event["cert_sha256"], event["cert_subject"], event["signing_time"]
+    that fingerprint."""
+    _result, (cms,) = _run(
+        (),
+        (),
+        (_Detached(data, role, cert_id, expect_sha256),),
+        pin,
+        module=module,
+        serial=serial,
+        tsa_url=None,
+        timeout_s=timeout_s,
+        on_signed=None,
     )
+    return cms

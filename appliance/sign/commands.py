@@ -71,6 +71,7 @@ def register(sub: Any) -> None:
     b.add_argument("--tthc", default=None, metavar="CODE")
     b.add_argument("--result-code", default=None)
     b.add_argument("--fields", type=Path, default=None, help="JSON file with document fields per PDF name")
+    b.add_argument("--supersedes", default=None, metavar="PACKAGE_ID", help="the package this one corrects")
     b.add_argument(
         "--role",
         choices=["officer", "organisation"],
@@ -163,8 +164,9 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "status":
             for c in tok.certificates:
                 nr = "non-repudiation" if c.non_repudiation else "NO non-repudiation"
+                ids = "".join(f"; {v}" for v in (c.subject_uid, c.subject_serial_number) if v)
                 _out(
-                    f"  [{c.cka_id}] {c.role}: {c.subject}; issuer {c.issuer}; serial {c.serial}; "
+                    f"  [{c.cka_id}] {c.role}: {c.subject}{ids}; issuer {c.issuer}; serial {c.serial}; "
                     f"valid {c.not_before:%Y-%m-%d}..{c.not_after:%Y-%m-%d} ({c.days_to_expiry} days left); "
                     f"{', '.join(c.key_usage)}; {nr}"
                 )
@@ -293,6 +295,7 @@ def _package_build(args: argparse.Namespace, settings: Settings) -> int:
         cert_id=args.cert_id,
         commune_code=settings.commune_code,
         agency_code=settings.sign.agency_code,
+        supersedes=args.supersedes,
     )
     pin = read_pin()
     try:

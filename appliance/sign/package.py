@@ -12,10 +12,16 @@ TTHC code, category (Decision 468: result / processing / component), result code
 per document: file, sha256, bytes, pages, fields (number, symbol, date, type, issuing body, summary,
 owner ID, validity), signatures (field, signer, certificate SHA-256, signing time); creation time and
 whether the clock was NTP-synchronised; `package_signer`: SHA-256 and subject of the certificate that
-signs the package. That certificate is read from the token (no login) before the manifest is written, so
-the manifest names its own signer without a chicken-and-egg: it is the certificate, not the signature
-value, that is fingerprinted. The worker refuses to sign with any other certificate, and verification
-checks that the CAdES signer is the declared one (`signer_mismatch`).
+signs the package; `supersedes`: the package_id this package corrects (null if none); `audit`: the audit
+trail events the core hands over ([] if none), each {at, actor, action, document_id, detail}.
+The signer certificate is read from the token (no login) before the manifest is written, so the manifest
+names its own signer without a chicken-and-egg: it is the certificate, not the signature value, that is
+fingerprinted. The same worker process signs with that certificate only, and verification checks that
+the CAdES signer is the declared one (`signer_mismatch`).
+
+This module is the format (`make_manifest`, `asic_manifest`, `write_package`, `verify_package`); the
+signing session is `appliance.sign.batch` (`sign_and_package`), which defines `PackageRequest` and
+`PackageInfo` (re-exported here). `write_package` runs inside the signing worker.
 """
 
 from __future__ import annotations
@@ -26,17 +32,35 @@ import hashlib
 import io
 import json
 import logging
+import re
 import subprocess
 import zipfile
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from appliance.errors import PackageError, TokenNotFound
-from appliance.sign.token import CertInfo, choose_cert
+from appliance.errors import PackageError
+from appliance.sign.batch import PackageInfo, PackageJob, PackageRequest, sign_and_package
+from appliance.sign.token import CertInfo
 from appliance.sign.verify import PdfReport, Problem, load_roots, verify_pdf
+
+__all__ = [
+    "ASIC_MANIFEST",
+    "MANIFEST",
+    "MIMETYPE",
+    "SIGNATURE",
+    "PackageInfo",
+    "PackageReport",
+    "PackageRequest",
+    "asic_manifest",
+    "build_package",
+    "check_request",
+    "make_manifest",
+    "verify_package",
+    "write_package",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,29 +77,7 @@ CATEGORIES = {
     "component": "Thành phần hồ sơ do tổ chức, cá nhân nộp",
 }
 DOCUMENT_FIELDS = ("number", "symbol", "date", "type", "issuing_body", "summary", "owner_id", "validity")
-
-
-@dataclass(frozen=True, slots=True)
-class PackageRequest:
-    pdfs: tuple[Path, ...]
-    category: str
-    dossier_code: str
-    tthc_code: str | None = None
-    result_code: str | None = None
-    fields: dict[str, Any] = field(default_factory=dict)  # PDF file name -> {number, symbol, ...}
-    role: str = "organisation"  # which certificate signs the manifest
-    cert_id: str | None = None
-    commune_code: str = ""
-    agency_code: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class PackageInfo:
-    path: Path
-    package_id: str
-    bytes: int
-    manifest: dict[str, Any]
-    signer_sha256: str
+PACKAGE_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,8 @@ class PackageReport:
     documents: tuple[PdfReport, ...]
     problems: tuple[Problem, ...]
     signer_cert_sha256: str | None = None  # SHA-256 of the certificate in the CAdES signature
+    supersedes: str | None = None  # package_id this package corrects (manifest.json; None in old packages)
+    audit: tuple[dict[str, Any], ...] = ()  # the audit trail events of manifest.json (() in old packages)
 
     @property
     def ok(self) -> bool:
@@ -142,21 +146,46 @@ def _pdf_facts(data: bytes) -> tuple[int, list[dict[str, Any]]]:
     return pages, sigs
 
 
+def check_request(request: PackageRequest, names: Sequence[str]) -> None:
+    """Refuse a malformed package request before anything is signed (`names`: the PDFs' file names)."""
+    if request.category not in CATEGORIES:
+        raise PackageError(f"unknown category {request.category!r}")
+    if not names:
+        raise PackageError("a package needs at least one PDF")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen or name in {MANIFEST, "mimetype"} or name.startswith("META-INF/"):
+            raise PackageError(f"two files named {name} in one package" if name in seen else f"reserved name {name}")
+        seen.add(name)
+    for name, given in request.fields.items():
+        unknown = set(given) - set(DOCUMENT_FIELDS)
+        if unknown:
+            raise PackageError(f"unknown document field(s) for {name}: {sorted(unknown)}")
+    if request.supersedes is not None and not PACKAGE_ID.match(request.supersedes):
+        raise PackageError(f"supersedes must be a package_id (64 hex digits), not {request.supersedes!r}")
+    for event in request.audit:
+        if not isinstance(event, dict) or not all(isinstance(k, str) for k in event):
+            raise PackageError("each audit event must be a JSON object")
+    try:
+        json.dumps(list(request.audit))
+    except (TypeError, ValueError) as err:
+        raise PackageError(f"the audit events are not JSON: {err}") from err
+
+
 def make_manifest(
     request: PackageRequest,
     files: dict[str, bytes],
     now: dt.datetime,
     package_signer: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    if request.category not in CATEGORIES:
-        raise PackageError(f"unknown category {request.category!r}")
+    check_request(request, list(files))
     documents: list[dict[str, Any]] = []
     for name, data in files.items():
-        pages, sigs = _pdf_facts(data)
+        try:
+            pages, sigs = _pdf_facts(data)
+        except Exception as err:  # noqa: BLE001 - pikepdf and pyHanko fail in many ways on a non-PDF
+            raise PackageError(f"{name} is not a readable PDF: {type(err).__name__}") from err
         given = request.fields.get(name, {})
-        unknown = set(given) - set(DOCUMENT_FIELDS)
-        if unknown:
-            raise PackageError(f"unknown document field(s) for {name}: {sorted(unknown)}")
         documents.append(
             {
                 "file": name,
@@ -168,6 +197,8 @@ def make_manifest(
             }
         )
     package_id = _sha256("\n".join(sorted(f"{d['sha256']}  {d['file']}" for d in documents)).encode())
+    if request.supersedes == package_id:
+        raise PackageError("a package cannot supersede itself")
     return {
         "format": "appliance-package/1",
         "package_id": package_id,
@@ -181,6 +212,8 @@ def make_manifest(
         "documents": documents,
         "signer_cert_sha256": sorted({s["cert_sha256"] for d in documents for s in d["signatures"]}),
         "package_signer": package_signer,
+        "supersedes": request.supersedes,
+        "audit": [dict(event) for event in request.audit],
         "created_at": now.astimezone(dt.timezone(dt.timedelta(hours=7))).isoformat(timespec="seconds"),
         "clock_ntp_synchronised": ntp_synchronised(),
     }
@@ -199,51 +232,38 @@ def asic_manifest(entries: dict[str, tuple[bytes, str]], signature_name: str = S
     return bytes(ET.tostring(root, encoding="UTF-8", xml_declaration=True))
 
 
-def package_signer_cert(request: PackageRequest, module: Path, serial: str | None) -> CertInfo:
-    """The certificate that will sign the package, read from the token without logging in."""
-    from appliance.sign.batch import token_status
-
-    tokens = token_status(module, serial)
-    if len(tokens) != 1:
-        raise TokenNotFound(f"{len(tokens)} tokens present; choose one by serial")
-    return choose_cert(tokens[0].certificates, request.role, request.cert_id)
-
-
-def build_package(
-    request: PackageRequest, output: Path, pin: str, *, module: Path, serial: str | None = None
+def write_package(
+    request: PackageRequest,
+    files: dict[str, bytes],
+    signer: CertInfo,
+    sign: Callable[[bytes], bytes],
+    path: Path,
+    now: dt.datetime,
 ) -> PackageInfo:
-    """Write the ASiC-E container; its manifest is signed with the token (one PIN entry)."""
-    from appliance.sign.batch import sign_detached
-
-    files: dict[str, bytes] = {}
-    for path in request.pdfs:
-        if path.name in files or path.name in {MANIFEST, "mimetype"}:
-            raise PackageError(f"two files named {path.name} in one package")
-        try:
-            files[path.name] = path.read_bytes()
-        except OSError as err:
-            raise PackageError(f"cannot read {path}: {err.strerror}") from err
-    signer = package_signer_cert(request, module, serial)
-    manifest = make_manifest(
-        request, files, dt.datetime.now(dt.UTC), {"cert_sha256": signer.sha256, "subject": signer.subject}
-    )
+    """Write the ASiC-E container to `path`: manifest.json naming `signer`, ASiCManifest.xml, and the
+    CAdES signature `sign(asic_manifest_bytes)` made with that certificate (in the signing worker)."""
+    manifest = make_manifest(request, files, now, {"cert_sha256": signer.sha256, "subject": signer.subject})
     manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=2).encode()
     entries = {MANIFEST: (manifest_bytes, "application/json")}
     entries.update({name: (data, "application/pdf") for name, data in files.items()})
     asic = asic_manifest(entries)
-    cms = sign_detached(
-        asic, pin, role=request.role, module=module, serial=serial, cert_id=signer.cka_id, expect_sha256=signer.sha256
-    )
-    tmp = output.with_name(output.name + ".part")
-    with zipfile.ZipFile(tmp, "w") as z:
+    der = sign(asic)
+    with zipfile.ZipFile(path, "w") as z:
         z.writestr(zipfile.ZipInfo("mimetype"), MIMETYPE, compress_type=zipfile.ZIP_STORED)
         for name, data in files.items():
             z.writestr(name, data, compress_type=zipfile.ZIP_STORED)  # PDFs are already compressed
         z.writestr(MANIFEST, manifest_bytes, compress_type=zipfile.ZIP_DEFLATED)
         z.writestr(ASIC_MANIFEST, asic, compress_type=zipfile.ZIP_DEFLATED)
-        z.writestr(SIGNATURE, cms.der, compress_type=zipfile.ZIP_STORED)
-    tmp.replace(output)
-    return PackageInfo(output, manifest["package_id"], output.stat().st_size, manifest, cms.cert_sha256)
+        z.writestr(SIGNATURE, der, compress_type=zipfile.ZIP_STORED)
+    return PackageInfo(path, manifest["package_id"], path.stat().st_size, manifest, signer.sha256)
+
+
+def build_package(
+    request: PackageRequest, output: Path, pin: str, *, module: Path, serial: str | None = None
+) -> PackageInfo:
+    """One package from already-signed PDFs, one PIN entry (`batch.sign_and_package` without documents)."""
+    result = sign_and_package([], [PackageJob(request, output)], pin, module=module, serial=serial)
+    return result.packages[0]
 
 
 # --- verification -----------------------------------------------------------------------------
@@ -336,6 +356,11 @@ def verify_package(data: bytes, trust_roots: Sequence[Path], *, name: str = "") 
     except ValueError:
         manifest = {}
         problems.append(Problem("bad_container", f"{MANIFEST} is not JSON"))
+    if not isinstance(manifest, dict):
+        manifest = {}
+        problems.append(Problem("bad_container", f"{MANIFEST} is not a JSON object"))
+    supersedes, audit, fact_problems = _history(manifest)
+    problems.extend(fact_problems)
     declared = (manifest.get("package_signer") or {}).get("cert_sha256")
     if fingerprint is not None and declared != fingerprint:
         problems.append(
@@ -356,4 +381,20 @@ def verify_package(data: bytes, trust_roots: Sequence[Path], *, name: str = "") 
         reports.append(verify_pdf(blob, trust_roots, name=fname, now=now))
     if not reports:
         problems.append(Problem("no_documents", "the package holds no documents"))
-    return PackageReport(name, manifest.get("package_id"), signer, tuple(reports), tuple(problems), fingerprint)
+    return PackageReport(
+        name, manifest.get("package_id"), signer, tuple(reports), tuple(problems), fingerprint, supersedes, audit
+    )
+
+
+def _history(manifest: dict[str, Any]) -> tuple[str | None, tuple[dict[str, Any], ...], list[Problem]]:
+    """`supersedes` and `audit` of manifest.json; packages made before they existed have neither."""
+    problems = []
+    supersedes = manifest.get("supersedes")
+    if supersedes is not None and not (isinstance(supersedes, str) and PACKAGE_ID.match(supersedes)):
+        problems.append(Problem("bad_container", f"{MANIFEST}: supersedes is not a package_id"))
+        supersedes = None
+    audit = manifest.get("audit") or []
+    if not isinstance(audit, list) or not all(isinstance(e, dict) for e in audit):
+        problems.append(Problem("bad_container", f"{MANIFEST}: audit is not a list of events"))
+        audit = []
+    return supersedes, tuple(audit), problems

@@ -93,6 +93,10 @@ class CertInfo:
     is_ca: bool
     sha256: str  # fingerprint of the DER
     role: str  # "officer" (personal) or "organisation" (guessed from the subject, see role_of)
+    # Identity numbers Vietnamese CAs put in the subject, raw (e.g. "CCCD:001203004005", "CMND:...",
+    # "MST:0101234567"); "" when absent. UID is 0.9.2342.19200300.100.1.1, serialNumber is 2.5.4.5.
+    subject_uid: str = ""
+    subject_serial_number: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +166,8 @@ def cert_info(der: bytes, cka_id: bytes, label: str, now: dt.datetime) -> CertIn
         is_ca=is_ca,
         sha256=cert.fingerprint(hashes.SHA256()).hex(),
         role=role_of(cert),
+        subject_uid=_attr(cert.subject, NameOID.USER_ID),
+        subject_serial_number=_attr(cert.subject, NameOID.SERIAL_NUMBER),
     )
 
 

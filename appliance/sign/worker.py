@@ -1,19 +1,31 @@
-"""The signing worker: `python -m appliance.sign.worker`, one short-lived process per batch.
+"""The signing worker: `python -m appliance.sign.worker`, one short-lived process per PIN entry.
 
 It is the only process that loads the token's PKCS#11 module. The parent (appliance.sign.batch) writes
 one JSON request line on stdin (the PIN travels only there, never in argv, environment or files) and
-reads JSON event lines from stdout. After each signed document the worker waits for "next" or "stop",
-so the parent can cancel between documents. Signed files are written next to their destination as
-`<output>.part`; the parent renames them only when the whole batch succeeded.
+reads JSON event lines from stdout.
 
-Events: {"event": "tokens", "tokens": [...]}, {"event": "signed", "index": i, ...}, {"event": "done"},
-{"event": "error", "code": ..., "detail": ..., "pin_state": ...}.
+Requests: {"op": "status", "module", "serial"} -> {"event": "tokens", "tokens": [...]} (no login), and
+{"op": "batch", "module", "serial", "tsa_url", "pin", "jobs": [...], "packages": [...], "detached": [...]}:
+ 1. without the PIN: the token, every certificate (documents, package signers, detached signers) chosen
+    and checked usable, every package request checked, every input read; any refusal ends here;
+ 2. exactly one C_Login (flags checked fresh first; never retried); every private key looked up;
+ 3. per document: PAdES into `<output>.part`, {"event": "signed", "index": i, ...}, then the worker waits
+    for "next" or "stop" on stdin, so the parent can cancel between documents;
+ 4. per package: manifest.json and ASiCManifest.xml over the signed bytes (a source is {"path", "job": i}
+    for a document of this batch, {"path"} for a PDF signed before), the CAdES signature with the package
+    signer's key in the same session, the container into `<output>.part`, {"event": "package", ...};
+ 5. per detached item: {"event": "cms", "der": base64, ...};
+ 6. session closed (logout), {"event": "done", "certificates": [every certificate used]}.
+Any failure: {"event": "error", "code": ..., "detail": ..., "pin_state": ...} and exit 1; the parent
+deletes every `.part` and renames them only after "done".
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import sys
@@ -56,144 +68,191 @@ def _mark(job: dict[str, Any], cert: CertInfo, certs: list[CertInfo], when: dt.d
     return pades.organisation_mark(organisation, person or organisation, when, job.get("copy_form") or "SAO Y")
 
 
-def _sign(req: dict[str, Any], inp: IO[str], out: IO[str]) -> None:
+def _usable(certs: list[CertInfo], role: str, cert_id: str | None, now: dt.datetime) -> CertInfo:
+    cert = choose_cert(certs, role, cert_id)
+    check_cert_usable(cert, now)
+    return cert
+
+
+def _read(path: str, error: type[ApplianceError]) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise error(f"cannot read {path}: {err.strerror}") from err
+
+
+def _cms(signer: Any, data: bytes, when: dt.datetime | None = None) -> bytes:
+    """A CAdES detached signature (CMS, DER) over `data`, e.g. an ASiC manifest; signing time `when` or now."""
+    import asyncio
+
+    from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
+
+    from appliance.sign import pkcs11
+
+    try:
+        signed = asyncio.run(
+            signer.async_sign_general_data(
+                data,
+                "sha256",
+                detached=True,
+                use_cades=True,
+                signed_attr_settings=PdfCMSSignedAttributes(signing_time=when or dt.datetime.now(dt.UTC)),
+            )
+        )
+    except Exception as err:  # noqa: BLE001 - token errors surface from inside pyHanko
+        raise pkcs11.translate(err) from err
+    der: bytes = signed.dump()
+    return der
+
+
+def _sign_pdf(
+    job: dict[str, Any], cert: CertInfo, data: bytes, signer: Any, certs: list[CertInfo], tsa_url: str | None
+) -> tuple[bytes, dict[str, Any]]:
+    """One PAdES signature with its mark: the signed bytes and the facts the parent reports."""
     from appliance.sign import pades, pkcs11
 
+    when = dt.datetime.now(dt.UTC)
+    mark = _mark(job, cert, certs, when)
+    try:
+        signed = pades.sign_pdf(
+            data,
+            signer,
+            mark,
+            when=when,
+            tsa_url=tsa_url,
+            reason=job.get("reason"),
+            location=job.get("location"),
+            signer_name=cert.common_name,
+        )
+    except ApplianceError:
+        raise
+    except Exception as err:  # noqa: BLE001 - token errors surface from inside pyHanko
+        raise pkcs11.translate(err) from err
+    facts = {
+        "field_name": signed.field_name,
+        "level": signed.level,
+        "signing_time": pades.iso_vn(signed.signing_time),
+        "mark": list(signed.mark.lines),
+        "box": list(signed.box),
+        "cert_sha256": cert.sha256,
+        "cert_subject": cert.subject,
+        "cert_serial": cert.serial,
+        "bytes_added": len(signed.data) - len(data),
+    }
+    return signed.data, facts
+
+
+def _package_request(spec: dict[str, Any]) -> Any:
+    from appliance.sign.package import PackageRequest
+
+    return PackageRequest(
+        pdfs=tuple(Path(s["path"]) for s in spec["sources"]),
+        category=spec["category"],
+        dossier_code=spec["dossier_code"],
+        tthc_code=spec.get("tthc_code"),
+        result_code=spec.get("result_code"),
+        fields=spec.get("fields") or {},
+        role=spec.get("role") or "organisation",
+        cert_id=spec.get("cert_id"),
+        commune_code=spec.get("commune_code") or "",
+        agency_code=spec.get("agency_code") or "",
+        supersedes=spec.get("supersedes"),
+        audit=tuple(spec.get("audit") or ()),
+    )
+
+
+def _batch(req: dict[str, Any], inp: IO[str], out: IO[str]) -> None:
+    """PDFs, then packages over their signed bytes, then detached signatures: one login for all."""
+    from appliance.errors import PackageError, PinRequired
+    from appliance.sign import pkcs11
+    from appliance.sign.package import check_request, write_package
+
     pin: str | None = req.pop("pin", None) or None
-    module = Path(req["module"])
     serial = req.get("serial")
-    jobs: list[dict[str, Any]] = req["jobs"]
-    lib = pkcs11.load(module)
+    jobs: list[dict[str, Any]] = req.get("jobs") or []
+    packages: list[dict[str, Any]] = req.get("packages") or []
+    detached: list[dict[str, Any]] = req.get("detached") or []
+    lib = pkcs11.load(Path(req["module"]))
     now = dt.datetime.now(dt.UTC)
-    token = pkcs11.find_token(lib, serial)
-    on_token = pkcs11.certificates(token, now)
+    on_token = pkcs11.certificates(pkcs11.find_token(lib, serial), now)
     infos = [c for c, _der in on_token]
     ders = {c.cka_id: der for c, der in on_token}
     chain = [der for c, der in on_token if c.is_ca]
-    chosen: list[CertInfo] = []
-    for job in jobs:  # every refusal happens before the PIN is used
-        cert = choose_cert(infos, job["role"], job.get("cert_id"))
-        check_cert_usable(cert, now)
-        chosen.append(cert)
-    inputs = []
-    for job in jobs:
-        try:
-            inputs.append(Path(job["input"]).read_bytes())
-        except OSError as err:
-            raise PdfSignFailed(f"cannot read {job['input']}: {err.strerror}") from err
-    if pin is None:
-        from appliance.errors import PinRequired
 
+    # Every refusal that needs no PIN happens here, before the login.
+    chosen = [_usable(infos, job["role"], job.get("cert_id"), now) for job in jobs]
+    requests = [_package_request(spec) for spec in packages]
+    for request in requests:
+        check_request(request, [p.name for p in request.pdfs])
+    package_certs = [_usable(infos, r.role, r.cert_id, now) for r in requests]
+    detached_certs = []
+    for item in detached:
+        cert = _usable(infos, item["role"], item.get("cert_id"), now)
+        expected = item.get("expect_sha256")
+        if expected and cert.sha256 != expected:
+            raise SignError(f"the token's certificate {cert.sha256[:16]}... is not the expected {expected[:16]}...")
+        detached_certs.append(cert)
+    inputs = [_read(job["input"], PdfSignFailed) for job in jobs]
+    given = [
+        {i: _read(s["path"], PackageError) for i, s in enumerate(spec["sources"]) if s.get("job") is None}
+        for spec in packages
+    ]
+    if pin is None:
         raise PinRequired("no PIN given")
     try:
         with pkcs11.login(lib, serial, pin) as session:
             pin = None  # one attempt made; the PIN is not kept
             signers: dict[str, Any] = {}
-            for cert in chosen:
+            for cert in [*chosen, *package_certs, *detached_certs]:  # every key is found before any signature
                 if cert.cka_id not in signers:
                     pkcs11.has_private_key(session, cert.cka_id)
                     signers[cert.cka_id] = pkcs11.make_signer(session, ders[cert.cka_id], cert.cka_id, chain)
+            signed_pdfs: list[bytes] = []
             for index, (job, cert, data) in enumerate(zip(jobs, chosen, inputs, strict=True)):
-                when = dt.datetime.now(dt.UTC)
-                mark = _mark(job, cert, infos, when)
-                try:
-                    signed = pades.sign_pdf(
-                        data,
-                        signers[cert.cka_id],
-                        mark,
-                        when=when,
-                        tsa_url=req.get("tsa_url"),
-                        reason=job.get("reason"),
-                        location=job.get("location"),
-                        signer_name=cert.common_name,
-                    )
-                except ApplianceError:
-                    raise
-                except Exception as err:  # noqa: BLE001 - token errors surface from inside pyHanko
-                    raise pkcs11.translate(err) from err
-                part = Path(job["output"] + ".part")
-                part.write_bytes(signed.data)
+                signed, facts = _sign_pdf(job, cert, data, signers[cert.cka_id], infos, req.get("tsa_url"))
+                Path(job["part"]).write_bytes(signed)
+                signed_pdfs.append(signed)
+                _send(out, {"event": "signed", "index": index, "part": job["part"], **facts})
+                if inp.readline().strip() != "next":
+                    raise SignError("batch stopped by the caller")
+            for index, (spec, request, cert) in enumerate(zip(packages, requests, package_certs, strict=True)):
+                files = {
+                    Path(s["path"]).name: signed_pdfs[s["job"]] if s.get("job") is not None else given[index][i]
+                    for i, s in enumerate(spec["sources"])
+                }
+                sign = functools.partial(_cms, signers[cert.cka_id])
+                info = write_package(request, files, cert, sign, Path(spec["part"]), dt.datetime.now(dt.UTC))
                 _send(
                     out,
                     {
-                        "event": "signed",
+                        "event": "package",
                         "index": index,
-                        "part": str(part),
-                        "field_name": signed.field_name,
-                        "level": signed.level,
-                        "signing_time": pades.iso_vn(signed.signing_time),
-                        "mark": list(signed.mark.lines),
-                        "box": list(signed.box),
-                        "cert_sha256": cert.sha256,
-                        "cert_subject": cert.subject,
-                        "bytes_added": len(signed.data) - len(data),
+                        "part": spec["part"],
+                        "package_id": info.package_id,
+                        "bytes": info.bytes,
+                        "manifest": info.manifest,
+                        "signer_sha256": info.signer_sha256,
                     },
                 )
-                if inp.readline().strip() != "next":
-                    raise SignError("batch stopped by the caller")
-    except ApplianceError as err:
-        flags = pkcs11.current_flags(lib, serial)
-        err.params["pin_state"] = pin_state(flags).value if flags is not None else "unknown"
-        raise
-    _send(out, {"event": "done"})
-
-
-def _cms(req: dict[str, Any], out: IO[str]) -> None:
-    """A CAdES detached signature (CMS, DER) over the given bytes, e.g. an ASiC manifest."""
-    import asyncio
-    import base64
-
-    from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
-
-    from appliance.errors import PinRequired
-    from appliance.sign import pkcs11
-
-    pin: str | None = req.pop("pin", None) or None
-    serial = req.get("serial")
-    lib = pkcs11.load(Path(req["module"]))
-    now = dt.datetime.now(dt.UTC)
-    on_token = pkcs11.certificates(pkcs11.find_token(lib, serial), now)
-    cert = choose_cert([c for c, _d in on_token], req["role"], req.get("cert_id"))
-    check_cert_usable(cert, now)
-    expected = req.get("expect_sha256")
-    if expected and cert.sha256 != expected:
-        raise SignError(f"the token's certificate {cert.sha256[:16]}... is not the expected {expected[:16]}...")
-    ders = {c.cka_id: der for c, der in on_token}
-    chain = [der for c, der in on_token if c.is_ca]
-    data = base64.b64decode(req["data"])
-    if pin is None:
-        raise PinRequired("no PIN given")
-    try:
-        with pkcs11.login(lib, serial, pin) as session:
-            pin = None
-            pkcs11.has_private_key(session, cert.cka_id)
-            signer = pkcs11.make_signer(session, ders[cert.cka_id], cert.cka_id, chain)
-            try:
-                signed = asyncio.run(
-                    signer.async_sign_general_data(
-                        data,
-                        "sha256",
-                        detached=True,
-                        use_cades=True,
-                        signed_attr_settings=PdfCMSSignedAttributes(signing_time=now),
-                    )
+            for item, cert in zip(detached, detached_certs, strict=True):
+                when = dt.datetime.now(dt.UTC)
+                der = _cms(signers[cert.cka_id], base64.b64decode(item["data"]), when)
+                _send(
+                    out,
+                    {
+                        "event": "cms",
+                        "der": base64.b64encode(der).decode(),
+                        "cert_sha256": cert.sha256,
+                        "cert_subject": cert.subject,
+                        "signing_time": when.isoformat(),
+                    },
                 )
-            except Exception as err:  # noqa: BLE001 - token errors surface from inside pyHanko
-                raise pkcs11.translate(err) from err
     except ApplianceError as err:
         flags = pkcs11.current_flags(lib, serial)
         err.params["pin_state"] = pin_state(flags).value if flags is not None else "unknown"
         raise
-    _send(
-        out,
-        {
-            "event": "cms",
-            "der": base64.b64encode(signed.dump()).decode(),
-            "cert_sha256": cert.sha256,
-            "cert_subject": cert.subject,
-            "signing_time": now.isoformat(),
-        },
-    )
+    used = list({c.sha256: c for c in [*chosen, *package_certs, *detached_certs]}.values())
+    _send(out, {"event": "done", "certificates": [dataclasses.asdict(c) for c in used]})
 
 
 def main() -> int:
@@ -205,10 +264,8 @@ def main() -> int:
         line = ""  # the request carried the PIN
         if req.get("op") == "status":
             _status(req, sys.stdout)
-        elif req.get("op") == "sign":
-            _sign(req, sys.stdin, sys.stdout)
-        elif req.get("op") == "cms":
-            _cms(req, sys.stdout)
+        elif req.get("op") == "batch":
+            _batch(req, sys.stdin, sys.stdout)
         else:
             raise SignError(f"unknown worker request {req.get('op')!r}")
     except ApplianceError as err:
