@@ -36,6 +36,7 @@ from province.telemetry_db import (
     Device,
     History,
     IncidentRow,
+    RegisteredDevice,
     TelemetryBase,
     Unit,
     UnitRow,
@@ -54,10 +55,12 @@ __all__ = [  # the tables are re-exported: callers keep importing them from here
     "IncidentRow",
     "Ingest",
     "IngestConfig",
+    "RegisteredDevice",
     "TelemetryBase",
     "Unit",
     "UnitRow",
     "aware",
+    "load_registry",
     "load_units",
     "open_telemetry",
     "run_ingest",
@@ -95,6 +98,9 @@ def device_alerts(d: Device, policy: AlertPolicy, now: datetime) -> dict[str, st
     seen = aware(d.last_seen)
     if seen is not None and (now - seen).total_seconds() > policy.lost_after_s:
         out["lost"] = f"Mất kết nối {human_age((now - seen).total_seconds())}"
+    for item in d.items or []:
+        if item.get("item") == COMMUNE_ITEM:
+            out[COMMUNE_ITEM] = str(item.get("reason", ""))[:500]
     if d.outbox_oldest_s is not None and d.outbox_oldest_s > policy.outbox_age_s:
         out["outbox"] = f"Gói cũ nhất chưa gửi về tỉnh đã chờ {human_age(d.outbox_oldest_s)}"
     return out
@@ -184,12 +190,55 @@ def sync_alerts(
 
 
 # --- ingest -------------------------------------------------------------------------------------
+COMMUNE_ITEM = "commune_code"  # the readiness item (and alert) of a box that reports another commune
+
+
+def commune_mismatch(claimed: str, registered: str) -> dict[str, str]:
+    return {
+        "item": COMMUNE_ITEM,
+        "level": "failing",
+        "reason": f"Thiết bị báo mã xã {claimed or '(trống)'} nhưng được đăng ký cho xã {registered}; "
+        f"số liệu được ghi cho xã {registered}",
+        "action": "Kiểm tra commune_code trong cấu hình của thiết bị (appliance.toml) và sổ đăng ký thiết bị; "
+        "nếu thiết bị đã chuyển xã, đăng ký lại.",
+    }
+
+
+def flag_commune(d: Device, claimed: str, registered: str | None) -> None:
+    """Keep the box's `commune_code` item in line with its last message: present (failing) while the box
+    claims a commune other than its registered one, gone once it reports the right one again."""
+    items = list(d.items or [])
+    others = [i for i in items if i.get("item") != COMMUNE_ITEM]
+    if registered is not None and claimed != registered:
+        d.items = [*others, commune_mismatch(claimed, registered)]
+        d.verdict = "failing"
+    elif len(others) != len(items):
+        d.items = others
+        levels = {str(i.get("level")) for i in others}
+        d.verdict = (
+            "failing" if "failing" in levels else "warning" if "warning" in levels else "ok" if d.reading else "unknown"
+        )
+
+
+def registrations(s: Session, device_ids: set[str]) -> dict[str, str]:
+    """device id -> registered commune code, for the boxes of one batch that the registry lists."""
+    if not device_ids:
+        return {}
+    rows = s.execute(
+        select(RegisteredDevice.device_id, RegisteredDevice.commune_code).where(
+            RegisteredDevice.device_id.in_(sorted(device_ids))
+        )
+    )
+    return {str(d): str(c) for d, c in rows}
+
+
 @dataclass
 class IngestStats:
     messages: int = 0
     readings: int = 0
     statuses: int = 0
     stale_wills: int = 0
+    commune_mismatches: int = 0  # messages whose commune code differed from the box's registration
     invalid: int = 0  # refused by the schema
     failed: int = 0  # valid, but storing it failed (skipped alone, the rest of its batch is stored)
     batches: int = 0
@@ -220,12 +269,13 @@ class Ingest:
         changed: list[dict[str, Any]] = []
         with self.factory() as s, s.begin():
             devices: dict[str, Device] = {}
+            registered = registrations(s, {t.split("/")[1] for t, _ in batch if t.count("/") == 2})
             for topic, payload in batch:
                 parts = topic.split("/")
                 if len(parts) != 3 or parts[0] != "devices":
                     continue
                 self.stats.messages += 1
-                self._one(s, devices, parts[1], parts[2], payload, now)
+                self._one(s, devices, parts[1], parts[2], payload, now, registered.get(parts[1]))
             for d in devices.values():
                 sync_alerts(s, d, self.policy, now, self.notify, changed)
             if self.keep_rows and devices:
@@ -243,7 +293,14 @@ class Ingest:
         self.stats.max_batch_s = max(self.stats.max_batch_s, self.stats.last_batch_s)
 
     def _one(
-        self, s: Session, devices: dict[str, Device], device_id: str, kind: str, payload: bytes, now: datetime
+        self,
+        s: Session,
+        devices: dict[str, Device],
+        device_id: str,
+        kind: str,
+        payload: bytes,
+        now: datetime,
+        registered: str | None = None,
     ) -> None:
         """Validate and store one message in a savepoint of its own: a message that is invalid, or that the
         database refuses, is logged and skipped, and the rest of the batch is stored all the same."""
@@ -264,10 +321,11 @@ class Ingest:
         known, last = dict(devices), self._last_history.get(device_id)
         try:
             with s.begin_nested():
+                d = self._device(s, devices, device_id, now, registered)
                 if isinstance(msg, Status):
-                    self._status(s, devices, device_id, msg, now)
+                    self._status(d, msg, now)
                 else:
-                    self._telemetry(s, devices, msg, now)
+                    self._telemetry(s, d, msg, now, registered)
                 s.flush()  # a value the database refuses fails here, inside this message's savepoint
         except Exception as err:  # noqa: BLE001 - one bad message never costs the other boxes their data
             devices.clear()
@@ -288,17 +346,21 @@ class Ingest:
             except Exception:  # noqa: BLE001 - a notification never undoes the ingest
                 log.exception("alert notification for %s failed", state.get("device_id"))
 
-    def _device(self, s: Session, devices: dict[str, Device], device_id: str, now: datetime) -> Device:
+    def _device(
+        self, s: Session, devices: dict[str, Device], device_id: str, now: datetime, registered: str | None
+    ) -> Device:
         d = devices.get(device_id) or s.get(Device, device_id)
         if d is None:
             d = Device(device_id=device_id, first_seen=now, state="unknown", messages=0, items=[], reading={})
             s.add(d)
+        if registered is not None and d.commune_code != registered:
+            d.commune_code = registered  # a registered box is shown at its commune from its first message on
         devices[device_id] = d
         return d
 
-    def _status(self, s: Session, devices: dict[str, Device], device_id: str, st: Status, now: datetime) -> None:
+    def _status(self, d: Device, st: Status, now: datetime) -> None:
         self.stats.statuses += 1
-        d = self._device(s, devices, device_id, now)
+        device_id = d.device_id
         if st.state == "online" or d.boot_id is None:
             # an online starts a session; with no session known yet (the online was missed, a reading
             # came first), an offline/lost is the best knowledge of the current one
@@ -323,10 +385,18 @@ class Ingest:
             d.last_seen = now
 
     def _telemetry(
-        self, s: Session, devices: dict[str, Device], msg: Reading | Counters | Incident, now: datetime
+        self, s: Session, d: Device, msg: Reading | Counters | Incident, now: datetime, registered: str | None
     ) -> None:
-        d = self._device(s, devices, msg.device_id, now)
-        d.commune_code = msg.commune_code
+        """Store one telemetry message. A box in the registry is recorded at its registered commune: a
+        different `commune_code` in the message is logged, counted and flagged on the box, never trusted."""
+        commune = msg.commune_code if registered is None else registered
+        if commune != msg.commune_code:
+            self.stats.commune_mismatches += 1
+            log.warning(
+                "%s from %s claims commune %r, registered for %r: recorded for %r",
+                msg.kind, d.device_id, msg.commune_code, registered, commune,
+            )  # fmt: skip
+        d.commune_code = commune
         d.messages = (d.messages or 0) + 1
         if not msg.historical:
             d.last_seen = now
@@ -340,7 +410,7 @@ class Ingest:
             if row is None:
                 row = DayCounters(device_id=msg.device_id, day=msg.day)
                 s.add(row)
-            row.commune_code = msg.commune_code
+            row.commune_code = commune
             row.dossiers_received = msg.dossiers_received
             row.components_digitized = msg.components_digitized
             row.results_electronic = msg.results_electronic
@@ -353,13 +423,14 @@ class Ingest:
                     IncidentRow(
                         incident_id=msg.incident_id,
                         device_id=msg.device_id,
-                        commune_code=msg.commune_code,
+                        commune_code=commune,
                         at=msg.at,
                         reporter=msg.reporter,
                         text=msg.text,
                         snapshot=msg.snapshot.model_dump(mode="json") if msg.snapshot else {},
                     )
                 )
+        flag_commune(d, msg.commune_code, registered)
 
     def _reading(self, s: Session, d: Device, r: Reading) -> None:
         last = self._last_history.get(d.device_id)
@@ -513,6 +584,37 @@ def load_units(factory: sessionmaker[Session], rows: list[dict[str, str]]) -> in
             u.kind = (r.get("kind") or "xã").strip()
             s.add(u)
     return len(rows)
+
+
+def load_registry(factory: sessionmaker[Session], devices: list[dict[str, Any]]) -> int:
+    """Replace the province's copy of the device registry with `devices` (the rows of `python -m provisioning
+    registry list --json`: device_id, commune_code[, commune_name, province_code, retired]). The boxes in it
+    have their telemetry recorded at their registered commune from the next message on (and right away
+    on the dashboard's device rows)."""
+    now = datetime.now(UTC)
+    with factory() as s, s.begin():
+        s.execute(delete(RegisteredDevice))
+        for r in devices:
+            device_id, code = str(r["device_id"]).strip(), str(r["commune_code"]).strip()
+            if not device_id or not code:
+                raise ValueError(f"a registry row needs device_id and commune_code: {r!r}")
+            s.merge(
+                RegisteredDevice(
+                    device_id=device_id,
+                    commune_code=code,
+                    commune_name=str(r.get("commune_name") or ""),
+                    province_code=str(r.get("province_code") or ""),
+                    retired=bool(r.get("retired", False)),
+                    loaded_at=now,
+                )
+            )
+            d = s.get(Device, device_id)
+            if d is not None and d.commune_code != code:
+                log.warning(
+                    "box %s was recorded at commune %r, registered for %r: moved", device_id, d.commune_code, code
+                )
+                d.commune_code = code
+    return len(devices)
 
 
 def today_local() -> date:

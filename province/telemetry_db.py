@@ -173,3 +173,18 @@ def human_age(seconds: float) -> str:
     if seconds >= 3600:
         return f"{int(seconds // 3600)} giờ"
     return f"{max(1, int(seconds // 60))} phút"
+
+
+class RegisteredDevice(TelemetryBase):
+    """The provincial device registry (provisioning.registry) as the province knows it: which commune each
+    box was registered for. Loaded with `province devices`; when a box is listed here, the commune code its
+    telemetry is recorded under is this one, whatever the box claims."""
+
+    __tablename__ = "tm_registered"
+
+    device_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    commune_code: Mapped[str] = mapped_column(String(20))
+    commune_name: Mapped[str] = mapped_column(String(200), default="")
+    province_code: Mapped[str] = mapped_column(String(10), default="")
+    retired: Mapped[bool] = mapped_column(Boolean, default=False)
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

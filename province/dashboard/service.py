@@ -1,10 +1,12 @@
 """Running ingest + dashboard: inside `province serve` (threads next to the receiver), or alone with
-`province dashboard`; `province units FILE.csv` loads the administrative units the province expects."""
+`province dashboard`; `province units FILE.csv` loads the administrative units the province expects, and
+`province devices FILE` the device registry (which commune each box is registered for)."""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import os
 import signal
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from province.dashboard.readiness import DashboardConfig
-from province.telemetry import AlertPolicy, IngestConfig, load_units, open_telemetry, run_ingest
+from province.telemetry import AlertPolicy, IngestConfig, load_registry, load_units, open_telemetry, run_ingest
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     u.add_argument("csv", type=Path)
     u.set_defaults(handler=_units)
+    r = sub.add_parser(
+        "devices",
+        parents=[common],
+        help="load the device registry: registry.db, or the JSON of `python -m provisioning registry list --json`",
+        description="Replaces the province's copy of the registry. A registered box's telemetry is recorded at "
+        "its registered commune; a box that reports another commune is logged and flagged.",
+    )
+    r.add_argument("registry", type=Path)
+    r.set_defaults(handler=_devices)
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -115,4 +126,27 @@ def _units(args: argparse.Namespace) -> int:
     with args.csv.open(newline="", encoding="utf-8-sig") as f:
         n = load_units(open_telemetry(_url(args)), list(csv.DictReader(f)))
     print(f"{n} unit(s) loaded")  # noqa: T201
+    return 0
+
+
+def registry_rows(path: Path) -> list[dict[str, Any]]:
+    """The devices of a registry file: the provisioning SQLite registry itself, or its JSON listing."""
+    if not path.is_file():
+        raise SystemExit(f"error: {path} does not exist")
+    if path.read_bytes()[:16] == b"SQLite format 3\x00":
+        from dataclasses import asdict
+
+        from provisioning import registry
+
+        with registry.open_registry(path) as con:
+            return [asdict(d) for d in registry.list_devices(con, include_retired=True)]
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(rows, list):
+        raise SystemExit(f"error: {path}: expected a JSON list of devices")
+    return rows
+
+
+def _devices(args: argparse.Namespace) -> int:
+    n = load_registry(open_telemetry(_url(args)), registry_rows(args.registry))
+    print(f"{n} device(s) loaded")  # noqa: T201
     return 0

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from appliance.readiness import checks, verdict
 from appliance.telemetry.schema import Counters, Incident, Reading, Status, parse_message
 from province.telemetry import DayCounters, Device, IncidentRow, Ingest, open_telemetry
 
@@ -157,3 +158,79 @@ def test_timestamps_keep_their_offset() -> None:
     assert r.at == NOW and r.at.utcoffset() is not None
     with pytest.raises(ValidationError):
         Reading(device_id="box-a", commune_code="19999", boot_id="b", at=datetime(2026, 3, 2), version="1")
+
+
+# --- a box reports the commune it is registered for, or is flagged ---------------------------------
+def test_a_registered_box_is_recorded_at_its_registered_commune(
+    factory: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    from province.dashboard import readiness
+    from province.telemetry import AlertRow, load_registry
+
+    load_registry(factory, [{"device_id": "19999-01", "commune_code": "19999", "commune_name": "Xã Quảng Phú"}])
+    ing = Ingest(factory, history_every_s=0)
+    incident = Incident(
+        device_id="19999-01", commune_code="19888", incident_id="i-2", at=NOW, reporter="A", text="máy quét hỏng"
+    )
+    with caplog.at_level("WARNING", logger="province.telemetry"):
+        ing.apply(
+            [
+                msg(reading("19999-01", "19888")),  # claims another commune
+                msg(counters("19999-01", commune="19888")),
+                msg(incident),
+                msg(reading("19888-01", "19888")),  # not in the registry: what it says is all we know
+            ],
+            now=NOW,
+        )
+    with factory() as s:
+        box = s.get(Device, "19999-01")
+        assert box is not None and box.commune_code == "19999"
+        assert box.verdict == "failing"
+        flag = next(i for i in box.items if i["item"] == "commune_code")
+        assert flag["level"] == "failing" and "19888" in flag["reason"] and "19999" in flag["reason"]
+        day = s.scalars(select(DayCounters).where(DayCounters.device_id == "19999-01")).one()
+        assert day.commune_code == "19999"
+        inc = s.get(IncidentRow, "i-2")
+        assert inc is not None and inc.commune_code == "19999"
+        alerts = {a.key for a in s.scalars(select(AlertRow).where(AlertRow.device_id == "19999-01"))}
+        assert "commune_code" in alerts
+        other = s.get(Device, "19888-01")
+        assert other is not None and other.commune_code == "19888"
+        assert not any(i["item"] == "commune_code" for i in other.items)
+        rows = {r.device_id: r for r in readiness.query_rows(s)[0]}
+        assert rows["19999-01"].commune_code == "19999" and rows["19999-01"].verdict == "failing"
+    assert ing.stats.commune_mismatches == 3
+    assert "19999-01 claims commune '19888', registered for '19999'" in caplog.text
+
+    ing.apply([msg(reading("19999-01", "19999"))], now=NOW + timedelta(minutes=1))  # configuration fixed
+    with factory() as s:
+        box = s.get(Device, "19999-01")
+        assert box is not None and box.commune_code == "19999"
+        assert not any(i["item"] == "commune_code" for i in box.items)
+        assert box.verdict == verdict(checks(reading("19999-01")))  # the readings' own verdict again
+
+
+def test_province_devices_loads_the_provisioning_registry(tmp_path: Path) -> None:
+    """`province devices registry.db` reads the registry provisioning keeps (no export step needed), and a
+    box already recorded at the commune it claimed is moved to its registered one."""
+    from province.cli import main
+    from provisioning import registry
+
+    url = f"sqlite:///{tmp_path / 'catalogue.db'}"
+    factory = open_telemetry(url)
+    Ingest(factory).apply([msg(reading("19999-02", "00007"))], now=NOW)  # before the registry was loaded
+    reg = tmp_path / "ca" / "registry.db"
+    with registry.open_registry(reg) as con:
+        registry.add_device(con, commune_code="19999", commune_name="Xã Quảng Phú", province_code="44", box_no=2)
+    assert main(["devices", "--db-url", url, str(reg)]) == 0
+    with factory() as s:
+        box = s.get(Device, "19999-02")
+        assert box is not None and box.commune_code == "19999"
+    listing = tmp_path / "registry.json"
+    listing.write_text(json.dumps([{"device_id": "19999-02", "commune_code": "19888"}]))
+    assert main(["devices", "--db-url", url, str(listing)]) == 0
+    ing = Ingest(factory)
+    ing.apply([msg(counters("19999-02", commune="19999"))], now=NOW)
+    assert ing.stats.commune_mismatches == 1
+    with factory() as s:
+        assert s.scalars(select(DayCounters.commune_code)).one() == "19888"
