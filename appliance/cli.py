@@ -60,7 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--resolution", type=int, default=None, help="dpi (default: settings, 300)")
     s.add_argument("--mode", default=None, help="colour mode as the device names it, e.g. Color, Gray")
     s.add_argument("--source", default=None, help="source as the device names it, or 'adf' / 'duplex'")
-    s.add_argument("--batch", action="store_true", help="take pages until the feeder is empty")
+    s.add_argument(
+        "--batch",
+        action="store_true",
+        help="take pages until the feeder is empty; QR separator sheets (text starting TACH) split it into documents",
+    )
+    s.add_argument("--dossier", default=None, metavar="CODE", help="the dossier the documents belong to")
     s.add_argument("-o", "--output", type=Path, default=None, metavar="OUT.pdf", help="also write the PDF here")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--digitizer", default=None, help="name of the officer, recorded in the metadata")
@@ -147,15 +152,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 # --- digitize ---------------------------------------------------------------------------------
 def _options(settings: Settings, args: argparse.Namespace) -> Any:
-    from appliance.model import CleanOptions, EncodeOptions
-    from appliance.ocr import OcrOptions
-    from appliance.pipeline import PipelineOptions
+    from appliance.pipeline import options_from
 
-    return PipelineOptions(
-        clean=CleanOptions(photo=True if getattr(args, "photo", False) else None),
-        encode=EncodeOptions(background_dpi=settings.encode.background_dpi, jpeg_quality=settings.encode.jpeg_quality),
-        ocr=OcrOptions(lang=settings.ocr.lang, timeout_s=settings.ocr.timeout_s, low_conf=settings.ocr.low_confidence),
-        workers=getattr(args, "workers", None) or settings.ocr.workers,
+    return options_from(
+        settings, photo=True if getattr(args, "photo", False) else None, workers=getattr(args, "workers", None)
     )
 
 
@@ -327,14 +327,31 @@ def _scan(args: argparse.Namespace, settings: Settings) -> int:
         batch=args.batch,
     )
     from appliance import pipeline
+    from appliance.workflow import Actor
 
-    doc_id = pipeline.capture_document(scanner.scan(request), settings, source="scanner", digitizer=args.digitizer)
-    result, pdf_path = pipeline.run_document(doc_id, settings, _options(settings, args))
-    if args.output:
+    # the same capture path as the web: separator sheets split the batch into documents
+    captured = pipeline.capture(
+        scanner.scan(request),
+        pipeline.storage(settings),
+        source="scanner",
+        actor=Actor("cli", args.digitizer or ""),
+        dossier_code=args.dossier,
+        split_prefixes=pipeline.SEPARATOR_PREFIXES if args.batch else (),
+    )
+    ids = captured.document_ids
+    archived = []
+    first: Any = None
+    for doc_id in ids:
+        result, pdf_path = pipeline.run_document(doc_id, settings, _options(settings, args))
+        archived.append({"document_id": doc_id, "archived": str(pdf_path), "pages": len(result.pages)})
+        first = first or (result, pdf_path)
+    result, pdf_path = first
+    if args.output:  # the first document (the only one unless separator sheets split the batch)
         from appliance.originals import write_atomic
 
         write_atomic(args.output, result.pdf)
-    _report(result, args.output or pdf_path, args.json, {"document_id": doc_id, "archived": str(pdf_path)})
+    extra = {"document_id": ids[0], "archived": str(pdf_path), "documents": archived}
+    _report(result, args.output or pdf_path, args.json, extra)
     return 0
 
 
@@ -343,9 +360,11 @@ def _resume(args: argparse.Namespace, settings: Settings) -> int:
 
     done = pipeline.resume(settings, _options(settings, args))
     if args.json:
-        print(json.dumps({"resumed": done}))
+        print(json.dumps({"resumed": list(done.finished), "failed": [list(f) for f in done.failed]}))
     else:
-        print(f"resumed {len(done)} document(s)")
+        print(f"resumed {len(done.finished)} document(s)")
+        for item, code in done.failed:
+            sys.stderr.write(f"could not finish {item}: {code} (marked failed; the others went on)\n")
     return 0
 
 

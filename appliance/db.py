@@ -34,13 +34,15 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 class DocState(StrEnum):
-    CAPTURED = "captured"  # originals stored, pages recorded
-    OCR_DONE = "ocr_done"  # every page cleaned, encoded and recognised
-    ASSEMBLED = "assembled"  # PDF/A written
-    SIGNED = "signed"
-    QUEUED = "queued"
-    SENT = "sent"
-    ACKED = "acked"
+    """A document's life; the allowed moves between these are one table in :mod:`appliance.workflow`."""
+
+    CAPTURED = "captured"  # originals stored, pages recorded; digitizing is due
+    DIGITIZED = "digitized"  # cleaned, recognised, PDF/A written, fields prefilled, indexed
+    REVIEWED = "reviewed"  # an officer checked the fields and chose the kind (and result code)
+    SIGNED = "signed"  # signed with a token: frozen from here on
+    QUEUED = "queued"  # in a package in the outbox
+    DELIVERED = "delivered"  # the warehouse's receipt arrived
+    REJECTED = "rejected"  # the warehouse refused the package (reason kept)
     FAILED = "failed"  # a step failed; error_code says why, nothing was deleted
 
 
@@ -68,6 +70,10 @@ class Document(Base):
     pdf_bytes: Mapped[int | None] = mapped_column(Integer)
     fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error_code: Mapped[str | None] = mapped_column(String(64))
+    error_detail: Mapped[str | None] = mapped_column(String(500))
+    version: Mapped[int] = mapped_column(Integer, default=1)  # 2, 3 ... for corrections
+    supersedes_id: Mapped[str | None] = mapped_column(String(36), index=True)  # the version this corrects
+    superseded_by: Mapped[str | None] = mapped_column(String(36))  # the correction that replaced this one
     pages: Mapped[list[Page]] = relationship(
         back_populates="document", order_by="Page.index", cascade="all, delete-orphan"
     )

@@ -238,6 +238,57 @@ class PackageRejected(OutboxError):
     code = "package_rejected"
 
 
+# --- the workflow (appliance.workflow and the modules that own a document's life) -------------
+class WorkflowError(ApplianceError):
+    code = "workflow_refused"
+
+
+class IllegalTransition(WorkflowError):
+    code = "illegal_transition"
+
+
+class DocumentFrozen(WorkflowError):
+    """A signed (or later) document cannot change: a correction is a new version."""
+
+    code = "document_frozen"
+
+
+class DocumentBusy(WorkflowError):
+    code = "document_busy"
+
+
+class NotFound(WorkflowError):
+    code = "not_found"
+
+
+class FormInvalid(WorkflowError):
+    """Some fields of a form are wrong: ``errors`` maps each field to the officer's sentence."""
+
+    code = "form_invalid"
+
+    def __init__(self, errors: dict[str, str], detail: str = "") -> None:
+        super().__init__(detail or "invalid: " + ", ".join(sorted(errors)))
+        self.errors = errors
+
+
+class DuplicateResultCode(WorkflowError):
+    code = "duplicate_result_code"
+
+
+class NotReadyToSign(WorkflowError):
+    code = "not_ready_to_sign"
+
+
+class CertificateMismatch(WorkflowError):
+    """The token's certificate names someone else than the signed-in officer: needs a confirmation."""
+
+    code = "certificate_mismatch"
+
+
+class NothingChosen(WorkflowError):
+    code = "nothing_chosen"
+
+
 def all_error_classes() -> list[type[ApplianceError]]:
     """Every error class in the tree (used by the test that checks messages exist)."""
     seen: list[type[ApplianceError]] = []

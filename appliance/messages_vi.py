@@ -76,6 +76,19 @@ MESSAGES_VI: dict[str, str] = {
     "vẫn được giữ trên thiết bị và sẽ tự gửi khi có mạng.",
     "broker_denied": "Máy chủ của tỉnh từ chối quyền gửi của thiết bị này (chứng thư hoặc phân quyền sai). "
     "Hãy báo cho cán bộ CNTT của tỉnh.",
+    # the workflow
+    "workflow_refused": "Không thực hiện được thao tác này với tài liệu ở trạng thái hiện tại. Hãy tải lại trang.",
+    "illegal_transition": "Tài liệu đang ở trạng thái không cho phép thao tác này. Hãy tải lại trang để xem "
+    "trạng thái mới nhất.",
+    "document_frozen": "Tài liệu đã ký số nên không sửa được. Nếu cần sửa, hãy bấm «Tạo bản điều chỉnh».",
+    "document_busy": "Tài liệu đang được xử lý; hãy chờ xử lý xong rồi thao tác lại.",
+    "not_found": "Không tìm thấy hồ sơ hoặc tài liệu này.",
+    "form_invalid": "Biểu mẫu có thông tin chưa đúng; hãy sửa các ô được đánh dấu.",
+    "duplicate_result_code": "Mã kết quả này đã được dùng cho tài liệu khác. Hãy nhập mã khác hoặc bấm «Cấp mã».",
+    "not_ready_to_sign": "Một số tài liệu đã được ký hoặc chưa sẵn sàng để ký. Hãy xem lại danh sách.",
+    "certificate_mismatch": "Chứng thư số trên token không mang tên của bạn. Nếu vẫn muốn ký bằng chứng thư "
+    "này, hãy đánh dấu ô xác nhận rồi ký lại.",
+    "nothing_chosen": "Hãy chọn ít nhất một tài liệu để ký.",
     "package_rejected": "Kho dữ liệu của tỉnh từ chối gói hồ sơ này; xem lý do, sửa hồ sơ rồi bấm gửi lại.",
 }
 

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from appliance import assemble, db, encode, fields, imaging, logs, ocr, qr
-from appliance.errors import ApplianceError, NoPages, StorageError
+from appliance import assemble, db, documents, encode, fields, imaging, logs, ocr, qr, records
+from appliance.errors import ApplianceError, DocumentBusy, NoPages, StorageError
 from appliance.model import (
     CleanOptions,
     CleanPage,
@@ -39,6 +42,8 @@ from appliance.model import (
 )
 from appliance.originals import OriginalStore, write_atomic
 from appliance.settings import Settings
+from appliance.textindex import fold
+from appliance.workflow import Actor
 
 log = logging.getLogger(__name__)
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -51,6 +56,18 @@ class PipelineOptions:
     ocr: ocr.OcrOptions = ocr.OcrOptions()
     workers: int = 2
     read_qr: bool = True
+
+
+def options_from(settings: Settings, *, photo: bool | None = None, workers: int | None = None) -> PipelineOptions:
+    """The pipeline options every front end builds from the settings (the CLI may force photo mode)."""
+    return PipelineOptions(
+        clean=CleanOptions(photo=photo),
+        encode=EncodeOptions(background_dpi=settings.encode.background_dpi, jpeg_quality=settings.encode.jpeg_quality),
+        ocr=ocr.OcrOptions(
+            lang=settings.ocr.lang, timeout_s=settings.ocr.timeout_s, low_conf=settings.ocr.low_confidence
+        ),
+        workers=workers or settings.ocr.workers,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,11 +272,161 @@ def digitize(
     return Digitized(pages=pages, fields=found, meta=described, pdf=pdf, timings=timings)
 
 
-# --- the recorded path: capture -> database -> digitize -> archive -----------------------------
-def _store(settings: Settings) -> tuple[OriginalStore, sessionmaker[Session]]:
-    engine = db.make_engine(settings.db_url)
-    db.upgrade(engine)
-    return OriginalStore(settings.originals_dir), db.session_factory(engine)
+# --- the recorded path: capture -> database -> digitize -> archive -> index -----------------------
+# One path for every front end (web, `appliance scan`, `appliance resume`): capture keeps each page's
+# lossless original, splits the batch at QR separator sheets and records the documents; run_document
+# digitizes one recorded document, archives its PDF/A, prefills its fields and indexes it for search;
+# resume finishes whatever a crash or power cut interrupted.
+SEPARATOR_PREFIXES = ("TACH", "SEPARATOR", "PATCH")
+SEPARATOR_SIDE = 1200  # separator sheets carry a large QR: a small copy is enough (and fast)
+
+
+def separator_text(image: PageImage, prefixes: Sequence[str]) -> str | None:
+    """The QR text if this page is a separator sheet, else None (prefixes compared folded, no diacritics)."""
+    wanted = tuple(fold(p) for p in prefixes if p.strip())
+    if not wanted:
+        return None
+    h, w = image.shape[:2]
+    scale = min(1.0, SEPARATOR_SIDE / max(h, w, 1))
+    small = image
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    for code in qr.find_qr(small):
+        if fold(code.text).startswith(wanted):
+            return code.text
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One recorded document of a captured batch, with the batch positions of its pages."""
+
+    document_id: str
+    positions: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    parts: tuple[Part, ...]
+    separators: tuple[int, ...]  # batch positions of the separator sheets
+
+    @property
+    def document_ids(self) -> list[str]:
+        return [p.document_id for p in self.parts]
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """Where a recorded document lives: the originals store and the database (one engine per process)."""
+
+    settings: Settings
+    factory: sessionmaker[Session]
+
+    @property
+    def originals(self) -> OriginalStore:
+        return OriginalStore(self.settings.originals_dir)
+
+
+_storages: dict[str, Storage] = {}
+_storages_lock = threading.Lock()
+
+
+def storage(settings: Settings) -> Storage:
+    """The storage for these settings, made once per database per process (schema brought up to date)."""
+    with _storages_lock:
+        found = _storages.get(settings.db_url)
+        if found is None or found.settings is not settings:
+            factory = found.factory if found is not None else None
+            if factory is None:
+                engine = db.make_engine(settings.db_url)
+                db.upgrade(engine)
+                factory = db.session_factory(engine)
+            found = _storages[settings.db_url] = Storage(settings, factory)
+        return found
+
+
+def capture(
+    raws: Iterable[RawPage],
+    store: Storage,
+    *,
+    source: str,
+    actor: Actor,
+    dossier_code: str | None = None,
+    backlog: bool = False,
+    split_prefixes: Sequence[str] = (),
+    batch: str | None = None,
+    intake_id: str | None = None,
+) -> Captured:
+    """Keep every page's lossless original, then record one document per part of the batch.
+
+    Pages whose QR code starts with one of ``split_prefixes`` are separator sheets: kept as originals and
+    recorded (records.Separator), but in no document. The originals are written (atomically) before the
+    rows that name them are committed, so a power cut leaves either nothing or a complete record to
+    resume from; an intake (uploaded files) is marked done in that same transaction.
+    """
+    originals = store.originals
+    parts: list[list[tuple[str, str, float, int]]] = [[]]
+    separators: list[tuple[int, str, str, int]] = []  # (position, text, sha, index of the next part)
+    interrupted: ApplianceError | None = None
+    try:
+        for position, raw in enumerate(raws):
+            text = separator_text(raw.image, split_prefixes) if split_prefixes else None
+            digest = originals.put_image(raw.image, dpi=raw.dpi)
+            if text is not None:
+                if parts[-1]:
+                    parts.append([])
+                separators.append((position, text, digest, len(parts) - 1))
+                continue
+            parts[-1].append((digest, raw.label, raw.dpi, position))
+    except ApplianceError as err:  # a jam or a pulled cable mid-batch: keep what was captured, then say so
+        interrupted = err
+    parts = [p for p in parts if p]
+    if not parts:
+        if interrupted is not None:
+            raise interrupted
+        raise NoPages("the batch holds no pages (only separator sheets, or nothing)")
+    batch = batch or uuid.uuid4().hex
+    out: list[Part] = []
+    with db.transaction(store.factory) as session:
+        for part in parts:
+            doc = db.create_document(
+                session,
+                source=source,
+                pages=[(sha, label, dpi) for sha, label, dpi, _pos in part],
+                digitizer=actor.full_name or None,
+                dossier_code=dossier_code,
+            )
+            documents.captured(
+                session,
+                doc,
+                actor=actor,
+                backlog=backlog,
+                detail={"source": source, "pages": len(part), "batch": batch},
+            )
+            out.append(Part(doc.id, tuple(pos for *_rest, pos in part)))
+        for position, text, digest, next_part in separators:
+            before = out[next_part].document_id if next_part < len(out) else None
+            session.add(
+                records.Separator(
+                    batch=batch[:32],
+                    position=position,
+                    text=text[:500],
+                    original_sha256=digest,
+                    before_document_id=before,
+                )
+            )
+        if intake_id is not None:
+            intake = session.get(records.Intake, intake_id)
+            if intake is not None:
+                intake.state = "done"
+    log.info("captured %d document(s), %d separator sheet(s)", len(out), len(separators))
+    done = Captured(tuple(out), tuple(position for position, *_r in separators))
+    if interrupted is not None:
+        interrupted.params["kept_pages"] = str(sum(len(p) for p in parts))
+        interrupted.params["documents"] = ",".join(done.document_ids)
+        raise interrupted
+    return done
 
 
 def capture_document(
@@ -270,23 +437,10 @@ def capture_document(
     digitizer: str | None = None,
     dossier_code: str | None = None,
 ) -> str:
-    """Keep every captured page's lossless original, then record the document. Returns its id.
-
-    The originals are written (atomically) before the row that names them is committed, so a
-    power cut leaves either nothing or a complete record to resume from.
-    """
-    store, factory = _store(settings)
-    kept: list[tuple[str, str, float]] = []
-    for raw in raws:
-        digest = store.put_image(raw.image, dpi=raw.dpi)
-        kept.append((digest, raw.label, raw.dpi))
-    if not kept:
-        raise NoPages("the scanner returned no pages")
-    with db.transaction(factory) as session:
-        doc = db.create_document(session, source=source, pages=kept, digitizer=digitizer, dossier_code=dossier_code)
-        doc_id = doc.id
-    log.info("captured document with %d pages", len(kept), extra={"doc_id": doc_id})
-    return doc_id
+    """Record a one-document capture (no separator sheets). Returns its id."""
+    actor = Actor("cli", digitizer or "")
+    done = capture(raws, storage(settings), source=source, actor=actor, dossier_code=dossier_code)
+    return done.parts[0].document_id
 
 
 def run_document(
@@ -295,59 +449,212 @@ def run_document(
     opts: PipelineOptions,
     on_page: Callable[[PageResult], None] | None = None,
 ) -> tuple[Digitized, Path]:
-    """Digitize a recorded document from its originals and archive the PDF (idempotent).
+    """Digitize a recorded document from its originals, archive the PDF, prefill and index (idempotent).
 
-    ``on_page`` is called with each page's result as soon as it is ready (progress for the UI).
-    """
-    store, factory = _store(settings)
-    with db.transaction(factory) as session:
+    ``on_page`` is called with each page's result as soon as it is ready (progress for the UI). On any
+    failure the document is marked failed with the reason, and the error is raised again."""
+    store = storage(settings)
+    with db.transaction(store.factory) as session:
         doc = session.get(db.Document, doc_id)
         if doc is None:
             raise StorageError(f"document {doc_id} not found")
+        if doc.state != db.DocState.CAPTURED and doc.state != db.DocState.FAILED:
+            raise DocumentBusy(f"document {doc_id} is {doc.state}; only captured documents are digitized")
         pages = [(p.original_sha256, p.label, float(p.dpi), p.upright) for p in doc.pages]
         source, digitizer = doc.source, doc.digitizer
+    originals = store.originals
 
-    def originals() -> Iterator[RawPage]:
+    def raw_pages() -> Iterator[RawPage]:
         for digest, label, dpi, upright in pages:
-            image, stored_dpi = store.get_image(digest)
+            image, stored_dpi = originals.get_image(digest)
             yield RawPage(
                 image=image, dpi=stored_dpi or dpi, source=Source(source), original=digest, label=label, upright=upright
             )
 
     with logs.context(doc_id=doc_id, stage="digitize"):
         try:
-            result = digitize(originals(), opts, DocumentMeta(digitizer=digitizer), on_page=on_page)
-        except ApplianceError as err:
-            with db.transaction(factory) as session:
+            result = digitize(raw_pages(), opts, DocumentMeta(digitizer=digitizer), on_page=on_page)
+            settings.documents_dir.mkdir(parents=True, exist_ok=True)
+            pdf_path = settings.documents_dir / f"{doc_id}.pdf"
+            write_atomic(pdf_path, result.pdf)
+            with db.transaction(store.factory) as session:
+                doc = session.get(db.Document, doc_id)
+                assert doc is not None
+                for row, page in zip(doc.pages, result.pages, strict=True):
+                    row.rotation, row.skew, row.flags = page.rotation, page.skew, sorted(page.flags)
+                    row.encoding, row.mean_conf, row.encoded_bytes = (
+                        page.encoded.encoding,
+                        page.ocr.mean_conf,
+                        page.encoded.size,
+                    )
+                doc.pdf_path, doc.pdf_bytes = str(pdf_path), len(result.pdf)
+                doc.pdf_sha256 = hashlib.sha256(result.pdf).hexdigest()
+                documents.digitized(session, doc, text=result.text, found=result.fields)
+        except Exception as err:
+            with db.transaction(store.factory) as session:
                 failed = session.get(db.Document, doc_id)
-                assert failed is not None
-                failed.state, failed.error_code = db.DocState.FAILED, err.code
+                if failed is not None:
+                    documents.failed(session, failed, err)
             raise
-        settings.documents_dir.mkdir(parents=True, exist_ok=True)
-        pdf_path = settings.documents_dir / f"{doc_id}.pdf"
-        write_atomic(pdf_path, result.pdf)
-        with db.transaction(factory) as session:
-            doc = session.get(db.Document, doc_id)
-            assert doc is not None
-            for row, page in zip(doc.pages, result.pages, strict=True):
-                row.rotation, row.skew, row.flags = page.rotation, page.skew, sorted(page.flags)
-                row.encoding, row.mean_conf, row.encoded_bytes = (
-                    page.encoded.encoding,
-                    page.ocr.mean_conf,
-                    page.encoded.size,
-                )
-            doc.fields = db.fields_json(result.fields)
-            doc.pdf_path, doc.pdf_bytes = str(pdf_path), len(result.pdf)
-            doc.pdf_sha256 = hashlib.sha256(result.pdf).hexdigest()
-            doc.state, doc.error_code = db.DocState.ASSEMBLED, None
     return result, pdf_path
 
 
-def resume(settings: Settings, opts: PipelineOptions) -> list[str]:
-    """Finish every document a power cut left between capture and archive."""
-    _, factory = _store(settings)
-    with db.transaction(factory) as session:
-        todo = [d.id for d in db.documents_in_state(session, states=[db.DocState.CAPTURED, db.DocState.OCR_DONE])]
+# --- uploaded files: recorded as an intake before anything is decoded ------------------------------
+def file_pages(files: Sequence[tuple[str, Path]]) -> Iterator[RawPage]:
+    """Pages of every file, in order, labelled with the officer's file names; one file decoded at a time."""
+    from appliance.capture import files as file_capture
+
+    for name, path in files:
+        try:
+            loaded = file_capture.load_file(path)
+        except ApplianceError as err:
+            err.params["file"] = name  # the officer's name, not our stored name
+            raise
+        for i, page in enumerate(loaded, 1):
+            yield replace(page, label=name if len(loaded) == 1 else f"{name} [{i}]")
+        del loaded
+
+
+def receive_files(
+    store: Storage,
+    files: Sequence[tuple[str, Path]],
+    *,
+    actor: Actor,
+    dossier_code: str | None,
+    backlog: bool = False,
+) -> str:
+    """Move uploaded files into the intake folder and record them; returns the intake id.
+
+    From here a restart finishes them (:func:`resume`); the files are removed once their documents are
+    recorded."""
+    intake_id = uuid.uuid4().hex
+    folder = store.settings.data_dir / "intake" / intake_id
+    folder.mkdir(parents=True, exist_ok=True)
+    kept: list[list[str]] = []
+    for i, (name, path) in enumerate(files):
+        target = folder / f"{i:03d}{path.suffix.lower()}"
+        shutil.move(str(path), target)
+        kept.append([name, target.name])
+    with db.transaction(store.factory) as session:
+        session.add(
+            records.Intake(
+                id=intake_id,
+                folder=str(folder),
+                files=kept,
+                dossier_code=dossier_code,
+                actor=actor.username,
+                digitizer=actor.full_name or None,
+                backlog=backlog,
+                state="pending",
+            )
+        )
+    return intake_id
+
+
+def intake_pages(store: Storage, intake_id: str) -> tuple[records.Intake, Iterator[RawPage]]:
+    with db.transaction(store.factory) as session:
+        intake = session.get(records.Intake, intake_id)
+        if intake is None:
+            raise StorageError(f"intake {intake_id} not found")
+    folder = Path(intake.folder)
+    return intake, file_pages([(name, folder / stored) for name, stored in intake.files])
+
+
+def close_intake(store: Storage, intake_id: str, err: BaseException | None = None) -> None:
+    """Remove the intake's files; after a failure, record why (nothing was recorded from it)."""
+    with db.transaction(store.factory) as session:
+        intake = session.get(records.Intake, intake_id)
+        if intake is None:
+            return
+        if err is not None and intake.state == "pending":
+            intake.state = "failed"
+            intake.error_code = err.code if isinstance(err, ApplianceError) else "unknown"
+        folder = Path(intake.folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def capture_intake(
+    store: Storage,
+    intake_id: str,
+    *,
+    split_prefixes: Sequence[str] = (),
+    watch: Callable[[Iterator[RawPage]], Iterator[RawPage]] | None = None,
+) -> Captured:
+    """Record the documents of an intake (decoding one file at a time); its files are removed afterwards.
+
+    ``watch`` may wrap the page stream (the web's thumbnails)."""
+    intake, pages = intake_pages(store, intake_id)
+    try:
+        done = capture(
+            watch(pages) if watch is not None else pages,
+            store,
+            source="file",
+            actor=Actor(intake.actor, intake.digitizer or ""),
+            dossier_code=intake.dossier_code,
+            backlog=intake.backlog,
+            split_prefixes=split_prefixes,
+            batch=intake_id,
+            intake_id=intake_id,
+        )
+    except Exception as err:
+        close_intake(store, intake_id, err)
+        raise
+    close_intake(store, intake_id)
+    return done
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    finished: tuple[str, ...]
+    failed: tuple[tuple[str, str], ...]  # (document or intake id, error code)
+
+
+def resume(
+    settings: Settings,
+    opts: PipelineOptions,
+    *,
+    split_prefixes: Sequence[str] = SEPARATOR_PREFIXES,
+    before: datetime | None = None,
+) -> Resumed:
+    """Finish what a crash or power cut interrupted: pending intakes, then captured documents.
+
+    Only work left before ``before`` (default: now) is taken, so a service resuming at start-up never
+    races the jobs officers start meanwhile. One that cannot be finished is marked failed with its reason
+    and never blocks the others."""
+    store = storage(settings)
+    before = before or db.utcnow()
+    with db.transaction(store.factory) as session:
+        intakes = list(
+            session.scalars(
+                select(records.Intake.id)
+                .where(records.Intake.state == "pending", records.Intake.created_at < before)
+                .order_by(records.Intake.created_at)
+            )
+        )
+    finished: list[str] = []
+    failed: list[tuple[str, str]] = []
+    produced: set[str] = set()
+    for intake_id in intakes:
+        try:
+            produced.update(capture_intake(store, intake_id, split_prefixes=split_prefixes).document_ids)
+        except Exception as err:  # noqa: BLE001 - recorded on the intake; the others go on
+            log.warning("intake %s could not be resumed: %s", intake_id, err)
+            failed.append((intake_id, err.code if isinstance(err, ApplianceError) else "unknown"))
+    with db.transaction(store.factory) as session:
+        todo = [
+            d.id
+            for d in db.documents_in_state(session, states=[db.DocState.CAPTURED])
+            if d.updated_at is None or _aware(d.updated_at) < before or d.id in produced
+        ]
     for doc_id in todo:
-        run_document(doc_id, settings, opts)
-    return todo
+        try:
+            run_document(doc_id, settings, opts)
+            finished.append(doc_id)
+        except Exception as err:  # noqa: BLE001 - run_document marked it failed; the others go on
+            log.warning("document could not be resumed: %s", err, extra={"doc_id": doc_id})
+            failed.append((doc_id, err.code if isinstance(err, ApplianceError) else "unknown"))
+    return Resumed(tuple(finished), tuple(failed))

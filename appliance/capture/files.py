@@ -74,8 +74,12 @@ def _read_head(path: Path) -> bytes:
         raise UnreadableFile(f"{path.name}: {err.strerror or err}", file=path.name) from err
 
 
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*", b"BM", b"RIFF")
+
+
 def _is_pdf(head: bytes) -> bool:
-    return b"%PDF-" in head
+    """A PDF header in the first KB, unless the file starts as an image (a PNG text chunk may hold "%PDF-")."""
+    return b"%PDF-" in head and not head.startswith(_IMAGE_MAGIC)
 
 
 # --- images --------------------------------------------------------------------------------------
@@ -344,6 +348,36 @@ def _load_pdf(path: Path) -> list[RawPage]:
     finally:
         doc.close()
     return pages
+
+
+def probe(path: Path | str) -> None:
+    """Cheap checks on an uploaded file before it is accepted: its type, its declared size (bombs), a
+    password or signatures on a PDF, a corrupt image header. No pixel is decoded, so this is fast and
+    small; :func:`load_file` decodes later, outside the request. Raises what load_file raises."""
+    path = Path(path)
+    name = path.name
+    head = _read_head(path)
+    if _is_pdf(head):
+        info = inspect_pdf(path)
+        if info.signed:
+            raise SignedPdf(f"{name}: carries {len(info.signature_fields)} signature(s)", file=name)
+        if info.pages == 0:
+            raise NoPages(f"{name}: PDF has no pages", file=name)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                _check_size(img.width, img.height, name)
+                img.verify()  # structure and checksums, without decoding the pixels
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise DecompressionBomb(f"{name}: {err}", file=name) from err
+        except UnidentifiedImageError as err:
+            raise NotAnImage(f"{name}: not an image or PDF", file=name) from err
+        except InputError:
+            raise
+        except (OSError, SyntaxError, ValueError, EOFError) as err:
+            raise UnreadableFile(f"{name}: {err}", file=name) from err
 
 
 def load_file(path: Path | str) -> list[RawPage]:

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from appliance import db
+from appliance import db, delivery
 from appliance.errors import OutboxError
 from appliance.outbox import protocol, store
 from appliance.outbox.mqtt import Event, Link, LinkConfig
@@ -406,11 +406,13 @@ class Sender:
                 item.reason = None
                 item.bytes_acked = item.size
                 item.next_try_at = None
+                delivery.receipt(s, package_id=r.package_id, accepted=True, warehouse_id=r.warehouse_id)
                 log.info("package %s receipted by the warehouse as %s", r.package_id[:12], r.warehouse_id)
             else:
                 item.state = PackageState.REJECTED
                 item.reason = (r.reason or "rejected")[:500]
                 item.next_try_at = None
+                delivery.receipt(s, package_id=r.package_id, accepted=False, reason=item.reason)
                 log.warning("package %s rejected by the warehouse: %s", r.package_id[:12], item.reason)
         t = self.transfer
         if t is not None and t.package_id == r.package_id:

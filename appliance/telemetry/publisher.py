@@ -28,6 +28,7 @@ from appliance.telemetry.collector import Collector
 from appliance.telemetry.schema import Counters, Incident, Reading, Status
 
 log = logging.getLogger(__name__)
+RESEND_DAYS = 31
 
 STATUS_TOPIC = "devices/{id}/status"
 TELEMETRY_TOPIC = "devices/{id}/telemetry"
@@ -228,7 +229,9 @@ class Publisher:
             return
         days = [today]
         if self._counters_day is not None and self._counters_day != today:
-            days.insert(0, today - timedelta(days=1))  # yesterday's final figures
+            # a result signed today changes the day its dossier was received (appliance.indicators): once a
+            # day, the recent days' figures are sent again, oldest first
+            days = [today - timedelta(days=n) for n in range(RESEND_DAYS, 0, -1)] + days
         for day in days:
             try:
                 self.send(counters_mod.counters(self.settings, day, now))

@@ -1,88 +1,37 @@
 """The officers' web UI: FastAPI + server-rendered Jinja2 + htmx (vendored in static/).
 
 ``create_app(settings, scanner=...)`` builds everything at startup (database, job runner,
-templates); nothing reads settings at import time. The UI calls the pipeline and the outbox
-store; the scanner is reached only through the Scanner protocol passed in here.
+templates); nothing reads settings at import time. The routes parse, call the core (dossiers,
+documents, signing, delivery, indicators, pipeline) and render; the scanner and the camera are
+reached only through the protocols passed in here. At start-up interrupted work is resumed.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from appliance import db, pipeline
+from appliance import pipeline, workflow
 from appliance.capture import Camera, Scanner
-from appliance.model import EncodeOptions
-from appliance.ocr import OcrOptions
 from appliance.settings import Settings
+from appliance.web import formatting
+from appliance.web.assets import StaticAssets
 from appliance.web.auth import LoginThrottle
-from appliance.web.jobs import SEPARATOR_PREFIXES, Jobs
+from appliance.web.context import SESSION_COOKIE, BadCsrf, Ctx, Forbidden, NeedLogin
+from appliance.web.jobs import Jobs
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-SESSION_COOKIE = "sid"
-PRELOGIN_COOKIE = "pre"
-
-
-class NeedLogin(Exception):
-    """Raised by the `officer` dependency; answered with a redirect to the sign-in page."""
-
-    def __init__(self, expired: bool = False) -> None:
-        super().__init__("sign in")
-        self.expired = expired
-
-
-class Forbidden(Exception):
-    """The page needs the supervisor role."""
-
-
-class BadCsrf(Exception):
-    """A form came without the session's CSRF token."""
-
-
-@dataclass
-class Ctx:
-    """Everything the routes need, built once in create_app."""
-
-    settings: Settings
-    factory: sessionmaker[Session]
-    templates: Jinja2Templates
-    jobs: Jobs
-    throttle: LoginThrottle
-    scanner: Scanner | None
-    camera: Camera | None
-    secure_cookies: bool
-    idle: timedelta
-    cache_dir: Path
-    signed_dir: Path
-    packages_dir: Path
-
-    @contextmanager
-    def tx(self) -> Iterator[Session]:
-        with db.transaction(self.factory) as session:
-            yield session
-
-
-def pipeline_options(settings: Settings) -> pipeline.PipelineOptions:
-    """The same options as the CLI builds from settings."""
-    return pipeline.PipelineOptions(
-        encode=EncodeOptions(background_dpi=settings.encode.background_dpi, jpeg_quality=settings.encode.jpeg_quality),
-        ocr=OcrOptions(lang=settings.ocr.lang, timeout_s=settings.ocr.timeout_s, low_conf=settings.ocr.low_confidence),
-        workers=settings.ocr.workers,
-    )
 
 
 class BodyLimit:
@@ -186,27 +135,25 @@ def create_app(
     scanner: Scanner | None = None,
     camera: Camera | None = None,
     options: pipeline.PipelineOptions | None = None,
-    separator_prefixes: Sequence[str] = SEPARATOR_PREFIXES,
+    separator_prefixes: Sequence[str] = pipeline.SEPARATOR_PREFIXES,
+    resume: bool = True,
 ) -> FastAPI:
     """The web application. ``scanner`` is the shared device (None: upload only); ``camera`` a document
     camera (None: no camera button). A scanned page whose QR text starts with one of
-    ``separator_prefixes`` (compared without diacritics) separates two documents of a batch."""
+    ``separator_prefixes`` (compared without diacritics) separates two documents of a batch. At start-up
+    (``resume``) interrupted uploads and documents are finished in the background."""
     import appliance.web.models  # noqa: F401 - tables registered on the shared metadata
     from appliance.web import routes
 
-    engine = db.make_engine(settings.db_url)
-    db.upgrade(engine)
-    factory = db.session_factory(engine)
+    store = pipeline.storage(settings)
+    factory = store.factory
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["kind_labels"] = routes.KIND_LABELS_STR
-    templates.env.filters["vn_state"] = routes.doc_state_label
-    jobs = Jobs(
-        settings,
-        options or pipeline_options(settings),
-        after=routes.after_digitize(factory),
-        factory=factory,
-        separator_prefixes=separator_prefixes,
-    )
+    templates.env.filters["vn_state"] = workflow.label
+    formatting.register(templates.env)  # vn_date, vn_datetime, vn_number, vn_percent
+    static = StaticAssets(HERE / "static", prefix="/static")
+    templates.env.globals["static_url"] = static.url
+    jobs = Jobs(store, options or pipeline.options_from(settings), separator_prefixes=separator_prefixes)
     cache_dir = settings.data_dir / "web-cache"
     for folder in (cache_dir, settings.documents_dir, settings.originals_dir):
         folder.mkdir(parents=True, exist_ok=True)
@@ -225,18 +172,19 @@ def create_app(
         secure_cookies=bool(settings.web.https_cert and settings.web.https_key),
         idle=timedelta(minutes=settings.web.idle_timeout_min),
         cache_dir=cache_dir,
-        signed_dir=settings.data_dir / "signed",
-        packages_dir=settings.data_dir / "packages",
+        store=store,
     )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if resume:  # finish what a crash or power cut interrupted, without anyone running a command
+            jobs.resume()
         yield
         jobs.shutdown()
 
     app = FastAPI(title="Số hóa hồ sơ — một cửa", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.ctx = ctx
-    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.mount("/static", static, name="static")
     for router in routes.routers():
         app.include_router(router)
 
@@ -300,4 +248,4 @@ def create_app(
     return app
 
 
-__all__ = ["Ctx", "HTMLResponse", "create_app", "pipeline_options"]
+__all__ = ["SESSION_COOKIE", "Ctx", "create_app"]

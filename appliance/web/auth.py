@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from appliance.db import utcnow
 from appliance.web.models import LoginFailure, Role, User, WebSession
+from appliance.workflow import Actor
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,12 @@ class SignedIn:
     full_name: str
     role: str
     csrf: str
+    id_number: str | None = None
+
+    @property
+    def actor(self) -> Actor:
+        """Who asks, for the core's workflow functions and the audit trail."""
+        return Actor(self.username, self.full_name, self.id_number)
 
     @property
     def supervisor(self) -> bool:
@@ -112,6 +119,7 @@ _SESSION_ROW = (
         User.full_name,
         User.role,
         User.active,
+        User.id_number,
     )
     .join(User, User.id == WebSession.user_id)
     .where(WebSession.id == bindparam("key"))
@@ -127,7 +135,7 @@ def lookup_session(session: Session, *, token: str, idle: timedelta) -> SignedIn
     row = session.execute(_SESSION_ROW, {"key": key}).first()
     if row is None:  # unknown (sessions of a removed account go with it: ON DELETE CASCADE)
         return None
-    last_seen, csrf, user_id, username, full_name, role, active = row
+    last_seen, csrf, user_id, username, full_name, role, active, id_number = row
     now = utcnow()
     last = _aware(last_seen)
     if now - last > idle or not active:
@@ -135,7 +143,7 @@ def lookup_session(session: Session, *, token: str, idle: timedelta) -> SignedIn
         return None
     if now - last > timedelta(seconds=30):  # fewer writes: refresh at most twice a minute
         session.execute(update(WebSession).where(WebSession.id == key).values(last_seen=now))
-    return SignedIn(user_id, username, full_name, role, csrf)
+    return SignedIn(user_id, username, full_name, role, csrf, id_number)
 
 
 def _aware(when: datetime) -> datetime:

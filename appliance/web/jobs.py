@@ -1,16 +1,12 @@
-"""Background work started from the web page: capture a batch, then digitize it.
+"""Background work started from the web page: capture a batch (or an uploaded intake), then digitize it.
 
 A job runs in a small thread pool so the page answers at once; the page polls the job's progress
 (htmx). Captured pages get an in-memory thumbnail as they arrive, so the officer sees them while the
-scanner keeps feeding. The document itself is recorded and digitized by :mod:`appliance.pipeline`
-(the same functions the CLI uses); nothing here talks to a device except through the Scanner
-protocol handed in by the caller.
-
-A scanned batch may hold several documents separated by QR separator sheets (a page whose QR text
-starts with one of ``separator_prefixes``, compared without diacritics): each part is recorded as
-its own document and digitized; the separator sheet is kept as an original and recorded in
-web_separators, but belongs to no document. Progress is counted page by page (pipeline ``on_page``),
-which gives a per-page ETA.
+scanner keeps feeding. Recording, splitting at separator sheets, digitizing, prefilling and indexing
+are the pipeline's (:func:`appliance.pipeline.capture`, :func:`~appliance.pipeline.run_document`: the
+same functions `appliance scan` and `appliance resume` use); this module only runs them and counts
+progress page by page (pipeline ``on_page``), which gives a per-page ETA. At start-up
+:meth:`Jobs.resume` finishes what a crash or power cut interrupted, as a job of its own.
 """
 
 from __future__ import annotations
@@ -24,25 +20,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 from PIL import Image
-from sqlalchemy.orm import Session, sessionmaker
 
-from appliance import db, pipeline, qr
-from appliance.errors import ApplianceError, NoPages
+from appliance import db, pipeline
+from appliance.errors import ApplianceError
 from appliance.messages_vi import message_for
-from appliance.model import PageImage, PageResult, RawPage
-from appliance.originals import OriginalStore
-from appliance.settings import Settings
-from appliance.web.models import Separator
-from appliance.web.search import fold
+from appliance.model import PageResult, RawPage
+from appliance.workflow import Actor
 
 log = logging.getLogger(__name__)
 
 THUMB_WIDTH = 160
-SEPARATOR_PREFIXES = ("TACH", "SEPARATOR", "PATCH")
-SEPARATOR_SIDE = 1200  # separator sheets carry a large QR: a small copy is enough (and fast)
 
 
 def thumbnail(image: np.ndarray, width: int = THUMB_WIDTH) -> bytes:
@@ -53,30 +42,13 @@ def thumbnail(image: np.ndarray, width: int = THUMB_WIDTH) -> bytes:
     return buf.getvalue()
 
 
-def separator_text(image: PageImage, prefixes: Sequence[str]) -> str | None:
-    """The QR text if this page is a separator sheet, else None (prefixes compared folded, no diacritics)."""
-    wanted = tuple(fold(p) for p in prefixes if p.strip())
-    if not wanted:
-        return None
-    h, w = image.shape[:2]
-    scale = min(1.0, SEPARATOR_SIDE / max(h, w, 1))
-    small = image
-    if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        small = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
-    for code in qr.find_qr(small):
-        if fold(code.text).startswith(wanted):
-            return code.text
-    return None
-
-
 @dataclass
 class Job:
     """Progress of one capture + digitize run (mutable; read by the page, written by the worker)."""
 
     id: str
     dossier_code: str | None
-    what: str  # "scan" | "upload" | "redo"
+    what: str  # "scan" | "upload" | "camera" | "redo" | "resume"
     user: str
     backlog: bool = False  # an old result digitized under the backlog plan
     state: str = "waiting"  # waiting -> capturing -> processing -> done | failed
@@ -91,6 +63,7 @@ class Job:
     last_page_at: float | None = None
     error_code: str | None = None
     error: str | None = None
+    kept_pages: int = 0  # pages recorded although the capture failed part-way
     started: float = field(default_factory=time.monotonic)
     processing_since: float | None = None
     finished: float | None = None
@@ -105,23 +78,17 @@ class Jobs:
 
     def __init__(
         self,
-        settings: Settings,
+        store: pipeline.Storage,
         options: pipeline.PipelineOptions,
         *,
-        after: Callable[[str, pipeline.Digitized, Job], None] | None = None,
         workers: int = 2,
-        factory: sessionmaker[Session] | None = None,
-        separator_prefixes: Sequence[str] = SEPARATOR_PREFIXES,
+        separator_prefixes: Sequence[str] = pipeline.SEPARATOR_PREFIXES,
     ) -> None:
-        self.settings = settings
+        self.store = store
+        self.settings = store.settings
+        self.factory = store.factory
         self.separator_prefixes = tuple(separator_prefixes)
-        if factory is None:
-            engine = db.make_engine(settings.db_url)
-            db.upgrade(engine)
-            factory = db.session_factory(engine)
-        self.factory = factory
         self.options = options
-        self.after = after
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="web-job")
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -134,6 +101,10 @@ class Jobs:
     def for_dossier(self, code: str | None) -> list[Job]:
         with self._lock:
             return [j for j in self._jobs.values() if j.dossier_code == code]
+
+    def running_for(self, doc_id: str) -> Job | None:
+        with self._lock:
+            return next((j for j in self._jobs.values() if j.running and doc_id in j.doc_ids), None)
 
     def busy_capturing(self) -> bool:
         """Whether some job is using the scanner right now."""
@@ -166,94 +137,86 @@ class Jobs:
             self._jobs[job.id] = job
         return job
 
+    def _watched(self, job: Job, pages: Iterable[RawPage]) -> Iterator[RawPage]:
+        job.state = "capturing"
+        for raw in pages:
+            job.thumbs.append(thumbnail(raw.image))
+            job.labels.append(raw.label)
+            job.marks.append("")
+            yield raw
+
+    def _run(self, job: Job, work: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                work()
+                job.finished = time.monotonic()
+                job.state = "done"
+            except Exception as err:  # noqa: BLE001 - shown to the officer, never crashes the page
+                self._fail(job, err)
+
+        self._pool.submit(run)
+
+    def _digitize_parts(self, job: Job, captured: pipeline.Captured) -> None:
+        for position in captured.separators:
+            if position < len(job.marks):
+                job.marks[position] = "separator"
+        job.doc_ids = captured.document_ids
+        job.doc_id = job.doc_ids[0]
+        job.pages_total = sum(len(p.positions) for p in captured.parts)
+        for part in captured.parts:
+            self._digitize(job, part.document_id, part.positions)
+
     def capture(
         self,
         pages: Callable[[], Iterable[RawPage]],
         *,
         dossier_code: str | None,
         source: str,
-        user: str,
-        digitizer: str,
+        actor: Actor,
         what: str,
         backlog: bool = False,
         split: bool = True,
     ) -> Job:
         """Capture pages (lazily, e.g. from the scanner), record the document(s), then digitize them.
 
-        With ``split``, QR separator sheets cut the batch into several documents.
-        """
-        job = self._add(Job(id=uuid.uuid4().hex, dossier_code=dossier_code, what=what, user=user, backlog=backlog))
+        With ``split``, QR separator sheets cut the batch into several documents."""
+        job = self._add(
+            Job(id=uuid.uuid4().hex, dossier_code=dossier_code, what=what, user=actor.username, backlog=backlog)
+        )
 
-        def watched() -> Iterator[RawPage]:
-            job.state = "capturing"
-            for raw in pages():
-                job.thumbs.append(thumbnail(raw.image))
-                job.labels.append(raw.label)
-                job.marks.append("")
-                yield raw
+        def work() -> None:
+            captured = pipeline.capture(
+                self._watched(job, pages()),
+                self.store,
+                source=source,
+                actor=actor,
+                dossier_code=dossier_code,
+                backlog=backlog,
+                split_prefixes=self.separator_prefixes if split else (),
+                batch=job.id,
+            )
+            self._digitize_parts(job, captured)
 
-        def run() -> None:
-            try:
-                parts = self._record(job, watched(), source=source, digitizer=digitizer, split=split)
-                job.doc_ids = [doc_id for doc_id, _ in parts]
-                job.doc_id = job.doc_ids[0]
-                for doc_id, positions in parts:
-                    self._digitize(job, doc_id, positions)
-                self._done(job)
-            except Exception as err:  # noqa: BLE001 - shown to the officer, never crashes the page
-                self._fail(job, err)
-
-        self._pool.submit(run)
+        self._run(job, work)
         return job
 
-    def _record(
-        self, job: Job, raws: Iterable[RawPage], *, source: str, digitizer: str, split: bool
-    ) -> list[tuple[str, list[int]]]:
-        """Keep every page's original; record one document per part. Returns [(doc id, thumb positions)].
+    def intake(self, intake_id: str, *, dossier_code: str | None, actor: Actor, backlog: bool = False) -> Job:
+        """Uploaded files, already recorded as an intake: decode them here (not in the request), then digitize."""
+        job = self._add(
+            Job(id=intake_id, dossier_code=dossier_code, what="upload", user=actor.username, backlog=backlog)
+        )
 
-        The originals are written before the rows that name them are committed (as capture_document).
-        """
-        store = OriginalStore(self.settings.originals_dir)
-        parts: list[list[tuple[str, str, float, int]]] = [[]]
-        separators: list[tuple[int, str, str, int]] = []  # (position, text, sha, index of the next part)
-        for position, raw in enumerate(raws):
-            text = separator_text(raw.image, self.separator_prefixes) if split else None
-            digest = store.put_image(raw.image, dpi=raw.dpi)
-            if text is not None:
-                job.marks[position] = "separator"
-                if parts[-1]:
-                    parts.append([])
-                separators.append((position, text, digest, len(parts) - 1))
-                continue
-            parts[-1].append((digest, raw.label, raw.dpi, position))
-            job.pages_total += 1
-        parts = [p for p in parts if p]
-        if not parts:
-            raise NoPages("the batch holds no pages (only separator sheets, or nothing)")
-        out: list[tuple[str, list[int]]] = []
-        with db.transaction(self.factory) as session:
-            for part in parts:
-                doc = db.create_document(
-                    session,
-                    source=source,
-                    pages=[(sha, label, dpi) for sha, label, dpi, _pos in part],
-                    digitizer=digitizer,
-                    dossier_code=job.dossier_code,
-                )
-                out.append((doc.id, [pos for *_rest, pos in part]))
-            for position, text, digest, next_part in separators:
-                before = out[next_part][0] if next_part < len(out) else None
-                session.add(
-                    Separator(
-                        batch=job.id,
-                        position=position,
-                        text=text[:500],
-                        original_sha256=digest,
-                        before_document_id=before,
-                    )
-                )
-        log.info("captured %d document(s), %d separator sheet(s)", len(out), len(separators))
-        return out
+        def work() -> None:
+            captured = pipeline.capture_intake(
+                self.store,
+                intake_id,
+                split_prefixes=self.separator_prefixes,
+                watch=lambda pages: self._watched(job, pages),
+            )
+            self._digitize_parts(job, captured)
+
+        self._run(job, work)
+        return job
 
     def redo(self, *doc_ids: str, dossier_code: str | None, user: str, backlog: bool = False) -> Job:
         """Digitize recorded documents again (after pages were rotated, moved, replaced, deleted or split)."""
@@ -265,15 +228,26 @@ class Jobs:
                 doc = session.get(db.Document, doc_id)
                 job.pages_total += doc.page_count if doc else 0
 
-        def run() -> None:
-            try:
-                for doc_id in doc_ids:
-                    self._digitize(job, doc_id, [])
-                self._done(job)
-            except Exception as err:  # noqa: BLE001
-                self._fail(job, err)
+        def work() -> None:
+            for doc_id in doc_ids:
+                self._digitize(job, doc_id, [])
 
-        self._pool.submit(run)
+        self._run(job, work)
+        return job
+
+    def resume(self) -> Job:
+        """Finish interrupted intakes and documents (at start-up); one that fails never blocks the others."""
+        job = self._add(Job(id=uuid.uuid4().hex, dossier_code=None, what="resume", user="system"))
+        before = db.utcnow()
+
+        def work() -> None:
+            job.state = "processing"
+            done = pipeline.resume(self.settings, self.options, split_prefixes=self.separator_prefixes, before=before)
+            job.doc_ids = list(done.finished)
+            if done.finished or done.failed:
+                log.info("resumed %d document(s); %d could not be finished", len(done.finished), len(done.failed))
+
+        self._run(job, work)
         return job
 
     def _digitize(self, job: Job, doc_id: str, positions: Sequence[int]) -> None:
@@ -292,22 +266,20 @@ class Jobs:
                 job.marks[positions[page.index]] = "flagged" if page.flags else "done"
 
         result, _pdf = pipeline.run_document(doc_id, self.settings, self.options, on_page=on_page)
-        if self.after is not None:
-            self.after(doc_id, result, job)
         if result.pages:
             per_page = (time.monotonic() - started) * max(1, self.options.workers) / len(result.pages)
             self.seconds_per_page = 0.7 * self.seconds_per_page + 0.3 * per_page
         log.info("web job digitized pages=%d", len(result.pages), extra={"doc_id": doc_id})
 
-    @staticmethod
-    def _done(job: Job) -> None:
-        job.finished = time.monotonic()
-        job.state = "done"
-
-    @staticmethod
-    def _fail(job: Job, err: BaseException) -> None:
+    def _fail(self, job: Job, err: BaseException) -> None:
         job.error_code = err.code if isinstance(err, ApplianceError) else "unknown"
         job.error = message_for(err)
+        kept = err.params.get("documents", "") if isinstance(err, ApplianceError) else ""
+        if kept and not job.doc_ids:  # pages captured before the fault were recorded: digitize them
+            job.doc_ids = kept.split(",")
+            job.doc_id = job.doc_ids[0]
+            job.kept_pages = int(err.params.get("kept_pages", "0") or 0) if isinstance(err, ApplianceError) else 0
+            self.redo(*job.doc_ids, dossier_code=job.dossier_code, user=job.user, backlog=job.backlog)
         job.state = "failed"
         job.finished = time.monotonic()
         if isinstance(err, ApplianceError):

@@ -15,33 +15,19 @@ import re
 import unicodedata
 import weakref
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from markupsafe import Markup, escape
 from sqlalchemy import Engine, Select, column, or_, select, table, text
 from sqlalchemy.orm import Session
 
 from appliance.db import Document
-from appliance.web.models import DocumentInfo, Dossier
+from appliance.records import DocumentInfo, Dossier
+from appliance.textindex import collapse, fold
 
 _SPACES = re.compile(r"\s+")
 _WORDLIKE = re.compile(r"\w")
-
-
-# The combining marks Vietnamese uses (all of U+0300-U+036F but the grapheme joiner, which is not one).
-_MARKS = re.compile("[\u0300-\u034e\u0350-\u036f]+")
-
-
-def _fold_slow(text: str) -> str:
-    return "".join(c for c in text if not unicodedata.combining(c))
-
-
-def fold(text: str) -> str:
-    """'Quyết định  SỐ 38' -> 'quyet dinh so 38'."""
-    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
-    bare = _MARKS.sub("", decomposed)
-    if not bare.isascii():  # other scripts and marks: the general (slower) way
-        bare = _fold_slow(decomposed)
-    return _collapse(bare.lower())
 
 
 def _like(term: str) -> str:
@@ -67,9 +53,9 @@ class Hit:
     dossier_code: str | None
     owner: str | None
     title: str
-    snippet: str
+    snippet: Markup  # escaped text, the matched words in <mark>
     state: str
-    created_at: str
+    created_at: datetime  # UTC; the page shows it with vn_date
 
 
 def _fold_aligned(flat: str) -> str:
@@ -81,9 +67,7 @@ def _fold_aligned(flat: str) -> str:
     return folded if len(folded) == len(flat) else ""
 
 
-def _collapse(text: str) -> str:
-    """Runs of whitespace to one space, trimmed (str.split is much faster than a regex here)."""
-    return " ".join(text.split())
+_collapse = collapse
 
 
 def snippet(text: str, folded_query: str, width: int = 80) -> str:
@@ -107,6 +91,43 @@ def snippet(text: str, folded_query: str, width: int = 80) -> str:
         if piece is text:
             return flat[: width * 2]
     return ""  # not reached: the second round always has the whole text
+
+
+def _word_end(text: str, at: int) -> int:
+    while at < len(text) and text[at].isalnum():
+        at += 1
+    return at
+
+
+def highlight(text: str, folded_query: str) -> Markup:
+    """``text`` escaped for HTML, with each word that matches a query word in ``<mark>``.
+
+    Matching ignores diacritics and case, as the search does ("quyet" marks "QUYẾT"). A query word
+    marks the words it starts ("quy" marks all of "Quyết"); only when it starts none does it mark
+    where it occurs inside longer words (what the LIKE fallback finds). Text whose folded copy does
+    not line up character by character with it is shown without marks."""
+    words = {w for w in folded_query.split(" ") if _WORDLIKE.search(w)}
+    folded = _fold_aligned(text) if words else ""
+    if not folded:
+        return escape(text)
+    spans: list[tuple[int, int]] = []
+    for word in words:
+        found = [m.start() for m in re.finditer(re.escape(word), folded)]
+        starts = [at for at in found if at == 0 or not folded[at - 1].isalnum()]
+        spans.extend((at, _word_end(folded, at + len(word))) for at in starts or found)
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:  # overlapping or touching: one mark
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    out: list[Markup] = []
+    done = 0
+    for start, end in merged:
+        out += [escape(text[done:start]), Markup("<mark>"), escape(text[start:end]), Markup("</mark>")]
+        done = end
+    out.append(escape(text[done:]))
+    return Markup("").join(out)
 
 
 _INDEXED: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
@@ -181,15 +202,9 @@ def search(session: Session, *, query: str, limit: int = 50) -> list[Hit]:
                 dossier_code=code,
                 owner=owner,
                 title=str(fields.get("trich_yeu") or fields.get("loai_van_ban") or ""),
-                snippet=snippet(body or "", phrase),
+                snippet=highlight(snippet(body or "", phrase), phrase),
                 state=state,
-                created_at=f"{created_at:%d/%m/%Y}",
+                created_at=created_at,
             )
         )
     return hits
-
-
-def index_text(*parts: str | None) -> tuple[str, str]:
-    """The text to keep for snippets and its folded copy for matching."""
-    text = "\n".join(p for p in parts if p)
-    return text, fold(text)

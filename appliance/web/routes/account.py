@@ -9,7 +9,6 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
-from appliance.web.app import PRELOGIN_COOKIE, SESSION_COOKIE
 from appliance.web.auth import (
     authenticate,
     create_user,
@@ -19,6 +18,7 @@ from appliance.web.auth import (
     start_session,
     valid_username,
 )
+from appliance.web.context import PRELOGIN_COOKIE, SESSION_COOKIE
 from appliance.web.models import Role, User
 from appliance.web.routes.common import Checked, CheckedSupervisor, Supervisor, ctx_of, render, see_other
 

@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy.orm import Session, sessionmaker
 
-from appliance import db, pipeline
-from appliance.db import DocState
-from appliance.messages_vi import MESSAGES_VI
-from appliance.web.app import SESSION_COOKIE, BadCsrf, Ctx, Forbidden, NeedLogin
+from appliance import workflow
+from appliance.errors import ApplianceError, FormInvalid
+from appliance.messages_vi import MESSAGES_VI, message_for
+from appliance.records import KIND_LABELS
 from appliance.web.auth import SignedIn, lookup_session, same_token
-from appliance.web.jobs import Job
-from appliance.web.models import KIND_LABELS, DocumentInfo, Dossier
-from appliance.web.search import index_text
+from appliance.web.context import SESSION_COOKIE, BadCsrf, Ctx, Forbidden, NeedLogin
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 KIND_LABELS_STR = {str(k): v for k, v in KIND_LABELS.items()}
 
-DOC_STATES = {
-    DocState.CAPTURED: "Đã quét, chờ xử lý",
-    DocState.OCR_DONE: "Đang xử lý",
-    DocState.ASSEMBLED: "Đã số hóa, chờ ký",
-    DocState.SIGNED: "Đã ký số",
-    DocState.QUEUED: "Đã đưa vào hàng chờ gửi",
-    DocState.SENT: "Đã gửi",
-    DocState.ACKED: "Kho đã tiếp nhận",
-    DocState.FAILED: "Lỗi khi xử lý",
-}
 PACKAGE_STATES = {
     "queued": "Chờ gửi",
     "sending": "Đang gửi",
@@ -58,11 +44,13 @@ NOTICES = {
     "split": "Đã tách thành các tài liệu riêng; từng tài liệu đang được xử lý lại.",
     "reused": "Đã dùng lại giấy tờ đã số hóa cho hồ sơ này (không cần quét lại).",
     "have": "Hồ sơ này đã có giấy tờ đó rồi.",
+    "corrected": "Đã tạo bản điều chỉnh. Hãy kiểm tra lại thông tin rồi ký số bản mới.",
+    "opened_upload": "Đã nhận tệp; các trang đang được xử lý.",
 }
 
 
 def doc_state_label(state: str) -> str:
-    return DOC_STATES.get(DocState(state), state) if state in DocState._value2member_map_ else state
+    return workflow.label(state)
 
 
 def flag_label(flag: str) -> str:
@@ -142,43 +130,11 @@ def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def after_digitize(factory: sessionmaker[Session]) -> Callable[[str, pipeline.Digitized, Job], None]:
-    """After a document is digitized: keep its text for search and prefill the review fields."""
-
-    def record(doc_id: str, result: pipeline.Digitized, job: Job) -> None:
-        best: dict[str, tuple[float, str]] = {}
-        for f in result.fields:
-            if f.name not in best or f.confidence > best[f.name][0]:
-                best[f.name] = (f.confidence, f.value)
-        with db.transaction(factory) as session:
-            doc = session.get(db.Document, doc_id)
-            if doc is None:
-                return
-            info = session.get(DocumentInfo, doc_id)
-            if info is None:
-                info = DocumentInfo(document_id=doc_id, fields={}, backlog=job.backlog, text="", text_folded="")
-                session.add(info)
-            if job.backlog:
-                info.backlog = True
-                info.kind = info.kind or "result"
-            if not info.reviewed_at:
-                info.fields = {name: value for name, (_c, value) in best.items()}
-            info.text = result.text
-            reindex(session, info, doc)
-
-    return record
-
-
-def reindex(session: Session, info: DocumentInfo, doc: db.Document) -> None:
-    """The folded search text: dossier code, owner, reviewed fields and the OCR text."""
-    dossier = session.get(Dossier, doc.dossier_code) if doc.dossier_code else None
-    _text, info.text_folded = index_text(
-        doc.dossier_code,
-        dossier.owner_name if dossier else None,
-        dossier.owner_id if dossier else None,
-        " ".join(str(v) for v in info.fields.values() if v),
-        info.text,
-    )
+def refused_text(err: ApplianceError) -> str:
+    """The officer's sentence for a refusal from the core (a form error's first sentence for FormInvalid)."""
+    if isinstance(err, FormInvalid) and err.errors:
+        return next(iter(err.errors.values()))
+    return message_for(err)
 
 
 Officer = Annotated[SignedIn, Depends(officer)]

@@ -1,22 +1,22 @@
-"""Sign a batch with one PIN entry, package it, queue it; then track each package to the warehouse."""
+"""Sign a batch with one PIN entry (the core signs, packages and queues); then track each package to the
+warehouse. The signing list shows who reviewed each document and pre-selects only the officer's own."""
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
-from appliance import db
-from appliance.errors import ApplianceError, OutboxError
+from appliance import delivery, signing
+from appliance.errors import ApplianceError, CertificateMismatch, OutboxError, TokenNotFound
 from appliance.messages_vi import message_for
-from appliance.web.app import Ctx
-from appliance.web.models import DocumentInfo, Dossier, Kind
+from appliance.outbox import store
+from appliance.sign.token import CertInfo
+from appliance.web.auth import SignedIn
+from appliance.web.context import Ctx
 from appliance.web.routes.common import Checked, Officer, ctx_of, render, see_other
 
 log = logging.getLogger(__name__)
@@ -30,35 +30,10 @@ PIN_STATES = {
     "to_be_changed": ("warn", "Token yêu cầu đổi mã PIN trước khi dùng."),
     "not_initialised": ("bad", "Token chưa được khởi tạo mã PIN."),
 }
-PACKAGE_FIELDS = {
-    "so_ky_hieu": "number",
-    "ngay_ban_hanh": "date",
-    "loai_van_ban": "type",
-    "co_quan_ban_hanh": "issuing_body",
-    "trich_yeu": "summary",
-    "so_dinh_danh": "owner_id",
-}
 
 
-def _ready(ctx: Ctx) -> list[tuple[db.Document, DocumentInfo, list[str]]]:
-    """Reviewed, digitized documents waiting for a signature, each with what to look at first."""
-    with ctx.tx() as session:
-        rows = session.execute(
-            select(db.Document, DocumentInfo)
-            .join(DocumentInfo, DocumentInfo.document_id == db.Document.id)
-            .where(db.Document.state == db.DocState.ASSEMBLED, DocumentInfo.kind.is_not(None))
-            .order_by(db.Document.created_at)
-        ).all()
-        out = []
-        for doc, info in rows:
-            flags = sorted({str(f) for p in doc.pages for f in (p.flags or [])})
-            if info.kind == Kind.RESULT and not info.result_code:
-                flags.append("no_result_code")
-            out.append((doc, info, flags))
-    return out
-
-
-def _token_state(ctx: Ctx) -> tuple[list[Any], str | None]:
+def _tokens(ctx: Ctx) -> tuple[list[Any], str | None]:
+    """The tokens present (read without a login), or the sentence saying why none can be used."""
     from appliance.sign.batch import token_status
 
     try:
@@ -66,25 +41,37 @@ def _token_state(ctx: Ctx) -> tuple[list[Any], str | None]:
     except ApplianceError as err:
         return [], message_for(err)
     if not tokens:
-        return [], message_for(_token_missing())
+        return [], message_for(TokenNotFound("no token present"))
     return tokens, None
 
 
-def _token_missing() -> ApplianceError:
-    from appliance.errors import TokenNotFound
-
-    return TokenNotFound("no token present")
+def _certificates(tokens: list[Any]) -> list[CertInfo]:
+    return [c for t in tokens for c in t.certificates]
 
 
-def _sign_page(request: Request, ctx: Ctx, *, error: str | None = None, status_code: int = 200) -> HTMLResponse:
-    tokens, token_error = _token_state(ctx)
+def _sign_page(
+    request: Request,
+    ctx: Ctx,
+    who: SignedIn,
+    *,
+    tokens: tuple[list[Any], str | None] | None = None,
+    error: str | None = None,
+    chosen: list[str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    found, token_error = tokens if tokens is not None else _tokens(ctx)
+    with ctx.tx() as session:
+        ready = signing.ready(session, actor=who.actor)
+    picked = set(chosen) if chosen is not None else {r.id for r in ready if r.mine and r.ready}
     return render(
         request,
         "sign.html",
         status_code=status_code,
-        ready=_ready(ctx),
-        tokens=tokens,
+        ready=ready,
+        picked=picked,
+        tokens=found,
         token_error=token_error,
+        cert=signing.check_certificate(_certificates(found), who.actor),
         pin_states=PIN_STATES,
         error=error,
     )
@@ -92,141 +79,74 @@ def _sign_page(request: Request, ctx: Ctx, *, error: str | None = None, status_c
 
 @router.get("/sign", response_class=HTMLResponse)
 def sign_form(request: Request, who: Officer) -> HTMLResponse:
-    return _sign_page(request, ctx_of(request))
+    return _sign_page(request, ctx_of(request), who)
 
 
 @router.post("/sign", response_model=None)
 async def sign(request: Request, who: Checked) -> Response:
-    """Sign the chosen documents with one PIN entry, build one package per dossier and kind, queue them."""
-    from appliance.outbox import store
-    from appliance.sign.batch import SignJob, sign_batch
-    from appliance.sign.package import PackageRequest, build_package
-
+    """Sign the chosen documents with one PIN entry, one package per dossier and kind, queued for sending."""
     ctx = ctx_of(request)
     form = await request.form()
-    chosen = [str(v) for v in form.getlist("doc")][:200]
+    chosen = [str(v) for v in form.getlist("doc")][: signing.MAX_BATCH]
     pin = str(form.get("pin", "") or "")
-    if not chosen:
-        return _sign_page(request, ctx, error="Hãy chọn ít nhất một tài liệu để ký.", status_code=400)
-    if not pin:
-        return _sign_page(request, ctx, error=message_for(_pin_required()), status_code=400)
-    ready = {doc.id: (doc, info) for doc, info, flags in _ready(ctx) if "no_result_code" not in flags}
-    picked = [ready[i] for i in chosen if i in ready]
-    if len(picked) != len(chosen):
-        del pin
-        return _sign_page(
-            request, ctx, error="Một số tài liệu đã được ký hoặc chưa sẵn sàng. Hãy xem lại danh sách.", status_code=409
-        )
-    ctx.signed_dir.mkdir(parents=True, exist_ok=True)
-    ctx.packages_dir.mkdir(parents=True, exist_ok=True)
-    org = ctx.settings.sign.organisation_name
-    jobs = []
-    for doc, info in picked:
-        result = info.kind == Kind.RESULT
-        jobs.append(
-            SignJob(
-                input=Path(doc.pdf_path or ""),
-                output=ctx.signed_dir / f"{doc.id}.pdf",
-                role="organisation" if result else "officer",
-                signer_name=who.full_name,
-                organisation=org,
-                reason=(
-                    f"SAO Y: chuyển đổi từ văn bản giấy; mã kết quả {info.result_code}"
-                    if result
-                    else "Số hóa thành phần hồ sơ TTHC"
-                ),
-                location=org,
-            )
-        )
-    module, serial = ctx.settings.sign.pkcs11_module, ctx.settings.sign.token_serial
+    confirm = form.get("confirm_certificate") == "1"
+    tokens = _tokens(ctx) if chosen and pin else ([], None)
     try:
-        sign_batch(jobs, pin, module=module, serial=serial, tsa_url=ctx.settings.sign.tsa_url)
-        groups: dict[tuple[str, str, str], list[tuple[db.Document, DocumentInfo]]] = defaultdict(list)
-        for doc, info in picked:
-            groups[(doc.dossier_code or "", info.kind or "", info.result_code or "")].append((doc, info))
-        built = []
-        for (dossier_code, kind, result_code), members in groups.items():
-            with ctx.tx() as session:
-                dossier = session.get(Dossier, dossier_code) if dossier_code else None
-            stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-            name = f"{dossier_code or 'ton-dong'}-{kind}-{stamp}-{members[0][0].id[:8]}.asice"
-            request_ = PackageRequest(
-                pdfs=tuple(ctx.signed_dir / f"{doc.id}.pdf" for doc, _i in members),
-                category=kind,
-                dossier_code=dossier_code,
-                tthc_code=dossier.tthc_code if dossier else None,
-                result_code=result_code or None,
-                fields={
-                    f"{doc.id}.pdf": {new: info.fields.get(old) or None for old, new in PACKAGE_FIELDS.items()}
-                    | {"validity": info.valid_until}
-                    for doc, info in members
-                },
-                role="organisation",
-                commune_code=ctx.settings.commune_code,
-                agency_code=ctx.settings.sign.agency_code,
-            )
-            package = build_package(request_, ctx.packages_dir / name, pin, module=module, serial=serial)
-            built.append((package, members, dossier_code, kind))
+        done = await run_in_threadpool(
+            signing.sign,
+            ctx.factory,
+            ctx.settings,
+            actor=who.actor,
+            doc_ids=chosen,
+            pin=pin,
+            certificates=_certificates(tokens[0]),
+            confirm_certificate=confirm,
+        )
+    except CertificateMismatch as err:
+        return _sign_page(request, ctx, who, tokens=tokens, error=message_for(err), chosen=chosen, status_code=409)
     except ApplianceError as err:
-        log.warning("signing batch failed code=%s", err.code)
-        return _sign_page(request, ctx, error=message_for(err), status_code=400)
+        log.warning("signing batch refused code=%s", err.code)
+        status = 409 if err.code == "not_ready_to_sign" else 400
+        return _sign_page(request, ctx, who, error=message_for(err), chosen=chosen, status_code=status)
     finally:
         del pin
-    now = datetime.now(UTC)
-    with ctx.tx() as session:
-        for package, members, dossier_code, kind in built:
-            store.enqueue(
-                session,
-                path=package.path,
-                package_id=package.package_id,
-                dossier_code=dossier_code or None,
-                priority=store.PRIORITY_PACKAGE if kind != Kind.RESULT else store.PRIORITY_RECEIPT,
-            )
-            for doc, _info in members:
-                row = session.get(db.Document, doc.id)
-                signed = session.get(DocumentInfo, doc.id)
-                assert row is not None and signed is not None
-                row.state = db.DocState.QUEUED
-                signed.signed_path = str(ctx.signed_dir / f"{doc.id}.pdf")
-                signed.signed_by = who.username
-                signed.signed_at = now
-                signed.package_id = package.package_id
-    log.info("signed %d document(s) into %d package(s)", len(picked), len(built))
+    log.info("signed %d document(s) into %d package(s)", len(done.documents), len(done.packages))
     return see_other("/track?ok=signed")
-
-
-def _pin_required() -> ApplianceError:
-    from appliance.errors import PinRequired
-
-    return PinRequired("no PIN typed")
 
 
 @router.get("/track", response_class=HTMLResponse)
 def track(request: Request, who: Officer) -> HTMLResponse:
-    from appliance.outbox import store
+    return _track_page(request, ctx_of(request))
 
+
+def _track_page(request: Request, ctx: Ctx, *, error: str | None = None, status_code: int = 200) -> HTMLResponse:
+    with ctx.tx() as session:
+        items = delivery.tracking(session, limit=200)
+        count, oldest = store.depth(session)
+    return render(
+        request, "track.html", status_code=status_code, tracked=items, depth=count, oldest=oldest, error=error
+    )
+
+
+@router.get("/track/rows", response_class=HTMLResponse)
+def track_rows(request: Request, who: Officer) -> HTMLResponse:
+    """The package table alone: the tracking page refreshes it every few seconds (htmx)."""
     ctx = ctx_of(request)
     with ctx.tx() as session:
-        items = store.list_items(session, limit=200)
-        count, oldest = store.depth(session)
-    return render(request, "track.html", items=items, depth=count, oldest=oldest, error=None)
+        items = delivery.tracking(session, limit=200)
+    return render(request, "_track_rows.html", tracked=items)
 
 
 @router.post("/track/{item_id}/retry", response_model=None)
 def retry(request: Request, who: Checked, item_id: int) -> Response:
-    from appliance.outbox import store
-
     ctx = ctx_of(request)
     try:
         with ctx.tx() as session:
-            store.retry(session, item_id=item_id)
+            delivery.resend(session, actor=who.actor, item_id=item_id)
     except OutboxError as err:
         with ctx.tx() as session:
-            items = store.list_items(session, limit=200)
-            count, oldest = store.depth(session)
-        if not any(i.id == item_id for i in items):
+            known = any(i.id == item_id for i in store.list_items(session, limit=200))
+        if not known:
             raise HTTPException(404) from err
-        return render(
-            request, "track.html", status_code=409, items=items, depth=count, oldest=oldest, error=message_for(err)
-        )
+        return _track_page(request, ctx, error=message_for(err), status_code=409)
     return see_other("/track?ok=retry")
