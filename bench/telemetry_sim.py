@@ -252,7 +252,14 @@ def main() -> int:
     from province.dashboard.readiness import DashboardConfig
 
     timings: dict[str, list[float]] = {}
-    app = TestClient(create_app(factory, DashboardConfig()))  # computes every verdict row once
+    from province.dashboard.auth import set_account
+
+    set_account(factory, username="bench", full_name="Bench", password="bench-password")
+    app = TestClient(create_app(factory, DashboardConfig()), client=("127.0.0.1", 50000))  # computes every row once
+    form = app.get("/login").text
+    csrf = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    signed = app.post("/login", data={"username": "bench", "password": "bench-password", "csrf": csrf})
+    assert "/login" not in str(signed.url), "the bench account could not sign in"
     with factory() as s, s.begin():
         r0 = time.perf_counter()
         readiness.refresh_rows(s, DashboardConfig(), datetime.now(UTC))

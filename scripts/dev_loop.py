@@ -7,7 +7,8 @@ Starts, under ``$APPLIANCE_DATA_DIR`` (default ./var), and stops together on Ctr
   - a private mosquitto (TLS, client certificates, per-device ACLs) on a loopback port;
   - the province receiver (`province serve`), trusting the development token's CA;
   - the box's outbox sender (`appliance outbox run`) and health publisher (`appliance telemetry run`);
-  - the province's readiness dashboard (started by `province serve`, http://127.0.0.1:8090/);
+  - the province's readiness dashboard (started by `province serve`, http://127.0.0.1:8090/), with a
+    development provincial IT account (printed, a new password on every run);
   - the officers' web UI (`appliance serve --dev`), which prints the development accounts.
 Development tooling only: a box in a commune gets its token, certificates and broker from Ansible.
 """
@@ -117,6 +118,11 @@ def main() -> int:
         str(certs / f"{RECEIVER}.key"),
     ]
     receiver += ["--data-dir", str(data / "province")]
+    account = subprocess.run(
+        [py, "-m", "province", "accounts", "dev", "--data-dir", str(data / "province")],
+        env=env, cwd=ROOT, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    dashboard_account = account.stdout.strip()
     if "DEV_TOKEN_CA" in env:
         receiver += ["--trust", env["DEV_TOKEN_CA"]]
     start("province", receiver)
@@ -126,6 +132,8 @@ def main() -> int:
     host = os.environ.get("APPLIANCE_WEB__HOST", "127.0.0.1")
     web_port = os.environ.get("APPLIANCE_WEB__PORT", "8080")
     print(f"broker on 127.0.0.1:{port}; province catalogue: {py} -m province packages --data-dir {data / 'province'}")
+    dashboard_port = os.environ.get("PROVINCE_DASHBOARD_PORT", "8090")
+    print(f"province dashboard: http://127.0.0.1:{dashboard_port}/ ({dashboard_account})")
     web = subprocess.Popen(
         [py, "-m", "appliance", "serve", "--dev", "--host", host, "--port", web_port], env=env, cwd=ROOT
     )

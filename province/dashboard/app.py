@@ -1,8 +1,10 @@
 """The readiness dashboard web app (FastAPI, Jinja2 rendered on the server, no JavaScript needed).
 
 Routes: `/` communes with verdicts (filter: province, verdict, q; sort), `/device/{id}` one box with
-history charts, `/alerts`, `/incidents` (+ mark handled), `/rollout`, `/export.csv`, `/metrics`.
-The dashboard has no login of its own: publish it behind the province's reverse proxy / SSO.
+history charts, `/alerts`, `/incidents` (+ mark handled), `/rollout`, `/export.csv`, `/metrics`, and
+`/login` / `/logout`. Every page needs a signed-in provincial IT account and every POST the session's CSRF
+token (`province.dashboard.auth`); `/metrics` is for Prometheus: a bearer token when one is configured,
+otherwise loopback clients only.
 """
 
 from __future__ import annotations
@@ -10,19 +12,22 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import secrets
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from province.dashboard import readiness
+from province.dashboard import auth, readiness
+from province.dashboard.auth import Gate, SignedIn
 from province.dashboard.charts import line_chart
 from province.dashboard.metrics import metrics_text
 from province.dashboard.readiness import LOCAL, DashboardConfig, Row
@@ -43,13 +48,129 @@ def _env() -> Environment:
     return env
 
 
-def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = None) -> FastAPI:
+class SignInRequired(Exception):
+    """No valid session: a page redirects to the sign-in form, anything else is refused."""
+
+
+def gate_of(request: Request) -> Gate:
+    gate: Gate = request.app.state.gate
+    return gate
+
+
+def signed_in(request: Request) -> SignedIn:
+    me = gate_of(request).lookup(request.cookies.get(auth.COOKIE))
+    if me is None:
+        raise SignInRequired
+    return me
+
+
+Me = Annotated[SignedIn, Depends(signed_in)]
+
+
+def same_site(request: Request) -> bool:
+    """A POST's `Origin` (when the browser sends one) names this very host: no cross-site form gets in,
+    even before its CSRF token is looked at."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return origin != "null" and urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+
+
+async def posted(request: Request, me: Me) -> SignedIn:
+    """The signed-in account of a POST that carries the session's CSRF token and comes from this site."""
+    form = await request.form()
+    if not same_site(request) or not auth.same_token(form.get("csrf"), me.csrf):
+        log.warning("refused a POST to %s without a valid CSRF token (account %s)", request.url.path, me.username)
+        raise HTTPException(403, "Yêu cầu không hợp lệ hoặc phiên đã hết hạn: hãy tải lại trang rồi thử lại.")
+    return me
+
+
+Posted = Annotated[SignedIn, Depends(posted)]
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a path on this site only (never `//elsewhere` or a full URL)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def create_app(
+    factory: sessionmaker[Session],
+    cfg: DashboardConfig | None = None,
+    *,
+    metrics_token: str | None = None,
+    session_idle: timedelta = timedelta(hours=1),
+) -> FastAPI:
+    """The dashboard app. `metrics_token`: the bearer token `/metrics` wants (None: loopback clients only)."""
     config = cfg or DashboardConfig()
     env = _env()
     app = FastAPI(title="Bảng theo dõi sẵn sàng", docs_url=None, redoc_url=None, openapi_url=None)
+    auth.create_tables(factory.kw["bind"])
+    app.state.gate = Gate(factory, idle=session_idle, metrics_token=metrics_token or None)
 
-    def render(name: str, **ctx: Any) -> HTMLResponse:
-        return HTMLResponse(env.get_template(name).render(now=datetime.now(UTC), **ctx))
+    def render(name: str, me: SignedIn | None, status_code: int = 200, **ctx: Any) -> HTMLResponse:
+        html = env.get_template(name).render(now=datetime.now(UTC), me=me, **ctx)
+        return HTMLResponse(html, status_code=status_code)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        return response
+
+    @app.exception_handler(SignInRequired)
+    async def to_sign_in(request: Request, _exc: SignInRequired) -> Response:
+        if request.method in ("GET", "HEAD"):
+            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(here, safe='/')}", status_code=303)
+        return PlainTextResponse("Cần đăng nhập", status_code=401)
+
+    def login_page(next_url: str, error: str = "", status_code: int = 200) -> HTMLResponse:
+        token = secrets.token_urlsafe(32)
+        page = render("login.html", None, status_code, csrf=token, next=next_url, error=error)
+        page.set_cookie(auth.LOGIN_COOKIE, token, httponly=True, samesite="strict", path="/login")
+        return page
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_form(request: Request, next: str = "/") -> Response:  # noqa: A002 - the query parameter's name
+        if gate_of(request).lookup(request.cookies.get(auth.COOKIE)) is not None:
+            return RedirectResponse(safe_next(next), status_code=303)
+        return login_page(safe_next(next))
+
+    @app.post("/login")
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        target = safe_next(str(form.get("next") or "/"))
+        if not same_site(request) or not auth.same_token(form.get("csrf"), request.cookies.get(auth.LOGIN_COOKIE, "")):
+            return login_page(target, "Trang đăng nhập đã cũ: hãy đăng nhập lại.", 403)
+        client = request.client.host if request.client else "?"
+        token = gate_of(request).sign_in(str(form.get("username") or ""), str(form.get("password") or ""), client)
+        if token is None:
+            return login_page(target, "Sai tên đăng nhập hoặc mật khẩu (hoặc tạm khóa vì nhập sai nhiều lần).", 401)
+        response = RedirectResponse(target, status_code=303)
+        response.delete_cookie(auth.LOGIN_COOKIE, path="/login")
+        response.set_cookie(
+            auth.COOKIE, token, httponly=True, samesite="lax", secure=request.url.scheme == "https", path="/"
+        )
+        return response
+
+    @app.post("/logout")
+    def logout(request: Request, _me: Posted) -> Response:
+        gate_of(request).sign_out(request.cookies.get(auth.COOKIE))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(auth.COOKIE, path="/")
+        return response
 
     refreshed = [float("-inf")]
     lock = threading.Lock()
@@ -82,7 +203,7 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
 
     @app.get("/", response_class=HTMLResponse)
     def index(
-        province: str = "", verdict: str = "", q: str = "", sort: str = "verdict", desc: int = 0, page: int = 1
+        me: Me, province: str = "", verdict: str = "", q: str = "", sort: str = "verdict", desc: int = 0, page: int = 1
     ) -> HTMLResponse:
         """Province summary counts, then the units (not ready first by default), one page at a time."""
         fresh()
@@ -106,6 +227,7 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
             groups.setdefault((r.province_code, r.province_name), []).append(r)
         return render(
             "index.html",
+            me,
             groups=groups,
             provinces=provinces,
             totals=totals,
@@ -122,7 +244,7 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
         )
 
     @app.get("/device/{device_id}", response_class=HTMLResponse)
-    def device(device_id: str, days: int = 7) -> HTMLResponse:
+    def device(me: Me, device_id: str, days: int = 7) -> HTMLResponse:
         now = datetime.now(UTC)
         with factory() as s:
             dev = s.get(Device, device_id)
@@ -163,6 +285,7 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
         ]
         return render(
             "device.html",
+            me,
             dev=dev,
             row=row,
             charts=charts,
@@ -173,25 +296,24 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
         )
 
     @app.get("/alerts", response_class=HTMLResponse)
-    def alerts() -> HTMLResponse:
+    def alerts(me: Me) -> HTMLResponse:
         with factory() as s:
             items = readiness.open_alerts(s)
             communes = {str(d): str(c) for d, c in s.execute(select(Device.device_id, Device.commune_code))}
-        return render("alerts.html", alerts=items, communes=communes)
+        return render("alerts.html", me, alerts=items, communes=communes)
 
     @app.get("/incidents", response_class=HTMLResponse)
-    def incidents(show: str = "open") -> HTMLResponse:
+    def incidents(me: Me, show: str = "open") -> HTMLResponse:
         with factory() as s:
             if show == "all":
                 items = list(s.scalars(select(IncidentRow).order_by(IncidentRow.at.desc()).limit(500)))
             else:
                 items = readiness.open_incidents(s)
-        return render("incidents.html", incidents=items, show=show)
+        return render("incidents.html", me, incidents=items, show=show)
 
     @app.post("/incidents/{incident_id}/handled")
-    async def handled(incident_id: str, request: Request) -> Response:
-        form = await request.form()
-        by = str(form.get("by") or "IT tỉnh")[:200]
+    def handled(incident_id: str, me: Posted) -> Response:
+        by = (me.full_name or me.username)[:200]  # the signed-in account, not a name typed in the form
         with factory() as s, s.begin():
             row = s.get(IncidentRow, incident_id)
             if row is None:
@@ -199,10 +321,11 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
             if row.handled_at is None:
                 row.handled_at = datetime.now(UTC)
                 row.handled_by = by
+                log.info("incident %s marked handled by %s", incident_id, me.username)
         return RedirectResponse("/incidents", status_code=303)
 
     @app.get("/rollout", response_class=HTMLResponse)
-    def rollout(province: str = "", page: int = 1) -> HTMLResponse:
+    def rollout(me: Me, province: str = "", page: int = 1) -> HTMLResponse:
         fresh()
         now = datetime.now(UTC)
         with factory() as s:
@@ -214,6 +337,7 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
             provinces = readiness.summaries(s)[0]
         return render(
             "rollout.html",
+            me,
             rows=chosen,
             today=now.astimezone(LOCAL).date(),
             by_level=by_level,
@@ -225,7 +349,9 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
         )
 
     @app.get("/export.csv")
-    def export(province: str = "", verdict: str = "", q: str = "", sort: str = "verdict", desc: int = 0) -> Response:
+    def export(
+        _me: Me, province: str = "", verdict: str = "", q: str = "", sort: str = "verdict", desc: int = 0
+    ) -> Response:
         fresh()
         with factory() as s:
             chosen = readiness.query_rows(s, province=province, verdict=verdict, q=q, sort=sort, desc=bool(desc))[0]
@@ -259,7 +385,14 @@ def create_app(factory: sessionmaker[Session], cfg: DashboardConfig | None = Non
         )
 
     @app.get("/metrics")
-    def metrics() -> PlainTextResponse:
+    def metrics(request: Request) -> PlainTextResponse:
+        gate = gate_of(request)
+        if not gate.metrics_allowed(
+            request.headers.get("authorization"), request.client.host if request.client else None
+        ):
+            if gate.metrics_token:
+                return PlainTextResponse("bearer token required", 401, headers={"WWW-Authenticate": "Bearer"})
+            return PlainTextResponse("metrics are served to loopback clients only", 403)
         fresh()
         with factory() as s:
             text = metrics_text(s)

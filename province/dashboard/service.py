@@ -1,19 +1,23 @@
 """Running ingest + dashboard: inside `province serve` (threads next to the receiver), or alone with
 `province dashboard`; `province units FILE.csv` loads the administrative units the province expects, and
-`province devices FILE` the device registry (which commune each box is registered for)."""
+`province devices FILE` the device registry (which commune each box is registered for), and
+`province accounts add|passwd|disable|list|dev` the provincial IT accounts that may sign in."""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import getpass
 import json
 import logging
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+from province.dashboard import auth
 from province.dashboard.readiness import DashboardConfig
 from province.telemetry import AlertPolicy, IngestConfig, load_registry, load_units, open_telemetry, run_ingest
 
@@ -32,6 +36,12 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lost-after-h", type=float, default=float(_env("LOST_AFTER_H", "24")))
     g.add_argument("--outbox-alert-h", type=float, default=float(_env("OUTBOX_ALERT_H", "48")))
     g.add_argument("--alert-webhook", default=os.environ.get("PROVINCE_ALERT_WEBHOOK"))
+    g.add_argument(
+        "--metrics-token-file",
+        type=Path,
+        default=Path(v) if (v := _env("METRICS_TOKEN_FILE", "")) else None,
+        help="file holding the bearer token /metrics wants (default: /metrics answers loopback clients only)",
+    )
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -63,6 +73,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     r.add_argument("registry", type=Path)
     r.set_defaults(handler=_devices)
+    a = sub.add_parser(
+        "accounts",
+        parents=[common],
+        help="dashboard accounts: add / passwd / disable / list, or dev (a development account, printed)",
+        description="Passwords are read from standard input when it is not a terminal, else prompted twice.",
+    )
+    a.add_argument("action", choices=["add", "passwd", "disable", "list", "dev"])
+    a.add_argument("username", nargs="?", default="")
+    a.add_argument("--full-name", default="", help="for add: the person's name, shown on what they mark handled")
+    a.set_defaults(handler=_accounts)
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -94,7 +114,8 @@ def start(args: argparse.Namespace, stop: threading.Event) -> list[threading.Thr
 
         from province.dashboard.app import create_app
 
-        app = create_app(open_telemetry(url), rows_config)
+        token = args.metrics_token_file.read_text().strip() if args.metrics_token_file else None
+        app = create_app(open_telemetry(url), rows_config, metrics_token=token)
         server = uvicorn.Server(
             uvicorn.Config(app, host=args.dashboard_host, port=args.dashboard_port, log_level="warning")
         )
@@ -149,4 +170,35 @@ def registry_rows(path: Path) -> list[dict[str, Any]]:
 def _devices(args: argparse.Namespace) -> int:
     n = load_registry(open_telemetry(_url(args)), registry_rows(args.registry))
     print(f"{n} device(s) loaded")  # noqa: T201
+    return 0
+
+
+def _password() -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Mật khẩu / password: ")
+    if getpass.getpass("Nhập lại / again: ") != first:
+        raise SystemExit("error: the passwords differ")
+    return first
+
+
+def _accounts(args: argparse.Namespace) -> int:
+    factory = open_telemetry(_url(args))
+    try:
+        if args.action == "list":
+            for name, full_name, active in auth.list_accounts(factory):
+                print(f"{name}\t{full_name}\t{'active' if active else 'disabled'}")  # noqa: T201
+        elif args.action == "dev":
+            name, password = auth.dev_account(factory)
+            print(f"development dashboard account: {name} / {password}")  # noqa: T201
+        elif not args.username:
+            raise SystemExit(f"error: accounts {args.action} needs a username")
+        elif args.action == "disable":
+            auth.disable_account(factory, args.username)
+        elif args.action == "passwd" and args.username not in {n for n, _, _ in auth.list_accounts(factory)}:
+            raise SystemExit(f"error: no account {args.username!r}")
+        else:
+            auth.set_account(factory, username=args.username, full_name=args.full_name, password=_password())
+    except auth.AccountError as err:
+        raise SystemExit(f"error: {err}") from err
     return 0

@@ -1,6 +1,7 @@
-"""The provincial readiness dashboard in Debian's headless Chromium (Playwright): verdict counts, the
-failing items in plain Vietnamese, the filters, a commune page with its SVG charts, marking an incident
-handled. The catalogue is filled through the real ingest code (tests.integration.test_dashboard.seed).
+"""The provincial readiness dashboard in Debian's headless Chromium (Playwright): signing in, verdict counts,
+the failing items in plain Vietnamese, the filters, a commune page with its SVG charts, marking an incident
+handled (a form with the session's CSRF token), signing out. The catalogue is filled through the real
+ingest code (tests.integration.test_dashboard.seed).
 
 A screenshot of each page goes to test-artifacts/e2e/dashboard-*.png.
 """
@@ -16,7 +17,7 @@ import pytest
 
 from tests.conftest import need
 from tests.e2e.test_web_browser import CHROMIUM, LAUNCH_ARGS
-from tests.integration.test_dashboard import ALWAYS_OPEN, seed
+from tests.integration.test_dashboard import ALWAYS_OPEN, PASSWORD, seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
@@ -30,8 +31,11 @@ def dashboard(tmp_path: Path) -> Iterator[str]:
     import uvicorn
 
     from province.dashboard.app import create_app
+    from province.dashboard.auth import set_account
 
-    app = create_app(seed(f"sqlite:///{tmp_path / 'catalogue.db'}"), ALWAYS_OPEN)
+    factory = seed(f"sqlite:///{tmp_path / 'catalogue.db'}")
+    set_account(factory, username="it-test", full_name="Phạm IT", password=PASSWORD)
+    app = create_app(factory, ALWAYS_OPEN)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -57,7 +61,17 @@ def test_dashboard_in_chromium(dashboard: str) -> None:
         page = browser.new_page(viewport={"width": 1366, "height": 900}, locale="vi-VN")
         external: list[str] = []
         page.on("request", lambda r: None if r.url.startswith(dashboard) else external.append(r.url))
-        page.goto(dashboard + "/")
+        page.goto(dashboard + "/")  # not signed in: the sign-in form first
+        expect(page).to_have_url(dashboard + "/login?next=/")
+        page.fill("#username", "it-test")
+        page.fill("#password", "sai-mat-khau-roi")
+        page.click("#login")
+        expect(page.locator("#login-error")).to_contain_text("Sai tên đăng nhập hoặc mật khẩu")
+        page.fill("#username", "it-test")
+        page.fill("#password", PASSWORD)
+        page.click("#login")
+        expect(page).to_have_url(dashboard + "/")
+        expect(page.locator("#me")).to_have_text("Phạm IT")
         expect(page.locator('[data-count="ok"] b')).to_have_text("1")
         expect(page.locator('[data-count="failing"] b')).to_have_text("2")
         expect(page.locator('[data-count="none"] b')).to_have_text("1")
@@ -90,10 +104,14 @@ def test_dashboard_in_chromium(dashboard: str) -> None:
         page.goto(dashboard + "/incidents")
         row = page.locator("tr[data-incident]")
         expect(row).to_contain_text("Máy quét báo lỗi kẹt giấy")
-        row.locator("input[name=by]").fill("Phạm IT")
-        row.locator("button").click()
+        row.locator("button").click()  # recorded as handled by the signed-in account
         expect(page.locator("tr[data-incident]")).to_have_count(0)
         page.goto(dashboard + "/incidents?show=all")
         expect(page.locator("tr[data-incident]")).to_contain_text("Đã xử lý (Phạm IT)")
+
+        page.click("#logout")
+        expect(page).to_have_url(dashboard + "/login")
+        page.goto(dashboard + "/alerts")
+        expect(page).to_have_url(dashboard + "/login?next=/alerts")
         browser.close()
     assert external == []  # no CDN, nothing fetched from elsewhere

@@ -1,6 +1,7 @@
 """The readiness dashboard over a catalogue filled by the real ingest code: verdicts and failing items in
 plain Vietnamese, scheduled vs overdue silence, filters and sorting, a commune page with SVG charts,
-alerts, incidents, rollout, CSV, /metrics and the Grafana dashboard JSON."""
+alerts, incidents, rollout, CSV, /metrics and the Grafana dashboard JSON; sign-in, sessions, CSRF and who
+may read /metrics."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import json
 import re
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +32,7 @@ from appliance.telemetry.schema import (
     Token,
 )
 from province.dashboard.app import create_app
+from province.dashboard.auth import set_account
 from province.dashboard.metrics import GAUGES
 from province.dashboard.readiness import DashboardConfig, connectivity
 from province.telemetry import Ingest, load_units, open_telemetry
@@ -179,10 +183,42 @@ def seed(url: str) -> sessionmaker[Session]:
     return factory
 
 
+PASSWORD = "mat-khau-thu-nghiem"
+LOOPBACK = ("127.0.0.1", 50000)  # where Prometheus scrapes from when no token is configured
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, "no CSRF token in the page"
+    return m.group(1)
+
+
+def sign_in(client: TestClient, username: str = "it-test", password: str = PASSWORD, next_url: str = "/") -> Any:
+    form = client.get("/login").text
+    return client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf": csrf_of(form), "next": next_url},
+        follow_redirects=False,
+    )
+
+
+def signed_in(app: FastAPI, factory: sessionmaker[Session], **kw: Any) -> TestClient:
+    """A browser of provincial IT (account `it-test`, "Phạm IT"), signed in."""
+    set_account(factory, username="it-test", full_name="Phạm IT", password=PASSWORD)
+    client = TestClient(app, client=kw.pop("client", LOOPBACK), **kw)
+    r = sign_in(client)
+    assert r.status_code == 303 and r.headers["location"] == "/", r.text
+    return client
+
+
 @pytest.fixture
-def client(tmp_path: Path) -> TestClient:
-    factory = seed(f"sqlite:///{tmp_path / 'catalogue.db'}")
-    return TestClient(create_app(factory, ALWAYS_OPEN))
+def factory(tmp_path: Path) -> sessionmaker[Session]:
+    return seed(f"sqlite:///{tmp_path / 'catalogue.db'}")
+
+
+@pytest.fixture
+def client(factory: sessionmaker[Session]) -> TestClient:
+    return signed_in(create_app(factory, ALWAYS_OPEN), factory)
 
 
 def rows_of(html: str) -> dict[str, str]:
@@ -247,7 +283,7 @@ def test_alerts_incidents_and_rollout(client: TestClient) -> None:
     inc = client.get("/incidents").text
     assert "Máy quét báo lỗi kẹt giấy" in inc
     r = client.post(
-        "/incidents/0f0e0d0c-0000-4000-8000-000000000001/handled", data={"by": "Phạm IT"}, follow_redirects=False
+        "/incidents/0f0e0d0c-0000-4000-8000-000000000001/handled", data={"csrf": csrf_of(inc)}, follow_redirects=False
     )
     assert r.status_code == 303
     assert "Máy quét báo lỗi kẹt giấy" not in client.get("/incidents").text
@@ -303,7 +339,7 @@ def test_pages_put_the_units_not_ready_first(tmp_path: Path) -> None:
     from dataclasses import replace
 
     factory = seed(f"sqlite:///{tmp_path / 'catalogue.db'}")
-    client = TestClient(create_app(factory, replace(ALWAYS_OPEN, page_size=2)))
+    client = signed_in(create_app(factory, replace(ALWAYS_OPEN, page_size=2)), factory)
     first = client.get("/").text
     assert set(rows_of(first)) == {"19888", "00004"}  # the two failing units, on page 1 of 2
     assert "Trang 1 / 2" in first and 'rel="next"' in first
@@ -325,7 +361,7 @@ def test_ingest_keeps_the_verdict_rows_current(tmp_path: Path) -> None:
     from dataclasses import replace
 
     factory = seed(f"sqlite:///{tmp_path / 'catalogue.db'}")
-    client = TestClient(create_app(factory, replace(ALWAYS_OPEN, refresh_s=3600)))
+    client = signed_in(create_app(factory, replace(ALWAYS_OPEN, refresh_s=3600)), factory)
     assert "Ổ đĩa đã dùng" not in rows_of(client.get("/").text)["19999"]
     ing = Ingest(factory, rows_config=ALWAYS_OPEN)
     now = datetime.now(UTC)
@@ -340,3 +376,105 @@ def test_ingest_keeps_the_verdict_rows_current(tmp_path: Path) -> None:
     row = rows_of(client.get("/").text)["19999"]
     assert "Chưa sẵn sàng" in row and "Máy chủ tỉnh từ chối 3 bản tin" in row
     assert 'appliance_readiness{device="box-ready",commune="19999"' in client.get("/metrics").text
+
+
+# --- sign-in, sessions, CSRF, /metrics ------------------------------------------------------------
+INCIDENT = "/incidents/0f0e0d0c-0000-4000-8000-000000000001/handled"
+
+
+def test_every_page_needs_a_signed_in_account(factory: sessionmaker[Session]) -> None:
+    app = create_app(factory, ALWAYS_OPEN)
+    anon = TestClient(app, client=LOOPBACK)
+    for path in ("/", "/device/box-ready", "/alerts", "/incidents", "/rollout", "/export.csv?province=44"):
+        r = anon.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/login?next=/"), path
+    assert anon.post(INCIDENT, data={"csrf": "x"}).status_code == 401
+    # wrong password, unknown account: the same answer
+    set_account(factory, username="it-test", full_name="Phạm IT", password=PASSWORD)
+    assert sign_in(anon, password="sai-mat-khau-roi").status_code == 401
+    assert sign_in(anon, username="nobody").status_code == 401
+    # signed in, sent back where the redirect came from (never to another site)
+    r = sign_in(anon, next_url="/alerts")
+    assert r.status_code == 303 and r.headers["location"] == "/alerts"
+    cookie = r.headers["set-cookie"]
+    assert "province_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
+    assert "Phạm IT" in anon.get("/").text
+    assert sign_in(TestClient(app), next_url="//evil.example/").headers["location"] == "/"
+
+
+def test_the_login_form_has_its_own_csrf_token(factory: sessionmaker[Session]) -> None:
+    set_account(factory, username="it-test", full_name="Phạm IT", password=PASSWORD)
+    client = TestClient(create_app(factory, ALWAYS_OPEN))
+    r = client.post("/login", data={"username": "it-test", "password": PASSWORD, "csrf": "forged"})
+    assert r.status_code == 403 and "province_session" not in client.cookies
+
+
+def test_repeated_wrong_passwords_lock_the_account(factory: sessionmaker[Session]) -> None:
+    set_account(factory, username="it-test", full_name="Phạm IT", password=PASSWORD)
+    client = TestClient(create_app(factory, ALWAYS_OPEN))
+    for _ in range(5):
+        assert sign_in(client, password="sai-mat-khau-roi").status_code == 401
+    assert sign_in(client).status_code == 401  # the right password, but locked for a while
+
+
+def test_a_post_needs_the_session_csrf_token_and_this_site(client: TestClient) -> None:
+    token = csrf_of(client.get("/incidents").text)
+    assert client.post(INCIDENT, data={}, follow_redirects=False).status_code == 403
+    assert client.post(INCIDENT, data={"csrf": "forged"}, follow_redirects=False).status_code == 403
+    cross = client.post(
+        INCIDENT, data={"csrf": token}, headers={"Origin": "https://evil.example"}, follow_redirects=False
+    )
+    assert cross.status_code == 403  # a cross-site form is refused even with a valid token
+    assert "Máy quét báo lỗi kẹt giấy" in client.get("/incidents").text  # still open
+    ok = client.post(INCIDENT, data={"csrf": token}, headers={"Origin": "http://testserver"}, follow_redirects=False)
+    assert ok.status_code == 303
+    assert "Đã xử lý (Phạm IT)" in client.get("/incidents?show=all").text
+
+
+def test_sign_out_ends_the_session(client: TestClient) -> None:
+    token = csrf_of(client.get("/").text)
+    session = client.cookies["province_session"]
+    assert client.post("/logout", data={"csrf": token}, follow_redirects=False).status_code == 303
+    client.cookies.set("province_session", session)  # an old copy of the cookie is worth nothing now
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_pages_refuse_to_be_framed(client: TestClient) -> None:
+    r = client.get("/")
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    assert r.headers["cache-control"] == "no-store"
+
+
+def test_metrics_for_loopback_or_a_bearer_token(factory: sessionmaker[Session]) -> None:
+    open_app = create_app(factory, ALWAYS_OPEN)
+    assert TestClient(open_app, client=LOOPBACK).get("/metrics").status_code == 200
+    assert TestClient(open_app, client=("192.0.2.7", 40000)).get("/metrics").status_code == 403
+    locked = create_app(factory, ALWAYS_OPEN, metrics_token="s3cret-token")
+    remote = TestClient(locked, client=("192.0.2.7", 40000))
+    assert remote.get("/metrics").status_code == 401
+    assert TestClient(locked, client=LOOPBACK).get("/metrics").status_code == 401  # the token, from anywhere
+    assert remote.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    r = remote.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
+    assert r.status_code == 200 and "appliance_readiness" in r.text
+
+
+def test_province_accounts_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    import io as _io
+
+    from province.cli import main
+
+    url = f"sqlite:///{tmp_path / 'catalogue.db'}"
+    monkeypatch.setattr("sys.stdin", _io.StringIO(PASSWORD + "\n"))
+    assert main(["accounts", "add", "nguyen.a", "--full-name", "Nguyễn Văn A", "--db-url", url]) == 0
+    assert main(["accounts", "dev", "--db-url", url]) == 0
+    dev = capsys.readouterr().out
+    m = re.search(r"development dashboard account: (it-dev) / (\S+)", dev)
+    assert m
+    factory = open_telemetry(url)
+    client = TestClient(create_app(factory, ALWAYS_OPEN))
+    assert sign_in(client, "nguyen.a").status_code == 303
+    assert sign_in(TestClient(create_app(factory, ALWAYS_OPEN)), m.group(1), m.group(2)).status_code == 303
+    assert main(["accounts", "disable", "nguyen.a", "--db-url", url]) == 0
+    assert client.get("/", follow_redirects=False).status_code == 303  # its session ended with it
+    assert main(["accounts", "list", "--db-url", url]) == 0
+    assert "nguyen.a\tNguyễn Văn A\tdisabled" in capsys.readouterr().out
