@@ -42,8 +42,9 @@ def seed(data_dir: Path, documents: int) -> tuple[str, list[str], list[str]]:
     from appliance import db
     from appliance.settings import load_settings
     from appliance.web.auth import create_user, start_session
-    from appliance.web.models import DocumentInfo, Dossier, Role
-    from appliance.web.search import fold
+    from appliance.records import DocumentInfo, Dossier
+from appliance.web.models import Role
+    from appliance.textindex import fold
 
     settings = load_settings(data_dir=data_dir)
     engine = db.make_engine(settings.db_url)
@@ -67,7 +68,7 @@ def seed(data_dir: Path, documents: int) -> tuple[str, list[str], list[str]]:
             for k in range(per_dossier):
                 pages = [(sheet, f"trang {p + 1}", 100.0) for p in range(2)]
                 doc = db.create_document(session, source="scanner", pages=pages, dossier_code=code)
-                doc.state = db.DocState.ASSEMBLED
+                doc.state = db.DocState.DIGITIZED
                 text = _text(rng)
                 fields = {"trich_yeu": " ".join(text.split()[:12]), "so_ky_hieu": f"{d * 10 + k}/QĐ-UBND"}
                 session.add(

@@ -137,7 +137,7 @@ def test_counter_workflow_in_chromium(server: tuple[str, str], tmp_path: Path) -
     receipt = tmp_path / "giay-tiep-nhan.png"
     _receipt_image(receipt)
     # a word of the page, searched without diacritics
-    from appliance.web.search import fold
+    from appliance.textindex import fold
 
     word = max((w for w in truth.split() if w.isalpha() and fold(w) != w.lower()), key=len)
 
@@ -192,7 +192,7 @@ def test_counter_workflow_in_chromium(server: tuple[str, str], tmp_path: Path) -
         expect(page.get_by_role("heading", name=f"Hồ sơ {CODE}")).to_be_visible()
 
         # upload a page from the PC; its thumbnail appears, then OCR finishes
-        page.get_by_label("Chọn ảnh hoặc PDF (mỗi ảnh là một trang, theo thứ tự)").set_input_files(str(sample))
+        page.get_by_label("Chọn tệp ảnh hoặc PDF").set_input_files(str(sample))
         page.get_by_role("button", name="Tải lên").click()
         expect(page.locator(".job img").first).to_be_visible()
         page.wait_for_selector(".job-done", timeout=WAIT_MS)
@@ -272,9 +272,7 @@ def test_counter_workflow_in_chromium(server: tuple[str, str], tmp_path: Path) -
 
         # two papers uploaded as one batch: the officer splits them, then rescans one page
         page.goto(f"{base}/dossiers/{CODE2}")
-        page.get_by_label("Chọn ảnh hoặc PDF (mỗi ảnh là một trang, theo thứ tự)").set_input_files(
-            [str(sample), str(second)]
-        )
+        page.get_by_label("Chọn tệp ảnh hoặc PDF").set_input_files([str(sample), str(second)])
         page.get_by_role("button", name="Tải lên").click()
         page.wait_for_selector(".job-done:has(.thumbs li:nth-child(2)) a.open-doc", timeout=WAIT_MS)
         page.locator(".job-done:has(.thumbs li:nth-child(2)) a.open-doc").first.click()

@@ -115,7 +115,7 @@ def test_scan_records_archives_and_resume_is_idempotent(tesseract: str, sane_env
         "select state, pdf_path from documents where id=?", (report["document_id"],)
     ).fetchone()
     con.close()
-    assert state == "assembled" and Path(pdf_path) == archived
+    assert state == "digitized" and Path(pdf_path) == archived
     originals = list((tmp_path / "data" / "originals").rglob("*.png"))
     assert len(originals) == 1
 
@@ -186,5 +186,6 @@ def test_an_officers_orientation_is_never_undone(
         row = session.get(db.Document, doc_id)
         assert row is not None
         row.pages[0].upright = True  # the officer says: keep it exactly as stored
+        row.state = db.DocState.CAPTURED  # as a page edit does: the document is digitized again
     result, _ = pipeline.run_document(doc_id, settings, opts)
     assert result.pages[0].rotation == 0

@@ -199,7 +199,7 @@ def test_buffer_is_bounded_and_keeps_incidents(tmp_path: Path) -> None:
 def test_daily_counters_from_the_appliance_database(tmp_path: Path) -> None:
     from appliance import db
     from appliance.telemetry.counters import counters, local_day
-    from appliance.web.models import DocumentInfo, Dossier, Reuse
+    from appliance.records import DocumentInfo, Dossier, Reuse
 
     settings = load_settings(data_dir=tmp_path, commune_code="19999", device_id="box-001")
     engine = db.make_engine(settings.db_url)
@@ -215,11 +215,11 @@ def test_daily_counters_from_the_appliance_database(tmp_path: Path) -> None:
             ]
         )
         s.add(Dossier(code="B1", created_at=now, backlog=True))
-        s.add(db.Document(id="doc1", source="scanner", state=db.DocState.ASSEMBLED, dossier_code="D1"))
+        s.add(db.Document(id="doc1", source="scanner", state=db.DocState.DIGITIZED, dossier_code="D1"))
         s.add(db.Document(id="doc2", source="scanner", state=db.DocState.CAPTURED, dossier_code="D2"))
-        s.add(db.Document(id="doc3", source="scanner", state=db.DocState.SENT, dossier_code="D2"))
+        s.add(db.Document(id="doc3", source="scanner", state=db.DocState.QUEUED, dossier_code="D2"))
         s.flush()
-        s.add(db.Document(id="old1", source="scanner", state=db.DocState.ASSEMBLED, dossier_code="OLD"))
+        s.add(db.Document(id="old1", source="scanner", state=db.DocState.DIGITIZED, dossier_code="OLD"))
         s.flush()
         s.add(DocumentInfo(document_id="doc3", kind="result", result_code="KQ.X.000001", signed_at=now))
         # D2 reused OLD's scan twice (one dossier), OLD itself reused on its own day (not today)

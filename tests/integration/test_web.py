@@ -18,8 +18,9 @@ from appliance import db
 from appliance.settings import Settings, load_settings
 from appliance.web.app import SESSION_COOKIE, create_app
 from appliance.web.auth import create_user
-from appliance.web.models import DocumentInfo, Role, WebSession
-from appliance.web.search import fold
+from appliance.records import DocumentInfo
+from appliance.web.models import Role, WebSession
+from appliance.textindex import fold
 
 OFFICER_PW = "mat-khau-can-bo-1"
 SUPER_PW = "mat-khau-lanh-dao-1"
@@ -89,6 +90,7 @@ def test_every_form_rejects_a_missing_or_wrong_csrf_token(client: TestClient) ->
         "/documents/00000000-0000-0000-0000-000000000000/pages/1/rotate",
         "/documents/00000000-0000-0000-0000-000000000000/replace/1",
         "/documents/00000000-0000-0000-0000-000000000000/split",
+        "/documents/00000000-0000-0000-0000-000000000000/correct",
         "/sign",
         "/track/1/retry",
         "/backlog/scan",
@@ -258,7 +260,7 @@ def _document_with_text(client: TestClient, text: str) -> str:
     factory = client.app.state.ctx.factory  # type: ignore[attr-defined]
     with db.transaction(factory) as session:
         doc = db.create_document(session, source="file", pages=[("0" * 64, "a.png", 300.0)], dossier_code=CODE)
-        doc.state = db.DocState.ASSEMBLED
+        doc.state = db.DocState.DIGITIZED
         session.add(
             DocumentInfo(
                 document_id=doc.id,
@@ -378,7 +380,7 @@ def test_reuse_of_a_digitized_document_is_counted(client: TestClient) -> None:
         copy = session.get(db.Document, copy_id)
         src = session.get(db.Document, source_id)
         assert copy is not None and src is not None
-        assert copy.dossier_code == other and copy.state == db.DocState.ASSEMBLED
+        assert copy.dossier_code == other and copy.state == db.DocState.REVIEWED  # the officer chose it
         assert [p.original_sha256 for p in copy.pages] == [p.original_sha256 for p in src.pages]
         info = session.get(DocumentInfo, copy_id)
         assert info is not None and info.kind == "component" and "khai sinh" in info.text_folded

@@ -15,14 +15,15 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from appliance import db
+from appliance import db, pipeline
 from appliance.capture.uvc import UvcCamera
 from appliance.originals import OriginalStore
 from appliance.settings import Settings, load_settings
 from appliance.web.app import create_app
 from appliance.web.auth import create_user
 from appliance.web.jobs import Job, Jobs
-from appliance.web.models import Role, Separator
+from appliance.records import Separator
+from appliance.web.models import Role
 from bench.corpus import render_page
 from tests.integration.test_web import CODE, OFFICER_PW, login
 
@@ -107,7 +108,7 @@ def test_qr_separator_sheets_split_an_uploaded_batch(client: TestClient, setting
     digests = [store.put_image(np.asarray(Image.open(io.BytesIO(_png(img)))), dpi=DPI) for img in sheets]
     with db.transaction(client.app.state.ctx.factory) as session:  # type: ignore[attr-defined]
         docs = [session.get(db.Document, d) for d in job.doc_ids]
-        assert all(d is not None and d.state == db.DocState.ASSEMBLED for d in docs)
+        assert all(d is not None and d.state == db.DocState.DIGITIZED for d in docs)
         pages = [[p.original_sha256 for p in d.pages] for d in docs if d is not None]
         assert pages == [[digests[0]], [digests[2], digests[3]]]  # the separators are in no document
         seps = session.query(Separator).filter_by(batch=job.id).order_by(Separator.position).all()
@@ -146,7 +147,7 @@ def test_officer_splits_and_replaces_pages(client: TestClient, settings: Setting
     assert len(redo) == 1 and _wait(redo[0]).state == "done"
     with db.transaction(factory) as session:
         doc = session.get(db.Document, doc_id)
-        assert doc is not None and doc.state == db.DocState.ASSEMBLED
+        assert doc is not None and doc.state == db.DocState.DIGITIZED
         assert [p.id for p in doc.pages] == ids
         now = [p.original_sha256 for p in doc.pages]
         assert now[0] == shas[0] and now[2] == shas[2] and now[1] not in shas
@@ -169,7 +170,7 @@ def test_officer_splits_and_replaces_pages(client: TestClient, settings: Setting
         assert first is not None and second is not None
         assert [p.original_sha256 for p in first.pages] == now[:2]
         assert [p.original_sha256 for p in second.pages] == now[2:]
-        assert second.dossier_code == CODE and second.state == db.DocState.ASSEMBLED and second.pdf_path
+        assert second.dossier_code == CODE and second.state == db.DocState.DIGITIZED and second.pdf_path
 
 
 def desk_photo(page: np.ndarray, size: tuple[int, int] = (1200, 1600)) -> np.ndarray:
@@ -241,7 +242,7 @@ def test_progress_is_counted_page_by_page(client: TestClient) -> None:
 def test_eta_counts_the_pages_still_to_recognise(settings: Settings) -> None:
     from appliance.pipeline import PipelineOptions
 
-    jobs = Jobs(settings, PipelineOptions(workers=2))
+    jobs = Jobs(pipeline.storage(settings), PipelineOptions(workers=2))
     try:
         job = Job(id="j", dossier_code=None, what="scan", user="u", state="processing")
         job.pages_total, job.pages_done, job.page_seconds = 5, 1, [4.0, 2.0]

@@ -18,8 +18,10 @@ from appliance.originals import OriginalStore
 from appliance.settings import Settings, load_settings
 from appliance.web.app import SESSION_COOKIE, create_app
 from appliance.web.auth import create_user, start_session
-from appliance.web.models import DocumentInfo, Role
-from appliance.web.search import fold, fts_query, search
+from appliance.records import DocumentInfo
+from appliance.web.models import Role
+from appliance.textindex import fold
+from appliance.web.search import fts_query, search
 
 CODE = "000.00.19.H12-230412-0007"
 
@@ -27,7 +29,7 @@ CODE = "000.00.19.H12-230412-0007"
 def _add(factory: sessionmaker[Session], body: str, *, code: str = CODE, sha: str = "0" * 64) -> str:
     with db.transaction(factory) as session:
         doc = db.create_document(session, source="file", pages=[(sha, "a.png", 300.0)], dossier_code=code)
-        doc.state = db.DocState.ASSEMBLED
+        doc.state = db.DocState.DIGITIZED
         session.add(
             DocumentInfo(
                 document_id=doc.id,
@@ -144,13 +146,32 @@ def test_migration_indexes_rows_written_before_it(settings: Settings) -> None:
     cfg.set_main_option("script_location", str(db.MIGRATIONS))
     from alembic.script import ScriptDirectory
 
+    script = ScriptDirectory.from_config(cfg)
+    before_fts = {
+        rev.revision
+        for rev in script.walk_revisions()
+        if rev.revision not in {"0006_web_fts"} and "0006_web_fts" not in set(rev._all_down_revisions)
+    }
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        for head in ScriptDirectory.from_config(cfg).get_heads():
-            if head != "0006_web_fts":
-                command.upgrade(cfg, head)
+        for head in sorted(before_fts):
+            command.upgrade(cfg, head)
     factory = db.session_factory(engine)
-    old = _add(factory, "Quyết định công nhận hộ gia đình văn hóa")
+    with engine.begin() as conn:  # rows as the schema of that time holds them (no ORM: newer columns)
+        conn.execute(
+            text(
+                "INSERT INTO documents (id, created_at, updated_at, source, state, page_count, fields) "
+                "VALUES ('d-old', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'file', 'assembled', 1, '{}')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO web_documents (document_id, kind, backlog, fields, text, text_folded) "
+                "VALUES ('d-old', 'component', 0, '{}', :body, :folded)"
+            ),
+            {"body": "Quyết định công nhận hộ gia đình văn hóa", "folded": fold("Quyết định công nhận hộ gia đình văn hóa")},
+        )
+    old = "d-old"
     with factory() as session:
         assert session.scalar(text("SELECT count(*) FROM sqlite_master WHERE name = 'web_search'")) == 0
     with engine.begin() as conn:
