@@ -191,7 +191,9 @@ def _check_review(form: ReviewForm) -> dict[str, str]:
     if form.fields.get("ma_tthc") and not domain.check_tthc_code(form.fields["ma_tthc"]).ok:
         errors["ma_tthc"] = MESSAGES_VI["invalid_tthc_code"]
     if form.kind == Kind.RESULT and not form.result_code and not form.auto_code:
-        errors["result_code"] = "Kết quả giải quyết cần có mã kết quả. Hãy nhập mã hoặc đánh dấu ô «Cấp mã tự động»."
+        errors["result_code"] = (
+            "Kết quả giải quyết cần có mã kết quả. Hãy nhập mã hoặc đánh dấu ô «Cấp mã tự động khi để trống»."
+        )
     return errors
 
 

@@ -51,13 +51,16 @@ def valid_username(name: str) -> bool:
 
 
 # --- accounts ---------------------------------------------------------------------------------
-def create_user(session: Session, *, username: str, full_name: str, role: Role, password: str) -> User:
+def create_user(
+    session: Session, *, username: str, full_name: str, role: Role, password: str, id_number: str | None = None
+) -> User:
     user = User(
         username=username,
         full_name=full_name,
         role=role,
         password_hash=hash_password(password),
         active=True,
+        id_number=id_number or None,
     )
     session.add(user)
     session.flush()

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
+from appliance import domain
 from appliance.web.auth import (
     authenticate,
     create_user,
@@ -109,11 +110,15 @@ def add_user(
     full_name: str = Form(max_length=200),
     role: str = Form(default="officer"),
     password: str = Form(max_length=256),
+    id_number: str = Form(default="", max_length=40),
 ) -> Response:
     ctx = ctx_of(request)
     name = username.strip().lower()
     error = None
-    if not valid_username(name):
+    pid = domain.check_personal_id(id_number) if id_number.strip() else None
+    if pid is not None and not pid.ok:
+        error = "Số định danh cá nhân (CCCD) phải gồm đúng 12 chữ số."
+    elif not valid_username(name):
         error = "Tên đăng nhập chỉ gồm chữ không dấu, số, dấu chấm, gạch (2–64 ký tự)."
     elif len(password) < 10:
         error = "Mật khẩu phải có ít nhất 10 ký tự."
@@ -125,7 +130,14 @@ def add_user(
         if error is None and find_user(session, username=name) is not None:
             error = "Tên đăng nhập này đã có."
         if error is None:
-            create_user(session, username=name, full_name=full_name.strip(), role=Role(role), password=password)
+            create_user(
+                session,
+                username=name,
+                full_name=full_name.strip(),
+                role=Role(role),
+                password=password,
+                id_number=pid.value if pid is not None else None,
+            )
             log.info("account created by a supervisor role=%s", role)
         rows = list(session.scalars(select(User).order_by(User.username)))
     if error:
