@@ -144,6 +144,19 @@ def captured(session: Session, doc: Document, *, actor: Actor, backlog: bool, de
     )
 
 
+DATE_FIELDS = ("ngay_ban_hanh",)
+
+
+def _shown(name: str, value: str) -> str:
+    """A prefilled value as officers write it: dates dd/mm/yyyy (the package carries ISO dates)."""
+    if name in DATE_FIELDS:
+        check = domain.check_date(value)
+        if check.ok:
+            y, m, d = check.value.split("-")
+            return f"{d}/{m}/{y}"
+    return value
+
+
 def digitized(session: Session, doc: Document, *, text: str, found: Sequence[Field]) -> None:
     """After the PDF/A is archived: keep the text for search, prefill unreviewed fields, move to digitized."""
     doc.fields = fields_json(found)
@@ -153,7 +166,7 @@ def digitized(session: Session, doc: Document, *, text: str, found: Sequence[Fie
         for f in found:
             if f.name not in best or f.confidence > best[f.name][0]:
                 best[f.name] = (f.confidence, f.value)
-        info.fields = {name: value for name, (_c, value) in best.items()}
+        info.fields = {name: _shown(name, value) for name, (_c, value) in best.items()}
     info.text = text
     reindex(session, info, doc)
     doc.error_code, doc.error_detail = None, None

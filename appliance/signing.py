@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from appliance import audit, db, workflow
+from appliance import audit, db, domain, workflow
 from appliance.db import DocState, Document
 from appliance.errors import CertificateMismatch, NothingChosen, NotReadyToSign, PinRequired
 from appliance.outbox import store as outbox
@@ -176,6 +176,9 @@ def _choose(session: Session, doc_ids: Sequence[str]) -> list[_Chosen]:
             older = session.get(DocumentInfo, doc.supersedes_id)
             supersedes = older.package_id if older else None
         fields = {new: (info.fields or {}).get(old) or None for old, new in PACKAGE_FIELDS.items()}
+        if fields["date"]:  # the warehouse gets ISO 8601 dates whatever the officer typed
+            checked = domain.check_date(str(fields["date"]))
+            fields["date"] = checked.value if checked.ok else fields["date"]
         chosen.append(
             _Chosen(
                 doc.id,
