@@ -500,6 +500,9 @@ def run_document(
 
 
 # --- uploaded files: recorded as an intake before anything is decoded ------------------------------
+INTAKE_DIR = "intake"  # under data_dir: one folder per intake, removed once its documents are recorded
+
+
 def file_pages(files: Sequence[tuple[str, Path]]) -> Iterator[RawPage]:
     """Pages of every file, in order, labelled with the officer's file names; one file decoded at a time."""
     from appliance.capture import files as file_capture
@@ -528,7 +531,7 @@ def receive_files(
     From here a restart finishes them (:func:`resume`); the files are removed once their documents are
     recorded."""
     intake_id = uuid.uuid4().hex
-    folder = store.settings.data_dir / "intake" / intake_id
+    folder = store.settings.data_dir / INTAKE_DIR / intake_id
     folder.mkdir(parents=True, exist_ok=True)
     kept: list[list[str]] = []
     for i, (name, path) in enumerate(files):
@@ -657,4 +660,33 @@ def resume(
         except Exception as err:  # noqa: BLE001 - run_document marked it failed; the others go on
             log.warning("document could not be resumed: %s", err, extra={"doc_id": doc_id})
             failed.append((doc_id, err.code if isinstance(err, ApplianceError) else "unknown"))
+    sweep_intakes(store, before)
     return Resumed(tuple(finished), tuple(failed))
+
+
+def sweep_intakes(store: Storage, before: datetime) -> list[str]:
+    """Remove intake folders a crash left behind (names of the removed folders).
+
+    A kill between recording an intake's documents and removing its files leaves the folder of a done
+    intake; one between moving uploaded files in and recording the intake leaves a folder without a row
+    (that upload never got an answer). Folders of pending intakes stay, and so do folders made from
+    ``before`` on (an upload being received right now)."""
+    root = store.settings.data_dir / INTAKE_DIR
+    if not root.is_dir():
+        return []
+    with db.transaction(store.factory) as session:
+        pending = set(session.scalars(select(records.Intake.id).where(records.Intake.state == "pending")))
+    removed: list[str] = []
+    for folder in root.iterdir():
+        if not folder.is_dir() or folder.name in pending:
+            continue
+        try:
+            if folder.stat().st_mtime >= before.timestamp():
+                continue
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+    if removed:
+        log.info("removed %d intake folder(s) left by an interrupted upload", len(removed))
+    return removed

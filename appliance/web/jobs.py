@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import io
 import logging
+import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 from PIL import Image
@@ -32,6 +34,7 @@ from appliance.workflow import Actor
 log = logging.getLogger(__name__)
 
 THUMB_WIDTH = 160
+UPLOADS_DIR = "uploads"  # under data_dir: where requests store uploaded files before they become an intake
 
 
 def thumbnail(image: np.ndarray, width: int = THUMB_WIDTH) -> bytes:
@@ -242,6 +245,7 @@ class Jobs:
 
         def work() -> None:
             job.state = "processing"
+            self.sweep_uploads(before)
             done = pipeline.resume(self.settings, self.options, split_prefixes=self.separator_prefixes, before=before)
             job.doc_ids = list(done.finished)
             if done.finished or done.failed:
@@ -249,6 +253,25 @@ class Jobs:
 
         self._run(job, work)
         return job
+
+    def sweep_uploads(self, before: datetime) -> list[str]:
+        """Remove upload folders (routes.capture.save_uploads) that a kill left while a request was storing
+        its files; folders made from ``before`` on belong to requests being answered now."""
+        root = self.settings.data_dir / UPLOADS_DIR
+        if not root.is_dir():
+            return []
+        removed: list[str] = []
+        for folder in root.glob("upload-*"):
+            try:
+                if not folder.is_dir() or folder.stat().st_mtime >= before.timestamp():
+                    continue
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+        if removed:
+            log.info("removed %d upload folder(s) left by an interrupted request", len(removed))
+        return removed
 
     def _digitize(self, job: Job, doc_id: str, positions: Sequence[int]) -> None:
         job.state = "processing"
