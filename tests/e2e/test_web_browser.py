@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import need
+from tests.mqtt import Broker, Pki, Running, broker, pki, receiver_config  # noqa: F401 - fixtures
 from tests.softhsm import OFFICER, ORGANISATION, SoftToken, make_token, shared_token  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.sane, pytest.mark.tesseract]
@@ -55,6 +56,8 @@ def server(
     sane_env: Path,
     tesseract: str,
     shared_token: SoftToken,  # noqa: F811
+    broker: Broker,  # noqa: F811
+    pki: Pki,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[str, str]]:
     need("chromium")
@@ -68,11 +71,23 @@ def server(
     from appliance.web.app import create_app
     from appliance.web.commands import dev_accounts
 
+    client = pki.clients["box-001"]
     settings = load_settings(
         data_dir=tmp_path / "data",
+        device_id="box-001",
         scanner={"device": "test:0", "resolution": 100, "mode": "Gray"},
         ocr={"workers": 2},
         sign={"token_serial": hsm.serial, "organisation_name": "UBND xã Quảng Phú"},
+        outbox={
+            "host": "127.0.0.1",
+            "port": broker.port,
+            "ca_file": pki.ca.cert,
+            "cert_file": client.cert,
+            "key_file": client.key,
+            "response_timeout_s": 5.0,
+            "backoff_base_s": 0.2,
+            "backoff_max_s": 1.0,
+        },
     )
     accounts = dev_accounts(settings)
     from appliance.capture.uvc import UvcCamera
@@ -80,6 +95,12 @@ def server(
 
     camera = UvcCamera(str(_camera_video(tmp_path / "camera.avi")), dpi_hint=150, discard=1)
     app = create_app(settings, scanner=SaneScanner(lock_timeout_s=60), camera=camera)
+    # the whole loop: the box's outbox sender and the province's receiver over a private TLS broker
+    from appliance.outbox.sender import Sender, open_factory
+    from province.receiver import Receiver
+
+    receiver = Running(Receiver(receiver_config(tmp_path / "rx", pki, broker.port, trust=(hsm.ca.pem,))))
+    sender = Running(Sender(settings, open_factory(settings)))
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -93,6 +114,8 @@ def server(
     yield f"http://127.0.0.1:{port}", f"{officer[0]}:{officer[1]}"
     srv.should_exit = True
     thread.join(timeout=30)
+    sender.stop()
+    receiver.stop()
     camera.close()
 
 
@@ -231,18 +254,41 @@ def test_counter_workflow_in_chromium(server: tuple[str, str], tmp_path: Path) -
         expect(page.get_by_label("Mã kết quả (với kết quả giải quyết)")).to_have_value("KQ.000.00.00.H00.000001")
 
         # sign both with one PIN entry; packages are queued
+        # (both reviewed by this officer: both pre-selected, with the reviewer shown)
         page.goto(f"{base}/sign")
         expect(page.locator("#token-state")).to_contain_text("Sẵn sàng ký")
         expect(page.locator("#sign-form input[name=doc]:checked")).to_have_count(2)
+        expect(page.locator("#sign-form td.reviewer").first).to_have_text("Bạn")
+        # the token's personal certificate names someone else: signing needs an explicit confirmation
+        expect(page.locator("#cert-mismatch")).to_contain_text(OFFICER.common_name)
+        page.get_by_label("Mã PIN của token").fill("000000")
+        page.get_by_role("button", name="Ký và gửi").click()
+        expect(page.locator("#sign-error")).to_contain_text("Chứng thư số trên token không mang tên của bạn")
+        page.locator("#confirm-certificate").check()
         page.get_by_label("Mã PIN của token").fill("000000")
         page.get_by_role("button", name="Ký và gửi").click()
         expect(page.locator("#sign-error")).to_contain_text("PIN")
+        page.locator("#confirm-certificate").check()
         page.get_by_label("Mã PIN của token").fill("123456")
         shot("07-ky-so")
         page.get_by_role("button", name="Ký và gửi").click()
         expect(page.get_by_role("heading", name="Theo dõi gửi lên Kho dữ liệu")).to_be_visible(timeout=WAIT_MS)
-        expect(page.locator("#packages td.state")).to_have_text(["Chờ gửi", "Chờ gửi"])
+        expect(page.locator("#packages a[href='" + upload_doc + "']")).to_be_visible()
+        # the province receives, verifies and receipts the packages; the page refreshes by itself
+        expect(page.locator("#packages td.state")).to_have_text(["Đã tiếp nhận", "Đã tiếp nhận"], timeout=WAIT_MS)
         shot("08-theo-doi")
+
+        # the document says delivered; signed means frozen: no edit, only a correction
+        page.goto(f"{base}{upload_doc}")
+        expect(page.locator("#doc-state")).to_have_text("Kho dữ liệu đã tiếp nhận")
+        expect(page.locator("#delivered")).to_be_visible()
+        expect(page.get_by_role("button", name="Lưu thông tin")).to_have_count(0)
+        expect(page.locator("#review-form input[name=so_ky_hieu]")).to_be_disabled()
+        expect(page.locator("#trail")).to_contain_text("Kho dữ liệu tiếp nhận")
+        expect(page.locator("#trail")).to_contain_text("Xác nhận ký bằng chứng thư không mang tên mình")
+        shot("08b-da-tiep-nhan")
+        page.goto(f"{base}/dossiers/{CODE}")
+        expect(page.locator(f"#doc-{upload_doc.rsplit('/', 1)[-1]} .doc-state")).to_contain_text("Kho dữ liệu đã tiếp nhận")
 
         # search without diacritics finds the uploaded page
         page.goto(f"{base}/search")
@@ -293,13 +339,23 @@ def test_counter_workflow_in_chromium(server: tuple[str, str], tmp_path: Path) -
         page.get_by_role("button", name="Quét lại trang 1").click()
         expect(page.locator(".notice")).to_contain_text("xử lý lại")
         for _ in range(WAIT_MS // 500):
-            if "chờ ký" in page.locator("#doc-state").inner_text():
+            if "chờ kiểm tra" in page.locator("#doc-state").inner_text():
                 break
             page.wait_for_timeout(500)
             page.reload()
-        expect(page.locator("#doc-state")).to_contain_text("chờ ký")
+        expect(page.locator("#doc-state")).to_contain_text("chờ kiểm tra")
         alt = page.locator(".pagelist img").get_attribute("alt") or ""
         assert alt.endswith("(thay)") and "trang-2.png" not in alt, alt  # the scanner's page took its place
+
+        # a correction of the delivered page: a new version to review and sign again; the old one stays
+        page.goto(f"{base}{upload_doc}")
+        page.once("dialog", lambda d: d.accept())
+        page.get_by_role("button", name="Tạo bản điều chỉnh").click()
+        expect(page.locator(".notice")).to_contain_text("Đã tạo bản điều chỉnh")
+        expect(page.locator("#doc-version")).to_have_text("Bản điều chỉnh 2")
+        expect(page.get_by_role("button", name="Lưu thông tin")).to_be_visible()
+        expect(page.locator("#versions li")).to_have_count(2)
+        shot("16-ban-dieu-chinh")
 
         page.goto(f"{base}/stats")
         expect(page.locator("#stats tbody tr").first).to_contain_text("2")
