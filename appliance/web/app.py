@@ -17,6 +17,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,7 +26,7 @@ from appliance.capture import Camera, Scanner
 from appliance.settings import Settings
 from appliance.web import formatting
 from appliance.web.assets import StaticAssets
-from appliance.web.auth import LoginThrottle
+from appliance.web.auth import LoginThrottle, lookup_session
 from appliance.web.context import SESSION_COOKIE, BadCsrf, Ctx, Forbidden, NeedLogin
 from appliance.web.jobs import Jobs
 
@@ -105,6 +106,49 @@ SECURITY_HEADERS = {
 _SECURITY_RAW = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
 
 
+class SignedInBeforeBody:
+    """Multipart bodies (uploads, up to ``upload_max_bytes``) are read only for a signed-in session: without
+    a valid session cookie the request is answered with the sign-in redirect before its body is read."""
+
+    def __init__(self, app: ASGIApp, ctx: Ctx) -> None:
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") != "/login":
+            headers = dict(scope.get("headers") or [])
+            if headers.get(b"content-type", b"").startswith(b"multipart/"):
+                token = _cookie(headers.get(b"cookie", b"").decode("latin-1"), SESSION_COOKIE)
+                if not token or not await run_in_threadpool(self._valid, token):
+                    await _redirect_to_login(send, htmx=b"hx-request" in headers)
+                    return
+        await self.app(scope, receive, send)
+
+    def _valid(self, token: str) -> bool:
+        with self.ctx.tx() as session:
+            return lookup_session(session, token=token, idle=self.ctx.idle) is not None
+
+
+def _cookie(header: str, name: str) -> str | None:
+    for part in header.split(";"):
+        key, _eq, value = part.strip().partition("=")
+        if key == name:
+            return value or None
+    return None
+
+
+async def _redirect_to_login(send: Send, *, htmx: bool) -> None:
+    headers = [(b"hx-redirect", b"/login")] if htmx else [(b"location", b"/login")]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200 if htmx else 303,
+            "headers": [*headers, (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
 class SecurityHeaders:
     """Adds SECURITY_HEADERS to every response that lacks them (a route may set its own Cache-Control).
 
@@ -182,7 +226,14 @@ def create_app(
         yield
         jobs.shutdown()
 
-    app = FastAPI(title="Số hóa hồ sơ — một cửa", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title="Số hóa hồ sơ — một cửa",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+        redirect_slashes=False,  # its redirect is built from the Host header: never echo a client's host
+    )
     app.state.ctx = ctx
     app.mount("/static", static, name="static")
     for router in routes.routers():
@@ -244,6 +295,7 @@ def create_app(
         )
 
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(SignedInBeforeBody, ctx=ctx)
     app.add_middleware(BodyLimit, limit=settings.web.upload_max_bytes)
     return app
 

@@ -26,7 +26,7 @@ from appliance.model import RawPage
 from appliance.web.auth import SignedIn
 from appliance.web.context import Ctx
 from appliance.web.models import FormNonce
-from appliance.web.routes.common import Officer, ctx_of, render, see_other
+from appliance.web.routes.common import Officer, RowId, ctx_of, render, see_other
 
 router = APIRouter()
 
@@ -377,7 +377,7 @@ def job_fragment(request: Request, who: Officer, job_id: str) -> HTMLResponse:
 
 
 @router.get("/jobs/{job_id}/thumb/{n}.jpg")
-def job_thumb(request: Request, who: Officer, job_id: str, n: int) -> Response:
+def job_thumb(request: Request, who: Officer, job_id: str, n: RowId) -> Response:
     job = ctx_of(request).jobs.get(job_id)
     if job is None or not 0 <= n < len(job.thumbs):
         raise HTTPException(404)

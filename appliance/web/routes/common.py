@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from appliance import workflow
@@ -136,6 +136,9 @@ def refused_text(err: ApplianceError) -> str:
         return next(iter(err.errors.values()))
     return message_for(err)
 
+
+# A row id or index in a URL: bounded, so an absurd number is a plain 404/422, never a database overflow.
+RowId = Annotated[int, Path(ge=0, le=2**53)]
 
 Officer = Annotated[SignedIn, Depends(officer)]
 Supervisor = Annotated[SignedIn, Depends(supervisor)]

@@ -11,10 +11,10 @@ import re
 import shutil
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from PIL import Image
 from sqlalchemy import bindparam, select
@@ -38,7 +38,7 @@ from appliance.web.routes.capture import (
     scanner_presets,
     seen_nonce,
 )
-from appliance.web.routes.common import Checked, Officer, ctx_of, message_page, refused_text, render, see_other
+from appliance.web.routes.common import Checked, Officer, RowId, ctx_of, message_page, refused_text, render, see_other
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -106,7 +106,9 @@ def _refused(request: Request, ctx: Ctx, doc_id: str, err: ApplianceError) -> HT
 
 
 @router.get("/documents/{doc_id}", response_class=HTMLResponse)
-def document_page(request: Request, who: Officer, doc_id: str, page: int = 0) -> HTMLResponse:
+def document_page(
+    request: Request, who: Officer, doc_id: str, page: Annotated[int, Query(ge=0, le=10_000)] = 0
+) -> HTMLResponse:
     ctx = ctx_of(request)
     return render(request, "document.html", errors={}, **_context(ctx, doc_id, page))
 
@@ -179,7 +181,9 @@ def _image_tag(pdf_sha256: str | None, original_sha256: str, page_id: int, width
 
 
 @router.get("/documents/{doc_id}/pages/{index}.jpg")
-def page_image(request: Request, who: Officer, doc_id: str, index: int, w: int = 900) -> Response:
+def page_image(
+    request: Request, who: Officer, doc_id: str, index: RowId, w: Annotated[int, Query(ge=1, le=10_000)] = 900
+) -> Response:
     """A page image, rendered once and then served from the disk cache; the browser keeps it for
     10 minutes and afterwards asks again with If-None-Match (answered 304 without reading the file)."""
     ctx = ctx_of(request)
@@ -226,7 +230,7 @@ def _redo(ctx: Ctx, doc_ids: list[str], who: Checked) -> str:
 
 
 @router.post("/documents/{doc_id}/pages/{page_id}/{action}", response_model=None)
-def edit_page(request: Request, who: Checked, doc_id: str, page_id: int, action: str) -> Response:
+def edit_page(request: Request, who: Checked, doc_id: str, page_id: RowId, action: str) -> Response:
     """Rotate, move or delete one page, then digitize the document again."""
     ctx = ctx_of(request)
     if action not in documents.PAGE_ACTIONS:
@@ -351,7 +355,7 @@ async def _replacement(request: Request, ctx: Ctx, form: Any, how: str) -> RawPa
 
 
 @router.post("/documents/{doc_id}/replace/{page_id}", response_model=None)
-async def replace_page(request: Request, who: Checked, doc_id: str, page_id: int) -> Response:
+async def replace_page(request: Request, who: Checked, doc_id: str, page_id: RowId) -> Response:
     """Rescan one page (scanner or camera) or replace it by an uploaded image; it keeps its place."""
     ctx = ctx_of(request)
     form = await request.form()

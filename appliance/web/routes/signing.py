@@ -17,7 +17,7 @@ from appliance.outbox import store
 from appliance.sign.token import CertInfo
 from appliance.web.auth import SignedIn
 from appliance.web.context import Ctx
-from appliance.web.routes.common import Checked, Officer, ctx_of, render, see_other
+from appliance.web.routes.common import Checked, Officer, RowId, ctx_of, render, see_other
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -138,7 +138,7 @@ def track_rows(request: Request, who: Officer) -> HTMLResponse:
 
 
 @router.post("/track/{item_id}/retry", response_model=None)
-def retry(request: Request, who: Checked, item_id: int) -> Response:
+def retry(request: Request, who: Checked, item_id: RowId) -> Response:
     ctx = ctx_of(request)
     try:
         with ctx.tx() as session:
