@@ -117,7 +117,7 @@ def highlight(text: str, folded_query: str) -> Markup:
         spans.extend((at, _word_end(folded, at + len(word))) for at in starts or found)
     merged: list[tuple[int, int]] = []
     for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:  # overlapping or touching: one mark
+        if merged and (start <= merged[-1][1] or text[merged[-1][1] : start].isspace()):  # "<mark>quyết định</mark>"
             merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
         else:
             merged.append((start, end))
