@@ -13,7 +13,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Iterable
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import cv2
 import numpy as np
@@ -118,13 +118,11 @@ def parse_receipt(text: str) -> dict[str, str]:
         return {}
     pairs: list[tuple[str | None, str]]
     if text.startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = None
-        pairs = list(_flatten(data)) if isinstance(data, dict) else _split_pairs(text.strip("{}"))
+        data = _json_object(text)
+        pairs = list(_flatten(data)) if data is not None else _split_pairs(text.strip("{}"))
     elif re.match(r"^https?://", text) and "?" in text:
-        pairs = [(k, v) for k, v in parse_qsl(urlsplit(text).query, keep_blank_values=False)]
+        query = text.partition("?")[2].partition("#")[0]  # not urlsplit: it refuses bad hosts ("http://[")
+        pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=False)]
     else:
         pairs = _split_pairs(text)
     out: dict[str, str] = {}
@@ -143,6 +141,44 @@ def parse_receipt(text: str) -> dict[str, str]:
         if name is not None:
             out[name] = _normalise(name, value)
     return out
+
+
+# Receipts nest two or three levels at most; deeper JSON is not a receipt, and json.loads would recurse
+# once per level (a QR code of 1.5 KB of brackets is enough for RecursionError).
+MAX_JSON_DEPTH = 16
+
+
+def _json_object(text: str) -> dict[str, object] | None:
+    """The JSON object ``text`` holds; None when it is not one (bad JSON, nested too deep, huge numbers)."""
+    if _nesting(text) > MAX_JSON_DEPTH:
+        return None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError, or an integer of more than 4300 digits
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _nesting(text: str) -> int:
+    """How deep brackets nest in a JSON text, not counting those inside strings (no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _flatten(data: object, depth: int = 0) -> Iterable[tuple[str | None, str]]:

@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import pytest
 import zxingcpp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFont
 
 from appliance.qr import RECEIPT_KEYS, find_qr, fold_key, parse_receipt
@@ -157,3 +159,47 @@ def test_only_normalised_keys_come_out() -> None:
     assert set(out) <= set(RECEIPT_KEYS)
     assert fold_key("Mã hồ sơ") == fold_key("MaHoSo") == fold_key("ma_ho_so") == "mahoso"
     assert fold_key("Số định danh") == "sodinhdanh"
+
+
+# --- parse_receipt never raises: whatever a QR code holds, the officer gets a form, not an error page ------
+
+_KEYS = st.sampled_from([*RECEIPT_KEYS, "MaHoSo", "Mã hồ sơ", "SoDinhDanh", "NgayHenTra", "ThoiGian", "x", ""])
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=25,
+)
+_PIECES = st.sampled_from(
+    ["{", "}", "[", "]", '"', "\\", ":", "=", ";", "|", "&", "\n", "?", "http://", "https://[", "%", "\ufeff"]
+)
+_GARBAGE = st.lists(st.one_of(_PIECES, _KEYS, st.text(max_size=12)), max_size=60).map("".join)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"a":' + "[" * 1490,  # 1.5 KB: RecursionError from json.loads before nesting was bounded
+        '{"a":' * 300 + "1" + "}" * 300,
+        '{"a":' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"a": ' + "9" * 5000 + "}",  # an integer longer than Python converts from text
+        "https://[::1?khac=1",  # urlsplit: invalid IPv6 URL
+        "\ud800{\udfff",
+    ],
+)
+def test_parse_hostile_payloads_gives_nothing(payload: str) -> None:
+    assert parse_receipt(payload) == {}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(max_size=1500), _GARBAGE, _JSON.map(json.dumps), _JSON.map(lambda v: json.dumps(v)[:-1])))
+def test_parse_receipt_never_raises(payload: str) -> None:
+    out = parse_receipt(payload)
+    assert isinstance(out, dict)
+    assert set(out) <= set(RECEIPT_KEYS)
+    assert all(isinstance(v, str) for v in out.values())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=1, max_value=5000), st.sampled_from(["[", "{", '{"a":', '[{"a":']))
+def test_parse_receipt_survives_any_nesting(depth: int, opener: str) -> None:
+    assert parse_receipt("{" + '"k":' + opener * depth) == {}
