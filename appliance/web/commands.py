@@ -37,9 +37,14 @@ def register(sub: Any) -> None:
     s.add_argument("--no-scanner", action="store_true", help="no scanner: file upload only")
     s.set_defaults(handler=serve)
 
-    u = sub.add_parser("user", help="create an officer account (the password is read from stdin)")
-    u.add_argument("username")
-    u.add_argument("--name", required=True, help="full name, as shown on signatures")
+    u = sub.add_parser(
+        "user",
+        help="create an officer account",
+        description="Create an account for the web UI. The password is asked twice without echo on a terminal, "
+        'or read from the first line of stdin otherwise (echo "$PW" | appliance user NAME).',
+    )
+    u.add_argument("username", metavar="NAME", help="user name to sign in with: a-z, 0-9, '.', '_', '-'")
+    u.add_argument("--name", dest="full_name", default=None, help="full name, as shown on signatures (default: NAME)")
     u.add_argument("--role", choices=["officer", "supervisor"], default="officer")
     u.set_defaults(handler=add_user)
 
@@ -145,23 +150,58 @@ def _has_real_scanner() -> bool:
     return any(line.startswith("device") and "`test:" not in line for line in out.splitlines())
 
 
+MIN_PASSWORD = 10
+ROLE_VI = {"officer": "cán bộ", "supervisor": "lãnh đạo"}
+
+
+def _refused(text: str) -> int:
+    """The one line the person at the box reads (in Vietnamese, about the account), exit status 1."""
+    sys.stderr.write(f"lỗi: {text}\n")
+    return 1
+
+
+def _read_password(name: str) -> str | None:
+    """Asked twice without echo on a terminal (None when the two differ); the first line of stdin otherwise."""
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass(f"Mật khẩu cho tài khoản {name}: ")
+        if len(first) >= MIN_PASSWORD and getpass.getpass("Nhập lại mật khẩu: ") != first:
+            return None
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 def add_user(args: argparse.Namespace, settings: Settings) -> int:
+    """`appliance user NAME [--name "Full Name"] [--role officer|supervisor]`."""
     from appliance import db
-    from appliance.errors import InputError
     from appliance.web.auth import create_user, find_user, valid_username
     from appliance.web.models import Role
 
     name = args.username.strip().lower()
     if not valid_username(name):
-        raise InputError(f"bad user name {name!r}: use a-z, 0-9, '.', '_', '-'")
-    password = sys.stdin.readline().rstrip("\n")
-    if len(password) < 10:
-        raise InputError("the password needs at least 10 characters")
+        return _refused(
+            f"Tên tài khoản «{args.username}» không hợp lệ: chỉ dùng chữ không dấu a-z, số 0-9, dấu chấm, "
+            "gạch dưới hoặc gạch ngang (2–64 ký tự)."
+        )
+    full_name = (args.full_name or "").strip() or name
     engine = db.make_engine(settings.db_url)
-    db.upgrade(engine)
-    with db.transaction(db.session_factory(engine)) as session:
-        if find_user(session, username=name) is not None:
-            raise InputError(f"user {name} exists already")
-        create_user(session, username=name, full_name=args.name, role=Role(args.role), password=password)
-    sys.stdout.write(f"created {args.role} {name}\n")
+    try:
+        db.upgrade(engine)
+        factory = db.session_factory(engine)
+        with factory() as session:
+            if find_user(session, username=name) is not None:
+                return _refused(f"Tài khoản {name} đã có. Hãy chọn tên tài khoản khác.")
+        password = _read_password(name)
+        if password is None:
+            return _refused("Hai lần nhập mật khẩu không giống nhau. Tài khoản chưa được tạo; hãy chạy lại lệnh.")
+        if len(password) < MIN_PASSWORD:
+            return _refused(f"Mật khẩu quá ngắn: cần ít nhất {MIN_PASSWORD} ký tự. Tài khoản {name} chưa được tạo.")
+        with db.transaction(factory) as session:
+            if find_user(session, username=name) is not None:  # created meanwhile
+                return _refused(f"Tài khoản {name} đã có. Hãy chọn tên tài khoản khác.")
+            create_user(session, username=name, full_name=full_name, role=Role(args.role), password=password)
+    finally:
+        engine.dispose()
+    sys.stdout.write(f"Đã tạo tài khoản {ROLE_VI[args.role]} {name} ({full_name}).\n")
     return 0
