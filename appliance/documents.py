@@ -237,7 +237,7 @@ def review(session: Session, *, actor: Actor, doc_id: str, form: ReviewForm, sig
             if typed and typed == info.result_code:
                 code = typed
             else:
-                resultcodes.release(session, document_id=doc.id)
+                resultcodes.release(session, document_id=doc.id, back_to=doc.supersedes_id)
                 if typed:
                     code = resultcodes.assign(session, document_id=doc.id, code=typed, sign=sign)
                 else:
@@ -245,7 +245,7 @@ def review(session: Session, *, actor: Actor, doc_id: str, form: ReviewForm, sig
         except ApplianceError as err:
             raise FormInvalid({"result_code": message_for(err)}) from err
     elif info.result_code:
-        resultcodes.release(session, document_id=doc.id)
+        resultcodes.release(session, document_id=doc.id, back_to=doc.supersedes_id)
     changes: list[tuple[str, Any, Any]] = []
     for name in FIELD_NAMES:
         old = (info.fields or {}).get(name) or ""

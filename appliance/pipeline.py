@@ -645,6 +645,8 @@ def resume(
         try:
             produced.update(capture_intake(store, intake_id, split_prefixes=split_prefixes).document_ids)
         except Exception as err:  # noqa: BLE001 - recorded on the intake; the others go on
+            kept = err.params.get("documents", "") if isinstance(err, ApplianceError) else ""
+            produced.update(d for d in kept.split(",") if d)  # pages before a bad file were recorded
             log.warning("intake %s could not be resumed: %s", intake_id, err)
             failed.append((intake_id, err.code if isinstance(err, ApplianceError) else "unknown"))
     with db.transaction(store.factory) as session:

@@ -11,9 +11,10 @@ The code's format is a setting (:mod:`appliance.sign.resultcode`), since the law
 from __future__ import annotations
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from appliance.db import utcnow
 from appliance.errors import DuplicateResultCode
 from appliance.records import ResultCode, Sequence
 from appliance.settings import SignSettings
@@ -35,22 +36,33 @@ def _next(session: Session) -> int:
 
 
 def _claim(session: Session, code: str, document_id: str, *, minted: bool) -> bool:
-    """Hold ``code`` for the document; False when another document holds it."""
-    held = session.get(ResultCode, code)
-    if held is not None:
-        return held.document_id == document_id
-    try:
-        with session.begin_nested():
-            session.add(ResultCode(code=code, document_id=document_id, minted=minted))
-    except IntegrityError:  # another writer took it between our read and our insert
-        return False
-    return True
+    """Hold ``code`` for the document; False when another document holds it.
+
+    One statement that inserts unless the code exists (no savepoint: with SQLite's deferred transactions a
+    savepoint opened before the first write would commit on its own), then a read of who holds it."""
+    dialect = session.get_bind().dialect.name
+    values = {"code": code, "document_id": document_id, "minted": minted, "created_at": utcnow()}
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(ResultCode).values(**values).on_conflict_do_nothing(index_elements=["code"]))
+    else:
+        session.execute(sqlite_insert(ResultCode).values(**values).on_conflict_do_nothing(index_elements=["code"]))
+    holder = session.scalar(select(ResultCode.document_id).where(ResultCode.code == code))
+    return holder == document_id
 
 
-def release(session: Session, *, document_id: str) -> None:
-    """Give up the codes a document holds (its review changed kind or code before signing)."""
+def release(session: Session, *, document_id: str, back_to: str | None = None) -> None:
+    """Give up the codes a document holds (its review changed kind or code before signing).
+
+    A correction's code came from the version it corrects (``back_to``), which was signed with it: the code
+    goes back there, never to the pool."""
     for row in session.scalars(select(ResultCode).where(ResultCode.document_id == document_id)):
-        session.delete(row)
+        if back_to is not None:
+            row.document_id = back_to
+        else:
+            session.delete(row)
+    session.flush()
 
 
 def mint(session: Session, *, document_id: str, sign: SignSettings) -> str:

@@ -14,6 +14,7 @@ function that signs, packages and queues a batch with one PIN entry (one token s
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,17 +111,21 @@ class CertCheck:
     matches: bool  # names the officer (by name or ID number)
 
 
-def _digits(text: str) -> str:
-    return "".join(c for c in text if c.isdigit())
+_NUMBER = re.compile(r"\d{9,}")  # CMND has 9 digits, CCCD 12, a tax code 10 (or 13 with its branch)
+
+
+def _numbers(value: str) -> set[str]:
+    """The ID numbers in an identity attribute such as "CCCD:001203004005" or "MST:0101234567-001"."""
+    return set(_NUMBER.findall(value.replace("-", "")))
 
 
 def names_officer(cert: CertInfo, actor: Actor) -> bool:
-    """Whether the certificate is the officer's: same name (without diacritics or case) or same ID number."""
+    """Whether the certificate is the officer's: the same whole ID number in its UID or serialNumber
+    attribute, or the same name (without diacritics or case)."""
     if actor.id_number:
-        wanted = _digits(actor.id_number)
-        for value in (cert.subject_uid, cert.subject_serial_number, cert.subject):
-            if wanted and wanted in _digits(value):
-                return True
+        wanted = "".join(c for c in actor.id_number if c.isdigit())
+        if wanted and any(wanted in _numbers(v) for v in (cert.subject_uid, cert.subject_serial_number)):
+            return True
     return bool(actor.full_name) and fold(cert.common_name) == fold(actor.full_name)
 
 
@@ -147,6 +152,7 @@ class _Chosen:
     fields: dict[str, str | None]
     supersedes: str | None  # the package of the version this one corrects
     pdf: Path
+    reviewed_at: datetime | None  # the review that was signed: a later one means the batch is stale
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +194,7 @@ def _choose(session: Session, doc_ids: Sequence[str]) -> list[_Chosen]:
                 fields | {"validity": info.valid_until},
                 supersedes,
                 Path(doc.pdf_path),
+                info.reviewed_at,
             )
         )
     return chosen
@@ -286,8 +293,33 @@ def sign(
     del pin
     by_output = {r.output: r for r in done.signed}
     now = datetime.now(UTC)
+    try:
+        _record(factory, actor, chosen, members, done, by_output, check, now, signed_dir)
+    except NotReadyToSign:  # a document changed while the token signed: what was signed is not kept
+        for result in done.signed:
+            result.output.unlink(missing_ok=True)
+        for package in done.packages:
+            package.path.unlink(missing_ok=True)
+        raise
+    log.info("signed %d document(s) into %d package(s)", len(chosen), len(done.packages))
+    return Signed(tuple(c.doc_id for c in chosen), tuple(p.package_id for p in done.packages), done.cert_subject)
+
+
+def _record(
+    factory: sessionmaker[Session],
+    actor: Actor,
+    chosen: Sequence[_Chosen],
+    members: Sequence[Sequence[_Chosen]],
+    done: BatchResult,
+    by_output: dict[Path, Any],
+    check: CertCheck | None,
+    now: datetime,
+    signed_dir: Path,
+) -> None:
+    """signed -> queued for every document and the packages in the outbox, in one transaction; refused
+    (NotReadyToSign) when a document is no longer exactly what was signed."""
     with db.transaction(factory) as session:
-        for package, group in zip(done.packages, members, strict=True):
+        for package, group in zip(done.packages, members, strict=True):  # the first write takes the lock
             outbox.enqueue(
                 session,
                 path=package.path,
@@ -295,6 +327,20 @@ def sign(
                 dossier_code=group[0].dossier_code or None,
                 priority=outbox.PRIORITY_RECEIPT if group[0].kind == Kind.RESULT else outbox.PRIORITY_PACKAGE,
             )
+        for c in chosen:  # read under the write lock: nobody changes them until this commits
+            doc = session.get(Document, c.doc_id)
+            info = session.get(DocumentInfo, c.doc_id)
+            if (
+                doc is None
+                or info is None
+                or doc.state != DocState.REVIEWED
+                or doc.superseded_by
+                or info.reviewed_at != c.reviewed_at
+                or info.result_code != c.result_code
+                or info.kind != c.kind
+            ):
+                raise NotReadyToSign(f"document {c.doc_id} changed while it was being signed")
+        for package, group in zip(done.packages, members, strict=True):
             for c in group:
                 doc = session.get(Document, c.doc_id)
                 info = session.get(DocumentInfo, c.doc_id)
@@ -333,5 +379,3 @@ def sign(
                     actor=actor,
                     detail={"package_id": package.package_id, "supersedes": c.supersedes},
                 )
-    log.info("signed %d document(s) into %d package(s)", len(chosen), len(done.packages))
-    return Signed(tuple(c.doc_id for c in chosen), tuple(p.package_id for p in done.packages), done.cert_subject)

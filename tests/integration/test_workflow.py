@@ -478,11 +478,6 @@ def test_two_writers_minting_directly(factory: sessionmaker[Session]) -> None:
     assert sorted(got) == [code(i) for i in range(1, 2 * n + 1)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resultcodes._claim's SAVEPOINT opens the SQLite transaction when it is the first write (pysqlite "
-    "issues no BEGIN before SAVEPOINT), so its RELEASE commits the code alone: a rolled-back review keeps it",
-)
 def test_a_rolled_back_review_holds_no_code(factory: sessionmaker[Session], originals: OriginalStore) -> None:
     with db.transaction(factory) as session:
         a, b = (make_doc(session, originals).id for _ in range(2))
@@ -696,11 +691,6 @@ def test_only_signed_documents_are_corrected(
         documents.correct(session, actor=ANH, doc_id="missing")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="documents.review releases the result code a correction took over from its signed predecessor "
-    "(new typed code or kind changed), so a legal identifier already signed and sent can be given again",
-)
 def test_a_correction_cannot_free_the_code_its_predecessor_was_signed_with(
     factory: sessionmaker[Session], originals: OriginalStore
 ) -> None:
@@ -1147,11 +1137,6 @@ def test_pending_intakes_are_resumed_and_their_folders_removed(
 
 @pytest.mark.tesseract
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline.resume drops the documents an intake recorded before one of its files failed: they stay "
-    "captured (busy) until the next restart",
-)
 def test_resume_finishes_the_documents_of_a_partly_bad_intake(
     tesseract: str, settings: Settings, storage: pipeline.Storage, tmp_path: Path
 ) -> None:

@@ -295,11 +295,6 @@ def _bare_cert() -> CertInfo:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="signing.names_officer matches an ID number as a substring of the digits of the UID, the "
-    "serialNumber and the whole subject, so a part of someone's CCCD or CMND (even one digit) names them",
-)
 @pytest.mark.parametrize("fragment", ["3004005", "4567", "1"], ids=["part-of-cccd", "part-of-cmnd", "one-digit"])
 def test_a_part_of_an_id_number_does_not_name_the_officer(fragment: str) -> None:
     assert not signing.names_officer(_bare_cert(), Actor("binh.tv", "Trần Văn Bình", fragment))
@@ -358,11 +353,6 @@ def test_a_corrections_package_names_the_package_it_supersedes(hsm: SoftToken, t
     assert report.supersedes == first and len(report.audit) == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="signing.sign does not check in its second transaction that the documents are still as they were "
-    "chosen: a review saved while the token signs is recorded as signed, with a result code the package lacks",
-)
 def test_a_review_saved_while_the_token_signs_is_not_recorded_as_signed(
     hsm: SoftToken, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
