@@ -187,21 +187,32 @@ class LoginThrottle:
             or 0
         )
 
-    def locked(self, username: str, client: str) -> bool:
-        since = utcnow() - timedelta(seconds=self.lockout_s)
-        with self.factory() as session:
-            return (
+    def attempt(self, username: str, client: str) -> tuple[int, int] | None:
+        """Reserve one sign-in attempt, atomically: None when the account or the client is locked.
+
+        The reservation is recorded as a failure before the password is checked, in one write transaction
+        (the first statement is a write, so concurrent attempts take turns): 40 parallel wrong passwords
+        get ``max_failures`` evaluations, not 40. A correct password gives the reservation back
+        (:meth:`succeeded`)."""
+        now = utcnow()
+        since = now - timedelta(seconds=self.lockout_s)
+        with self.factory() as session, session.begin():
+            session.execute(delete(LoginFailure).where(LoginFailure.at < since))  # a write: the lock is ours
+            if (
                 self._count(session, "u:" + username, since) >= self.max_failures
                 or self._count(session, "c:" + client, since) >= self.per_client
-            )
+            ):
+                return None
+            user_row, client_row = LoginFailure(key="u:" + username, at=now), LoginFailure(key="c:" + client, at=now)
+            session.add_all([user_row, client_row])
+            session.flush()
+            return user_row.id, client_row.id
 
     def failed(self, username: str, client: str) -> None:
-        now = utcnow()
-        with self.factory() as session, session.begin():
-            session.execute(delete(LoginFailure).where(LoginFailure.at < now - timedelta(seconds=self.lockout_s)))
-            session.add_all([LoginFailure(key="u:" + username, at=now), LoginFailure(key="c:" + client, at=now)])
+        """The reserved attempt stays counted (nothing more to write)."""
         log.warning("failed sign-in for an account from client=%s", client)
 
-    def succeeded(self, username: str) -> None:
+    def succeeded(self, username: str, reservation: tuple[int, int]) -> None:
         with self.factory() as session, session.begin():
             session.execute(delete(LoginFailure).where(LoginFailure.key == "u:" + username))
+            session.execute(delete(LoginFailure).where(LoginFailure.id.in_(list(reservation))))

@@ -116,7 +116,10 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         from appliance.capture.sane import SaneScanner
 
         scanner = SaneScanner(lock_timeout_s=settings.scanner.lock_timeout_s)
-    app = create_app(settings, scanner=scanner)
+    from appliance.capture.cameras import open_camera
+
+    camera = open_camera(settings.camera)  # offered in the UI when configured and present
+    app = create_app(settings, scanner=scanner, camera=camera)
     tls = settings.web.https_cert and settings.web.https_key
     scheme = "https" if tls else "http"
     if args.dev:

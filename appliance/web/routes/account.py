@@ -61,7 +61,8 @@ def login(
         return _login_page(request, "Biểu mẫu đăng nhập đã hết hạn. Hãy nhập lại.", 403)
     name = username.strip().lower()
     client = request.client.host if request.client else "?"
-    if ctx.throttle.locked(name, client):
+    reservation = ctx.throttle.attempt(name, client)
+    if reservation is None:
         minutes = ctx.settings.web.login_lockout_min
         return _login_page(
             request,
@@ -74,7 +75,7 @@ def login(
         if user is None:
             ctx.throttle.failed(name, client)
             return _login_page(request, "Tên đăng nhập hoặc mật khẩu không đúng.", 401)
-        ctx.throttle.succeeded(name)
+        ctx.throttle.succeeded(name, reservation)
         token = start_session(session, user=user, replaces=request.cookies.get(SESSION_COOKIE))
     response = see_other("/")
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", secure=ctx.secure_cookies, path="/")
