@@ -17,16 +17,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from appliance.db import Document, utcnow
+from appliance.domain import VN_TZ
 from appliance.records import AuditEvent
 
 SYSTEM = "system"
-VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
 
 ACTION_LABELS = {
     "open_dossier": "Mở hồ sơ",

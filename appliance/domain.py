@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from appliance.errors import (
     InvalidDate,
@@ -27,6 +28,8 @@ from appliance.errors import (
     InvalidPersonalId,
     InvalidTthcCode,
 )
+
+VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")  # the one Vietnam time zone (UTC+7, no daylight saving)
 
 # 63 provinces before the 2025 merger: 2004 province code -> name. Personal-ID prefix = "0" + code.
 PROVINCES: dict[str, str] = {

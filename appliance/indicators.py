@@ -22,16 +22,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from appliance import workflow
 from appliance.db import Document
+from appliance.domain import VN_TZ
 from appliance.records import DocumentInfo, Dossier, Kind, Reuse
 
-LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
+LOCAL = VN_TZ
 
 
 @dataclass(frozen=True, slots=True)

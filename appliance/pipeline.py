@@ -17,15 +17,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from appliance import assemble, db, documents, encode, fields, imaging, logs, ocr, qr, records
-from appliance.errors import ApplianceError, DocumentBusy, NoPages, StorageError
+from appliance import assemble, db, diskspace, documents, encode, fields, imaging, logs, ocr, qr, records
+from appliance.domain import VN_TZ
+from appliance.errors import ApplianceError, DiskFull, DocumentBusy, NoPages, StorageError, TooManyPages
 from appliance.model import (
     CleanOptions,
     CleanPage,
@@ -46,7 +46,6 @@ from appliance.textindex import fold
 from appliance.workflow import Actor
 
 log = logging.getLogger(__name__)
-VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,15 +363,28 @@ def capture(
     recorded (records.Separator), but in no document. The originals are written (atomically) before the
     rows that name them are committed, so a power cut leaves either nothing or a complete record to
     resume from; an intake (uploaded files) is marked done in that same transaction.
+
+    Disk space: below the floor (settings.storage.min_free_mb) nothing is taken (DiskFull before the first
+    page); a batch that crosses the floor stops there and keeps its pages, as after a jam; a write that
+    fails (ENOSPC) or a transaction that cannot commit takes back the originals this call wrote, so no
+    original stays without a row and no page is said to be kept.
     """
-    originals = store.originals
+    diskspace.check_room(store.settings)
+    originals = store.originals  # a fresh store: .created is what this call writes
     parts: list[list[tuple[str, str, float, int]]] = [[]]
     separators: list[tuple[int, str, str, int]] = []  # (position, text, sha, index of the next part)
     interrupted: ApplianceError | None = None
+    write_failed: StorageError | None = None
     try:
         for position, raw in enumerate(raws):
+            if position:
+                diskspace.check_room(store.settings)  # crossing the floor mid-batch: keep what was captured
             text = separator_text(raw.image, split_prefixes) if split_prefixes else None
-            digest = originals.put_image(raw.image, dpi=raw.dpi)
+            try:
+                digest = originals.put_image(raw.image, dpi=raw.dpi)
+            except StorageError as err:
+                write_failed = err
+                break
             if text is not None:
                 if parts[-1]:
                     parts.append([])
@@ -381,12 +393,43 @@ def capture(
             parts[-1].append((digest, raw.label, raw.dpi, position))
     except ApplianceError as err:  # a jam or a pulled cable mid-batch: keep what was captured, then say so
         interrupted = err
+    if write_failed is not None:
+        discard_originals(store, originals.created)
+        raise write_failed
     parts = [p for p in parts if p]
     if not parts:
+        discard_originals(store, originals.created)  # separator sheets alone
         if interrupted is not None:
             raise interrupted
         raise NoPages("the batch holds no pages (only separator sheets, or nothing)")
     batch = batch or uuid.uuid4().hex
+    try:
+        out = _record_parts(store, parts, separators, source, actor, dossier_code, backlog, batch, intake_id)
+    except Exception as err:
+        discard_originals(store, originals.created)
+        if diskspace.is_disk_full(err):
+            raise DiskFull(f"recording the capture failed: {err}") from err
+        raise
+    log.info("captured %d document(s), %d separator sheet(s)", len(out), len(separators))
+    done = Captured(tuple(out), tuple(position for position, *_r in separators))
+    if interrupted is not None:
+        interrupted.params["kept_pages"] = str(sum(len(p) for p in parts))
+        interrupted.params["documents"] = ",".join(done.document_ids)
+        raise interrupted
+    return done
+
+
+def _record_parts(
+    store: Storage,
+    parts: list[list[tuple[str, str, float, int]]],
+    separators: list[tuple[int, str, str, int]],
+    source: str,
+    actor: Actor,
+    dossier_code: str | None,
+    backlog: bool,
+    batch: str,
+    intake_id: str | None,
+) -> list[Part]:
     out: list[Part] = []
     with db.transaction(store.factory) as session:
         for part in parts:
@@ -420,13 +463,31 @@ def capture(
             intake = session.get(records.Intake, intake_id)
             if intake is not None:
                 intake.state = "done"
-    log.info("captured %d document(s), %d separator sheet(s)", len(out), len(separators))
-    done = Captured(tuple(out), tuple(position for position, *_r in separators))
-    if interrupted is not None:
-        interrupted.params["kept_pages"] = str(sum(len(p) for p in parts))
-        interrupted.params["documents"] = ",".join(done.document_ids)
-        raise interrupted
-    return done
+    return out
+
+
+def discard_originals(store: Storage, digests: Sequence[str]) -> list[str]:
+    """Remove originals a failed capture wrote, unless some row names them (the same content may have
+    been captured by someone else meanwhile). Returns the removed digests."""
+    if not digests:
+        return []
+    wanted = set(digests)
+    try:
+        with db.transaction(store.factory) as session:
+            named = set(session.scalars(select(db.Page.original_sha256).where(db.Page.original_sha256.in_(wanted))))
+            named |= set(
+                session.scalars(
+                    select(records.Separator.original_sha256).where(records.Separator.original_sha256.in_(wanted))
+                )
+            )
+    except Exception as err:  # noqa: BLE001 - reading failed too: keep them (a kept orphan beats a lost page)
+        log.warning("could not check %d original(s) of a failed capture: %s", len(wanted), err)
+        return []
+    originals = store.originals
+    removed = [d for d in sorted(wanted - named) if originals.remove(d)]
+    if removed:
+        log.info("removed %d original(s) of a capture that was not recorded", len(removed))
+    return removed
 
 
 def capture_document(
@@ -503,19 +564,55 @@ def run_document(
 INTAKE_DIR = "intake"  # under data_dir: one folder per intake, removed once its documents are recorded
 
 
-def file_pages(files: Sequence[tuple[str, Path]]) -> Iterator[RawPage]:
-    """Pages of every file, in order, labelled with the officer's file names; one file decoded at a time."""
+def count_file_pages(files: Sequence[tuple[str, Path]]) -> int:
+    """Pages in these files, decoding none (raises the first file's error, with the officer's file name)."""
     from appliance.capture import files as file_capture
 
+    total = 0
     for name, path in files:
         try:
-            loaded = file_capture.load_file(path)
+            total += file_capture.count_pages(path)
+        except ApplianceError as err:
+            err.params["file"] = name
+            raise
+    return total
+
+
+def file_pages(
+    files: Sequence[tuple[str, Path]], *, max_pages: int | None = None, max_pixels: int | None = None
+) -> Iterator[RawPage]:
+    """Pages of every file, in order, labelled with the officer's file names; one page decoded at a time,
+    from the file on disk, each within ``max_pixels`` (files.PAGE_PIXELS by default).
+
+    With ``max_pages``, the pages are counted first (no decoding) and more than that raises TooManyPages
+    before any page is decoded."""
+    from appliance.capture import files as file_capture
+
+    if max_pages is not None:
+        total = count_file_pages(files)
+        if total > max_pages:
+            raise TooManyPages(f"{total} pages > {max_pages}", pages=str(total), max_pages=str(max_pages))
+    for name, path in files:
+        pages = file_capture.iter_file(path, max_pixels=max_pixels or file_capture.PAGE_PIXELS)
+        try:
+            first = next(pages, None)
+            if first is None:
+                continue
+            second = next(pages, None)
+            if second is None:
+                yield replace(first, label=name)
+                continue
+            yield replace(first, label=f"{name} [1]")
+            del first
+            yield replace(second, label=f"{name} [2]")
+            del second
+            for i, page in enumerate(pages, 3):
+                yield replace(page, label=f"{name} [{i}]")
         except ApplianceError as err:
             err.params["file"] = name  # the officer's name, not our stored name
             raise
-        for i, page in enumerate(loaded, 1):
-            yield replace(page, label=name if len(loaded) == 1 else f"{name} [{i}]")
-        del loaded
+        finally:
+            pages.close()
 
 
 def receive_files(
@@ -529,28 +626,36 @@ def receive_files(
     """Move uploaded files into the intake folder and record them; returns the intake id.
 
     From here a restart finishes them (:func:`resume`); the files are removed once their documents are
-    recorded."""
+    recorded. Below the free-space floor nothing is moved (DiskFull); when recording fails, the intake
+    folder goes (nothing of this request stays on disk)."""
+    diskspace.check_room(store.settings)
     intake_id = uuid.uuid4().hex
     folder = store.settings.data_dir / INTAKE_DIR / intake_id
-    folder.mkdir(parents=True, exist_ok=True)
-    kept: list[list[str]] = []
-    for i, (name, path) in enumerate(files):
-        target = folder / f"{i:03d}{path.suffix.lower()}"
-        shutil.move(str(path), target)
-        kept.append([name, target.name])
-    with db.transaction(store.factory) as session:
-        session.add(
-            records.Intake(
-                id=intake_id,
-                folder=str(folder),
-                files=kept,
-                dossier_code=dossier_code,
-                actor=actor.username,
-                digitizer=actor.full_name or None,
-                backlog=backlog,
-                state="pending",
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        kept: list[list[str]] = []
+        for i, (name, path) in enumerate(files):
+            target = folder / f"{i:03d}{path.suffix.lower()}"
+            shutil.move(str(path), target)
+            kept.append([name, target.name])
+        with db.transaction(store.factory) as session:
+            session.add(
+                records.Intake(
+                    id=intake_id,
+                    folder=str(folder),
+                    files=kept,
+                    dossier_code=dossier_code,
+                    actor=actor.username,
+                    digitizer=actor.full_name or None,
+                    backlog=backlog,
+                    state="pending",
+                )
             )
-        )
+    except Exception as err:
+        shutil.rmtree(folder, ignore_errors=True)
+        if diskspace.is_disk_full(err) and not isinstance(err, DiskFull):
+            raise DiskFull(f"recording the upload failed: {err}") from err
+        raise
     return intake_id
 
 
@@ -560,19 +665,33 @@ def intake_pages(store: Storage, intake_id: str) -> tuple[records.Intake, Iterat
         if intake is None:
             raise StorageError(f"intake {intake_id} not found")
     folder = Path(intake.folder)
-    return intake, file_pages([(name, folder / stored) for name, stored in intake.files])
+    budget = store.settings.capture
+    pages = file_pages(
+        [(name, folder / stored) for name, stored in intake.files],
+        max_pages=budget.max_pages,
+        max_pixels=budget.max_page_pixels,
+    )
+    return intake, pages
 
 
 def close_intake(store: Storage, intake_id: str, err: BaseException | None = None) -> None:
-    """Remove the intake's files; after a failure, record why (nothing was recorded from it)."""
+    """Remove the intake's files; after a failure, record why (nothing was recorded from it).
+
+    The files go even when the record cannot be written (a full disk): a pending intake whose folder is
+    gone fails at the next resume, with its reason."""
     with db.transaction(store.factory) as session:
         intake = session.get(records.Intake, intake_id)
         if intake is None:
             return
-        if err is not None and intake.state == "pending":
-            intake.state = "failed"
-            intake.error_code = err.code if isinstance(err, ApplianceError) else "unknown"
         folder = Path(intake.folder)
+    try:
+        with db.transaction(store.factory) as session:
+            intake = session.get(records.Intake, intake_id)
+            if intake is not None and err is not None and intake.state == "pending":
+                intake.state = "failed"
+                intake.error_code = err.code if isinstance(err, ApplianceError) else "unknown"
+    except Exception as failed:  # noqa: BLE001 - the files still go; the next resume records the failure
+        log.warning("intake %s: could not record its failure: %s", intake_id, failed)
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -20,8 +20,8 @@ from typing import SupportsFloat
 from jinja2 import Environment
 
 from appliance import domain
+from appliance.domain import VN_TZ
 from appliance.errors import InvalidDate
-from appliance.pipeline import VN_TZ
 
 DATE_FORMAT = "%d/%m/%Y"
 DATETIME_FORMAT = "%d/%m/%Y %H:%M"

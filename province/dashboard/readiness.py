@@ -8,14 +8,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, delete, func, inspect, or_, select
 from sqlalchemy.orm import Session
 
+from appliance.domain import VN_TZ
 from province.telemetry_db import AlertRow, DayCounters, Device, IncidentRow, Unit, UnitRow, aware, human_age
 
-LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
+LOCAL = VN_TZ
 
 VERDICT_LABEL = {
     "ok": "Sẵn sàng",
