@@ -221,6 +221,37 @@ class PackageError(SignError):
     code = "package_failed"
 
 
+# Circular 15/2025/TT-BKHCN: refused before any signature is made and before the PIN is used.
+class CertificateUntrusted(SignError):
+    """The certificate does not chain to a trusted root (national roots pinned by fingerprint, or
+    configured ones), or a CA certificate on the way is invalid."""
+
+    code = "certificate_untrusted"
+
+
+class CertificateRevoked(SignError):
+    code = "certificate_revoked"
+
+
+class RevocationUnknown(SignError):
+    """Revocation could not be checked (offline, no cached answer) and `sign.revocation_unknown` is
+    "block"."""
+
+    code = "certificate_revocation_unknown"
+
+
+class CertificateKeyTooSmall(SignError):
+    """RSA under 2048 bits or ECDSA under 256 bits."""
+
+    code = "certificate_key_too_small"
+
+
+class SignatureAlgorithmUnavailable(SignError):
+    """The token cannot make a signature the policy allows (e.g. no RSASSA-PSS under "require")."""
+
+    code = "signature_algorithm_unavailable"
+
+
 # --- outbox (store-and-forward to the province) -------------------------------------------
 class OutboxError(ApplianceError):
     code = "outbox_failed"

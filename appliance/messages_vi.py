@@ -70,6 +70,17 @@ MESSAGES_VI: dict[str, str] = {
     "private_key_not_found": "Token không có khóa bí mật đi kèm chứng thư số. Hãy báo cho cán bộ CNTT.",
     "pdf_sign_failed": "Không ký được tệp PDF này. Tài liệu vẫn chưa ký; hãy số hóa lại hoặc báo cho cán bộ CNTT.",
     "package_failed": "Không tạo hoặc đọc được gói hồ sơ điện tử. Hãy kiểm tra các tệp trong gói rồi thử lại.",
+    "certificate_untrusted": "Chứng thư số trên token không thuộc chuỗi tin cậy đến chứng thư gốc quốc gia "
+    "hoặc chứng thư gốc đã được cấu hình, nên hệ thống không ký. Hãy báo cho cán bộ CNTT của Sở Khoa học và "
+    "Công nghệ để kiểm tra chứng thư.",
+    "certificate_revoked": "Chứng thư số trên token đã bị thu hồi nên không được dùng để ký. Hãy liên hệ nhà "
+    "cung cấp chứng thư số để được cấp chứng thư mới.",
+    "certificate_revocation_unknown": "Chưa kiểm tra được tình trạng thu hồi của chứng thư số (mất mạng và "
+    "chưa có kết quả kiểm tra đã lưu), nên hệ thống chưa ký. Hãy thử lại khi có mạng.",
+    "certificate_key_too_small": "Khóa của chứng thư số quá ngắn (RSA dưới 2048 bit hoặc ECDSA dưới 256 bit), "
+    "không đáp ứng Thông tư 15/2025/TT-BKHCN. Hãy đề nghị nhà cung cấp cấp chứng thư số mới.",
+    "signature_algorithm_unavailable": "Token không hỗ trợ thuật toán ký số theo quy định (RSASSA-PSS hoặc "
+    "ECDSA), nên hệ thống không ký. Hãy báo cho cán bộ CNTT.",
     "outbox_failed": "Không gửi được gói hồ sơ lên tỉnh. Gói vẫn được giữ an toàn trên thiết bị và sẽ tự "
     "gửi lại; nếu lỗi kéo dài hãy báo cho cán bộ CNTT.",
     "broker_unreachable": "Chưa kết nối được máy chủ của tỉnh (mất mạng hoặc máy chủ đang dừng). Các gói "

@@ -64,7 +64,19 @@ class EncodeSettings(BaseModel):
 class SignSettings(BaseModel):
     pkcs11_module: Path = Path("/usr/lib/softhsm/libsofthsm2.so")  # the token vendor's .so in production
     token_serial: str | None = None  # select tokens by serial, never by label
-    trust_roots: list[Path] = []  # CA certificates (PEM/DER) trusted by `appliance verify`
+    # Root and intermediate CA certificates (PEM/DER files). Intermediates help build paths; a root is an
+    # anchor only when its SHA-256 is pinned: by the product (appliance.sign.anchors: Ban Cơ yếu G2, NEAC)
+    # or in `trusted_root_sha256`. Used before signing and by `appliance verify` (see docs/signing.md).
+    trust_roots: list[Path] = []
+    trusted_root_sha256: list[str] = []  # more roots provincial IT trusts (hex, colons allowed)
+    # Circular 15/2025: RSASSA-PSS whenever the token can ("prefer"); "require" refuses tokens without
+    # PSS; "legacy" signs PKCS#1 v1.5 (recorded). ECDSA keys sign ECDSA under every policy.
+    signature_policy: Literal["prefer", "require", "legacy"] = "prefer"
+    # Revocation unknown (offline, no cached CRL/OCSP answer still fresh): "warn" signs and records it,
+    # "block" refuses. A revoked certificate is always refused.
+    revocation_unknown: Literal["block", "warn"] = "warn"
+    revocation_fetch: bool = True  # False: never go to the network, use cached answers only
+    revocation_timeout_s: float = Field(default=5.0, gt=0, le=60)  # per CRL/OCSP request
     tsa_url: str | None = None  # RFC 3161 timestamp server; PAdES B-T when set and reachable
     organisation_name: str = "UBND xã (chưa cấu hình)"
     agency_code: str = "000.00.00.H00"

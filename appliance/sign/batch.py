@@ -48,6 +48,7 @@ from appliance.errors import (
     TokenNotFound,
     all_error_classes,
 )
+from appliance.sign.policy import CertStatus, SignPolicy
 from appliance.sign.token import CertInfo, PinState, TokenInfo
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,18 @@ class SignResult:
     cert_subject: str
     bytes_added: int
     cert_serial: str = ""  # hex
+    # Circular 15/2025 (appliance.sign.policy), for the audit trail and the document page:
+    algorithm: str = ""  # "rsassa-pss-sha256" | "rsa-pkcs1v15-sha256" | "ecdsa-sha256"
+    algorithm_note: str = ""  # "" | "token_without_pss" | "legacy_policy": a PKCS#1 v1.5 fallback
+    trust_path: tuple[str, ...] = ()  # signer -> root (common names); () when no policy was given
+    revocation: str = "not_checked"  # "good" | "unknown" (signed under revocation_unknown = warn)
+    revocation_source: str = ""  # "ocsp" | "crl" | "ocsp-cache" | "crl-cache" (comma-joined) | ""
+    revocation_detail: str = ""  # English: which answer, or why none (offline ...)
+
+    @property
+    def algorithm_fallback(self) -> bool:
+        """True when the signature is PKCS#1 v1.5 instead of RSASSA-PSS (show it, record it)."""
+        return bool(self.algorithm_note)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +123,9 @@ class PackageInfo:
     bytes: int
     manifest: dict[str, Any]
     signer_sha256: str
+    algorithm: str = ""  # of the package's CAdES signature (see SignResult.algorithm)
+    algorithm_note: str = ""
+    revocation: str = "not_checked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +141,7 @@ class BatchResult:
     cert_subject: str  # subject (RFC 4514) of the certificate used; "; "-joined when several were
     cert_serial: str  # its hex serial number; "; "-joined in the same order when several
     certificates: tuple[CertInfo, ...] = ()  # every certificate used (PDFs, then package signers), once each
+    checks: tuple[CertStatus, ...] = ()  # what was checked before signing, same order as `certificates`
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +150,7 @@ class CmsSignature:
     cert_sha256: str
     cert_subject: str
     signing_time: str
+    algorithm: str = ""
 
 
 def _error(event: dict[str, Any]) -> ApplianceError:
@@ -278,6 +296,7 @@ def _request(
     module: Path,
     serial: str | None,
     tsa_url: str | None,
+    policy: SignPolicy | None,
 ) -> dict[str, Any]:
     """The worker's request, without the PIN. Destinations must be distinct."""
     destinations = [j.output for j in jobs] + [p.output for p in packages]
@@ -304,6 +323,7 @@ def _request(
         "module": str(module),
         "serial": serial,
         "tsa_url": tsa_url,
+        "policy": policy.to_json() if policy is not None else None,
         "jobs": [
             {
                 "input": str(j.input),
@@ -343,9 +363,10 @@ def _run(
     tsa_url: str | None,
     timeout_s: float,
     on_signed: Callable[[int], bool] | None,
+    policy: SignPolicy | None = None,
 ) -> tuple[BatchResult, list[CmsSignature]]:
     """One worker, one login: the PDFs, then the packages, then the detached signatures; then rename."""
-    request = _request(jobs, packages, detached, module=module, serial=serial, tsa_url=tsa_url)
+    request = _request(jobs, packages, detached, module=module, serial=serial, tsa_url=tsa_url, policy=policy)
     parts = [_part(j.output) for j in jobs] + [_part(p.output) for p in packages]
     signed: list[SignResult] = []
     built: list[PackageInfo] = []
@@ -374,6 +395,9 @@ def _run(
                         bytes=int(event["bytes"]),
                         manifest=event["manifest"],
                         signer_sha256=event["signer_sha256"],
+                        algorithm=event.get("algorithm", ""),
+                        algorithm_note=event.get("algorithm_note", ""),
+                        revocation=event.get("revocation", "not_checked"),
                     )
                 )
             elif kind == "cms":
@@ -383,6 +407,7 @@ def _run(
                         event["cert_sha256"],
                         event["cert_subject"],
                         event["signing_time"],
+                        event.get("algorithm", ""),
                     )
                 )
             elif kind == "done":
@@ -394,6 +419,9 @@ def _run(
                 f"the worker made {len(signed)}/{len(jobs)} documents, {len(built)}/{len(packages)} packages"
             )
         certs = tuple(_cert(c) for c in event.get("certificates", []))
+        checks = tuple(
+            CertStatus(**{**c, "trust_path": tuple(c.get("trust_path", ()))}) for c in event.get("checks", [])
+        )
         _publish(parts, [j.output for j in jobs] + [p.output for p in packages])
         done = True
     finally:
@@ -407,6 +435,7 @@ def _run(
         cert_subject="; ".join(c.subject for c in certs),
         cert_serial="; ".join(c.serial for c in certs),
         certificates=certs,
+        checks=checks,
     )
     return result, cms
 
@@ -436,6 +465,12 @@ def _sign_result(output: Path, event: dict[str, Any]) -> SignResult:
         cert_subject=event["cert_subject"],
         bytes_added=int(event["bytes_added"]),
         cert_serial=event.get("cert_serial", ""),
+        algorithm=event.get("algorithm", ""),
+        algorithm_note=event.get("algorithm_note", ""),
+        trust_path=tuple(event.get("trust_path", ())),
+        revocation=event.get("revocation", "not_checked"),
+        revocation_source=event.get("revocation_source", ""),
+        revocation_detail=event.get("revocation_detail", ""),
     )
 
 
@@ -449,6 +484,7 @@ def sign_and_package(
     tsa_url: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     on_signed: Callable[[int], bool] | None = None,
+    policy: SignPolicy | None = None,
 ) -> BatchResult:
     """Sign every job and build every package with one worker process and one token login.
 
@@ -456,6 +492,9 @@ def sign_and_package(
     before. The package signer certificate (`request.role` / `request.cert_id`) is chosen and checked in
     the same worker before the login and named in manifest.json (`package_signer`).
     `on_signed(i)` runs after document i; returning False stops the batch (nothing is written).
+    `policy` (`appliance.sign.policy.sign_policy(settings)`): Circular 15/2025 before the PIN is used —
+    RSASSA-PSS per `signature_policy`, key sizes, the trust path to a pinned root, revocation. Without it
+    only the algorithm and key rules apply and every result says `trust_path=()`, `revocation="not_checked"`.
     Raises the ApplianceError of the first failure; then no destination was written.
     """
     if not jobs and not packages:
@@ -470,6 +509,7 @@ def sign_and_package(
         tsa_url=tsa_url,
         timeout_s=timeout_s,
         on_signed=on_signed,
+        policy=policy,
     )
     return result
 
@@ -483,12 +523,21 @@ def sign_batch(
     tsa_url: str | None = None,
     on_signed: Callable[[int], bool] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    policy: SignPolicy | None = None,
 ) -> list[SignResult]:
     """Sign every job with one login (`sign_and_package` without packages)."""
     if not jobs:
         return []
     result = sign_and_package(
-        jobs, (), pin, module=module, serial=serial, tsa_url=tsa_url, timeout_s=timeout_s, on_signed=on_signed
+        jobs,
+        (),
+        pin,
+        module=module,
+        serial=serial,
+        tsa_url=tsa_url,
+        timeout_s=timeout_s,
+        on_signed=on_signed,
+        policy=policy,
     )
     return list(result.signed)
 
@@ -503,6 +552,7 @@ def sign_detached(
     cert_id: str | None = None,
     expect_sha256: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    policy: SignPolicy | None = None,
 ) -> CmsSignature:
     """A CAdES detached signature over `data` made with the token, in the worker process.
 
@@ -518,5 +568,6 @@ def sign_detached(
         tsa_url=None,
         timeout_s=timeout_s,
         on_signed=None,
+        policy=policy,
     )
     return cms

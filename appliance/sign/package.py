@@ -43,6 +43,7 @@ from xml.etree import ElementTree as ET
 
 from appliance.errors import PackageError
 from appliance.sign.batch import PackageInfo, PackageJob, PackageRequest, sign_and_package
+from appliance.sign.policy import SignPolicy
 from appliance.sign.token import CertInfo
 from appliance.sign.verify import PdfReport, Problem, load_roots, verify_pdf
 
@@ -259,10 +260,16 @@ def write_package(
 
 
 def build_package(
-    request: PackageRequest, output: Path, pin: str, *, module: Path, serial: str | None = None
+    request: PackageRequest,
+    output: Path,
+    pin: str,
+    *,
+    module: Path,
+    serial: str | None = None,
+    policy: SignPolicy | None = None,
 ) -> PackageInfo:
     """One package from already-signed PDFs, one PIN entry (`batch.sign_and_package` without documents)."""
-    result = sign_and_package([], [PackageJob(request, output)], pin, module=module, serial=serial)
+    result = sign_and_package([], [PackageJob(request, output)], pin, module=module, serial=serial, policy=policy)
     return result.packages[0]
 
 

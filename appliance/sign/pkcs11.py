@@ -207,9 +207,45 @@ def has_private_key(session: Any, cka_id: str) -> None:
         raise PrivateKeyNotFound(f"no private key with CKA_ID {cka_id}")
 
 
-def make_signer(session: Any, cert_der: bytes, cka_id: str, chain: list[bytes]) -> Any:
-    """pyHanko's PKCS11Signer for the certificate's private key (paired by CKA_ID)."""
-    from asn1crypto import x509 as asn1_x509  # type: ignore[import-untyped]
+def mechanisms(token: Any) -> frozenset[str]:
+    """The token's mechanism names (python-pkcs11 `Mechanism` names, e.g. SHA256_RSA_PKCS_PSS), read without
+    a login (C_GetMechanismList). Vendor-defined numbers appear as hex strings."""
+    try:
+        found = token.slot.get_mechanisms()
+    except (pkx.PKCS11Error, MemoryError) as err:
+        raise translate(err) from err
+    return frozenset(m.name if hasattr(m, "name") else f"0x{int(m):x}" for m in found)
+
+
+def signature_mechanism(algorithm: str) -> Any:
+    """The CMS signature algorithm (asn1crypto) for one of appliance.sign.policy's names."""
+    from asn1crypto import algos  # type: ignore[import-untyped]
+
+    from appliance.sign.policy import ECDSA, PKCS1, PSS
+
+    if algorithm == PSS:  # SHA-256, MGF1 with SHA-256, salt = hash length (RFC 8017 / ETSI TS 119 312)
+        params = algos.RSASSAPSSParams(
+            {
+                "hash_algorithm": {"algorithm": "sha256"},
+                "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
+                "salt_length": 32,
+                "trailer_field": "trailer_field_bc",
+            }
+        )
+        return algos.SignedDigestAlgorithm({"algorithm": "rsassa_pss", "parameters": params})
+    if algorithm == PKCS1:
+        return algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"})
+    if algorithm == ECDSA:
+        return algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"})
+    raise SignError(f"unknown signature algorithm {algorithm!r}")
+
+
+def make_signer(
+    session: Any, cert_der: bytes, cka_id: str, chain: list[bytes], algorithm: str, *, raw: bool = False
+) -> Any:
+    """pyHanko's PKCS11Signer for the certificate's private key (paired by CKA_ID), signing with
+    `algorithm` (appliance.sign.policy: PSS / PKCS1 / ECDSA); `raw`: the token gets a digest made here."""
+    from asn1crypto import x509 as asn1_x509
     from pyhanko.sign.pkcs11 import PKCS11Signer
 
     return PKCS11Signer(
@@ -218,4 +254,6 @@ def make_signer(session: Any, cert_der: bytes, cka_id: str, chain: list[bytes]) 
         key_id=bytes.fromhex(cka_id),
         ca_chain=[asn1_x509.Certificate.load(c) for c in chain],
         other_certs_to_pull=None,
+        signature_mechanism=signature_mechanism(algorithm),
+        use_raw_mechanism=raw,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from appliance.errors import (
@@ -97,6 +98,8 @@ class CertInfo:
     # "MST:0101234567"); "" when absent. UID is 0.9.2342.19200300.100.1.1, serialNumber is 2.5.4.5.
     subject_uid: str = ""
     subject_serial_number: str = ""
+    key_type: str = ""  # "rsa" | "ec" | another algorithm name
+    key_bits: int = 0  # RSA modulus / EC curve size
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +141,19 @@ def role_of(cert: x509.Certificate) -> str:
     return "officer"
 
 
+def key_facts(cert: x509.Certificate) -> tuple[str, int]:
+    """The public key's type ("rsa", "ec", or the class name otherwise) and size in bits."""
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return "rsa", key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ec", key.curve.key_size
+    return type(key).__name__.removesuffix("PublicKey").lower(), 0
+
+
 def cert_info(der: bytes, cka_id: bytes, label: str, now: dt.datetime) -> CertInfo:
     cert = x509.load_der_x509_certificate(der)
+    key_type, key_bits = key_facts(cert)
     try:
         ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
         usages = tuple(u for u in _KEY_USAGES if getattr(ku, u))
@@ -168,6 +182,8 @@ def cert_info(der: bytes, cka_id: bytes, label: str, now: dt.datetime) -> CertIn
         role=role_of(cert),
         subject_uid=_attr(cert.subject, NameOID.USER_ID),
         subject_serial_number=_attr(cert.subject, NameOID.SERIAL_NUMBER),
+        key_type=key_type,
+        key_bits=key_bits,
     )
 
 

@@ -5,9 +5,12 @@ one JSON request line on stdin (the PIN travels only there, never in argv, envir
 reads JSON event lines from stdout.
 
 Requests: {"op": "status", "module", "serial"} -> {"event": "tokens", "tokens": [...]} (no login), and
-{"op": "batch", "module", "serial", "tsa_url", "pin", "jobs": [...], "packages": [...], "detached": [...]}:
+{"op": "batch", "module", "serial", "tsa_url", "policy", "pin", "jobs": [...], "packages": [...],
+"detached": [...]}:
  1. without the PIN: the token, every certificate (documents, package signers, detached signers) chosen
-    and checked usable, every package request checked, every input read; any refusal ends here;
+    and checked usable; Circular 15/2025 (appliance.sign.policy): key size, the algorithm the token's
+    mechanism list allows under the policy (RSASSA-PSS preferred), the trust path to a pinned root and
+    revocation; every package request checked, every input read; any refusal ends here;
  2. exactly one C_Login (flags checked fresh first; never retried); every private key looked up;
  3. per document: PAdES into `<output>.part`, {"event": "signed", "index": i, ...}, then the worker waits
     for "next" or "stop" on stdin, so the parent can cancel between documents;
@@ -33,7 +36,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from appliance.errors import ApplianceError, PdfSignFailed, SignError
+from appliance.sign.policy import Algorithm, CertStatus, SignPolicy, check_certificate, choose_algorithm
 from appliance.sign.token import CertInfo, check_cert_usable, choose_cert, pin_state
+from appliance.sign.trust import TrustStore
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +147,37 @@ def _sign_pdf(
     return signed.data, facts
 
 
+def _presign_checks(
+    certs: list[CertInfo], token: Any, on_token: list[tuple[CertInfo, bytes]], policy: SignPolicy, now: dt.datetime
+) -> tuple[dict[str, Algorithm], dict[str, CertStatus]]:
+    """Circular 15/2025 before the PIN: key size and the algorithm the token can make under the policy
+    (mechanism list, no login), then the trust path and revocation of every certificate to be used."""
+    from appliance.sign import pkcs11
+
+    unique = list({c.sha256: c for c in certs}.values())
+    if not unique:
+        return {}, {}
+    offered = pkcs11.mechanisms(token)
+    algorithms = {c.sha256: choose_algorithm(c, offered, policy.signature_policy) for c in unique}
+    ders = {c.sha256: der for c, der in on_token}
+    store = policy.store(now) if policy.check_trust else TrustStore()
+    token_ders = [der for _c, der in on_token]
+    statuses = {c.sha256: check_certificate(ders[c.sha256], token_ders, policy, store, now) for c in unique}
+    return algorithms, statuses
+
+
+def _recorded(algorithm: Algorithm, status: CertStatus) -> dict[str, Any]:
+    """What every signature reports about its algorithm and the checks made before it."""
+    return {
+        "algorithm": algorithm.name,
+        "algorithm_note": algorithm.note,
+        "trust_path": list(status.trust_path),
+        "revocation": status.revocation,
+        "revocation_source": status.revocation_source,
+        "revocation_detail": status.revocation_detail,
+    }
+
+
 def _package_request(spec: dict[str, Any]) -> Any:
     from appliance.sign.package import PackageRequest
 
@@ -174,7 +210,8 @@ def _batch(req: dict[str, Any], inp: IO[str], out: IO[str]) -> None:
     detached: list[dict[str, Any]] = req.get("detached") or []
     lib = pkcs11.load(Path(req["module"]))
     now = dt.datetime.now(dt.UTC)
-    on_token = pkcs11.certificates(pkcs11.find_token(lib, serial), now)
+    token = pkcs11.find_token(lib, serial)
+    on_token = pkcs11.certificates(token, now)
     infos = [c for c, _der in on_token]
     ders = {c.cka_id: der for c, der in on_token}
     chain = [der for c, der in on_token if c.is_ca]
@@ -192,6 +229,9 @@ def _batch(req: dict[str, Any], inp: IO[str], out: IO[str]) -> None:
         if expected and cert.sha256 != expected:
             raise SignError(f"the token's certificate {cert.sha256[:16]}... is not the expected {expected[:16]}...")
         detached_certs.append(cert)
+    algorithms, statuses = _presign_checks(
+        [*chosen, *package_certs, *detached_certs], token, on_token, SignPolicy.from_json(req.get("policy")), now
+    )
     inputs = [_read(job["input"], PdfSignFailed) for job in jobs]
     given = [
         {i: _read(s["path"], PackageError) for i, s in enumerate(spec["sources"]) if s.get("job") is None}
@@ -206,10 +246,14 @@ def _batch(req: dict[str, Any], inp: IO[str], out: IO[str]) -> None:
             for cert in [*chosen, *package_certs, *detached_certs]:  # every key is found before any signature
                 if cert.cka_id not in signers:
                     pkcs11.has_private_key(session, cert.cka_id)
-                    signers[cert.cka_id] = pkcs11.make_signer(session, ders[cert.cka_id], cert.cka_id, chain)
+                    algorithm = algorithms[cert.sha256]
+                    signers[cert.cka_id] = pkcs11.make_signer(
+                        session, ders[cert.cka_id], cert.cka_id, chain, algorithm.name, raw=algorithm.raw
+                    )
             signed_pdfs: list[bytes] = []
             for index, (job, cert, data) in enumerate(zip(jobs, chosen, inputs, strict=True)):
                 signed, facts = _sign_pdf(job, cert, data, signers[cert.cka_id], infos, req.get("tsa_url"))
+                facts.update(_recorded(algorithms[cert.sha256], statuses[cert.sha256]))
                 Path(job["part"]).write_bytes(signed)
                 signed_pdfs.append(signed)
                 _send(out, {"event": "signed", "index": index, "part": job["part"], **facts})
@@ -232,6 +276,7 @@ def _batch(req: dict[str, Any], inp: IO[str], out: IO[str]) -> None:
                         "bytes": info.bytes,
                         "manifest": info.manifest,
                         "signer_sha256": info.signer_sha256,
+                        **_recorded(algorithms[cert.sha256], statuses[cert.sha256]),
                     },
                 )
             for item, cert in zip(detached, detached_certs, strict=True):
@@ -245,6 +290,7 @@ def _batch(req: dict[str, Any], inp: IO[str], out: IO[str]) -> None:
                         "cert_sha256": cert.sha256,
                         "cert_subject": cert.subject,
                         "signing_time": when.isoformat(),
+                        **_recorded(algorithms[cert.sha256], statuses[cert.sha256]),
                     },
                 )
     except ApplianceError as err:
@@ -252,7 +298,14 @@ def _batch(req: dict[str, Any], inp: IO[str], out: IO[str]) -> None:
         err.params["pin_state"] = pin_state(flags).value if flags is not None else "unknown"
         raise
     used = list({c.sha256: c for c in [*chosen, *package_certs, *detached_certs]}.values())
-    _send(out, {"event": "done", "certificates": [dataclasses.asdict(c) for c in used]})
+    _send(
+        out,
+        {
+            "event": "done",
+            "certificates": [dataclasses.asdict(c) for c in used],
+            "checks": [dataclasses.asdict(statuses[c.sha256]) for c in used],
+        },
+    )
 
 
 def main() -> int:
