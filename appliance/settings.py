@@ -100,6 +100,9 @@ class OutboxSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = 8883
+    # the broker's telemetry listener (health publisher; client id = certificate subject, provisioning.broker);
+    # None: the same port as the outbox
+    telemetry_port: int | None = None
     ca_file: Path | None = None  # the provincial CA; TLS is off only when all three are unset
     cert_file: Path | None = None  # this device's certificate, CN = device id
     key_file: Path | None = None

@@ -5,8 +5,9 @@ then the dashboard pages are rendered at that size.
 
     .venv/bin/python -m bench.telemetry_sim --boxes 3300 --minutes 5 [--connections 33] [--json]
 
-The boxes are multiplexed over `--connections` MQTT connections (user "sim", allowed to write every
-device's status and telemetry), so what is measured is the province side: broker fan-out, ingest and
+The boxes are multiplexed over `--connections` MQTT connections on the broker's telemetry listener (one
+certificate each, `sim-{i}`, since the broker binds each client id to its certificate; each allowed to
+write every device's status and telemetry), so what is measured is the province side: broker fan-out, ingest and
 database. Each "minute" every box publishes one reading; minutes are sent back to back (as fast as the
 broker takes them), so the figure is the ingest's sustained capacity, compared with what 3,300 boxes at one
 reading per minute need (55 messages/s).
@@ -38,25 +39,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_broker(d: Path) -> tuple[subprocess.Popen[bytes], int, Any]:
+def start_broker(d: Path, connections: int) -> tuple[subprocess.Popen[bytes], int, Any]:
+    """A broker as provisioning.broker writes it; returns its telemetry listener's port."""
     from provisioning import broker
     from provisioning.ca import issue, make_ca
 
     ca = make_ca(d / "pki")
     server = issue(ca, "broker", d / "pki", server=True)
-    certs = {n: issue(ca, n, d / "pki") for n in ("receiver-1", "sim")}
+    sims = [f"sim-{i}" for i in range(connections)]
+    certs = {n: issue(ca, n, d / "pki") for n in ("receiver-1", *sims)}
     port = free_port()
     files = broker.write_broker_config(
         d / "broker",
-        port=port,
+        port=free_port(),
+        telemetry_port=port,
         ca=ca.cert,
         cert=server.cert,
         key=server.key,
         receivers=["receiver-1"],
+        devices=[],
         run_as_root=os.geteuid() == 0,
     )
-    files.acl.write_text(
-        files.acl.read_text() + "\nuser sim\ntopic write devices/+/status\ntopic write devices/+/telemetry\n"
+    files.telemetry_acl.write_text(
+        files.telemetry_acl.read_text()
+        + "".join(f"\nuser CN={n}\ntopic write devices/+/status\ntopic write devices/+/telemetry\n" for n in sims)
     )
     conf = files.conf.read_text().replace("max_queued_messages 1000", "max_queued_messages 200000")
     files.conf.write_text(conf)
@@ -74,8 +80,8 @@ def sim_client(port: int, pki: Any, i: int) -> paho.Client:
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{i}", protocol=MQTTProtocolVersion.MQTTv5)
     c.tls_set(
         ca_certs=str(ca.cert),
-        certfile=str(certs["sim"].cert),
-        keyfile=str(certs["sim"].key),
+        certfile=str(certs[f"sim-{i}"].cert),
+        keyfile=str(certs[f"sim-{i}"].key),
         tls_version=ssl.PROTOCOL_TLS_CLIENT,
     )
     c.max_inflight_messages_set(200)
@@ -142,7 +148,7 @@ def main() -> int:
     from province.telemetry import Device, History, Ingest, IngestConfig, load_units, open_telemetry, run_ingest
 
     work = Path(tempfile.mkdtemp(prefix="telemetry-sim-"))
-    proc, port, pki = start_broker(work)
+    proc, port, pki = start_broker(work, args.connections)
     url = f"sqlite:///{work / 'catalogue.db'}"
     factory = open_telemetry(url)
     provinces = [

@@ -491,8 +491,8 @@ class Ingest:
 @dataclass(frozen=True, slots=True)
 class IngestConfig:
     host: str
-    port: int
-    name: str = "receiver-1"  # certificate CN; the MQTT client id is "<name>-telemetry"
+    port: int  # the broker's telemetry listener (provisioning.broker)
+    name: str = "receiver-1"  # certificate CN; that listener makes the client id "CN=<name>" whatever we ask
     group: str = "province"
     db_url: str = "sqlite:///var/province/catalogue.db"
     ca_file: Path | None = None

@@ -1,7 +1,7 @@
 """``python -m provisioning``: the provincial CA, device registry and inventory for provincial IT.
 
   init-ca | server-cert | csr | issue | renew | revoke | crl | registry add|list|expiring|set-host
-  | broker-acl | inventory
+  | broker-acl [--telemetry] | inventory
 
 The CA directory (``--ca-dir``, env PROVISIONING_CA_DIR, default /var/lib/province-ca) holds ca.crt,
 ca.key (0600) and registry.db; keep it on the provincial controller only, backed up offline.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from provisioning import broker, enrol, registry, revoke
+from provisioning import broker, enrol, listener, registry, revoke
 from provisioning.ca import Ca, issue, make_ca
 
 
@@ -101,9 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--host", required=True)
 
     s = sub.add_parser(
-        "broker-acl", parents=[common], help="print the mosquitto ACL (devices confined to their topics)"
+        "broker-acl",
+        parents=[common],
+        help="print a mosquitto ACL: the transfer listener's (default) or, with --telemetry, the telemetry "
+        "listener's, which names every registered box (regenerate after enrolling)",
     )
     s.add_argument("--receiver", action="append", default=[], help="receiver certificate CN (repeatable)")
+    s.add_argument("--telemetry", action="store_true", help="the telemetry listener's ACL, from the registry")
 
     s = sub.add_parser("inventory", parents=[common], help="write the Ansible inventory from the registry")
     s.add_argument("--out", type=Path, required=True)
@@ -194,7 +198,12 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per comman
                 )
         return 0
     if cmd == "broker-acl":
-        _out(broker.acl_text(args.receiver))
+        if not args.telemetry:
+            _out(broker.acl_text(args.receiver))
+            return 0
+        with registry.open_registry(_registry_path(args)) as con:
+            device_ids = listener.registered_devices(con)
+        _out(broker.telemetry_acl_text(device_ids, args.receiver))
         return 0
     if cmd == "inventory":
         names = dict(item.split("=", 1) for item in args.province_name)

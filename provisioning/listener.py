@@ -1,42 +1,48 @@
-"""The province's mosquitto configuration with revocation: provisioning.broker's TLS listener (client
-certificate required, CN = username, per-device ACL patterns) plus ``crlfile``.
+"""The province's mosquitto configuration with revocation: provisioning.broker's two TLS listeners (client
+certificate required, client id = certificate identity, per-device ACLs) plus ``crlfile`` on each.
 
-mosquitto reads the CRL when the listener starts; after a new CRL is written, restart (or reload) the broker.
+mosquitto reads the CRL when a listener starts; after a new CRL is written, restart the broker. The ACL
+files are re-read on SIGHUP (``systemctl reload mosquitto``): enough after enrolling boxes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from provisioning import broker
+from provisioning import broker, registry
 
 
-def conf_with_crl(base_conf: str, crl: Path) -> str:
-    """Add ``crlfile`` to the listener block of a provisioning.broker config (the listener is its last block)."""
-    if "\nlistener " not in base_conf:
-        raise ValueError("the configuration has no listener")
-    return base_conf.rstrip("\n") + f"\ncrlfile {crl}\n"
+def registered_devices(con: sqlite3.Connection) -> list[str]:
+    """The device ids the telemetry ACL names: every registered box that is not retired."""
+    return [d.device_id for d in registry.list_devices(con)]
 
 
 def write_province_broker(
     directory: Path,
     *,
     port: int,
+    telemetry_port: int,
     ca: Path,
     cert: Path,
     key: Path,
     crl: Path,
     receivers: Sequence[str],
-    bind: str = "0.0.0.0",
+    devices: Iterable[str],
+    bind: str = "0.0.0.0",  # the province broker listens for the communes
     run_as_root: bool = False,
 ) -> broker.BrokerFiles:
-    directory.mkdir(parents=True, exist_ok=True)
-    acl = directory / "acl"
-    acl.write_text(broker.acl_text(receivers))
-    conf = directory / "mosquitto.conf"
-    base = broker.mosquitto_conf(
-        port=port, ca=ca, cert=cert, key=key, acl=acl, data_dir=directory, bind=bind, run_as_root=run_as_root
+    return broker.write_broker_config(
+        directory,
+        port=port,
+        telemetry_port=telemetry_port,
+        ca=ca,
+        cert=cert,
+        key=key,
+        receivers=receivers,
+        devices=devices,
+        bind=bind,
+        crl=crl,
+        run_as_root=run_as_root,
     )
-    conf.write_text(conf_with_crl(base, crl))
-    return broker.BrokerFiles(conf, acl)

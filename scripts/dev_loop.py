@@ -4,7 +4,8 @@ Starts, under ``$APPLIANCE_DATA_DIR`` (default ./var), and stops together on Ctr
   - a development SoftHSM2 token with an officer and an organisation certificate (unless a real
     token is configured with APPLIANCE_SIGN__TOKEN_SERIAL), made once and reused;
   - a provincial device CA, a broker certificate and this box's client certificate (CN = device id);
-  - a private mosquitto (TLS, client certificates, per-device ACLs) on a loopback port;
+  - a private mosquitto (TLS, client certificates, per-device ACLs, client ids bound to the certificates)
+    on two loopback ports: transfer (outbox, receiver) and telemetry (health publisher, ingest);
   - the province receiver (`province serve`), trusting the development token's CA;
   - the box's outbox sender (`appliance outbox run`) and health publisher (`appliance telemetry run`);
   - the province's readiness dashboard (started by `province serve`, http://127.0.0.1:8090/), with a
@@ -79,20 +80,23 @@ def main() -> int:
     env.update(dev_token(data))
     ca, certs = pki(data)
 
-    port = free_port()
+    port, telemetry_port = free_port(), free_port()
     files = broker_cfg.write_broker_config(
         data / "broker",
         port=port,
+        telemetry_port=telemetry_port,
         ca=ca.cert,
         cert=certs / "broker.crt",
         key=certs / "broker.key",
         receivers=[RECEIVER],
+        devices=[DEVICE],
         run_as_root=os.geteuid() == 0,
     )
     env.update(
         {
             "APPLIANCE_OUTBOX__HOST": "127.0.0.1",
             "APPLIANCE_OUTBOX__PORT": str(port),
+            "APPLIANCE_OUTBOX__TELEMETRY_PORT": str(telemetry_port),
             "APPLIANCE_OUTBOX__CA_FILE": str(ca.cert),
             "APPLIANCE_OUTBOX__CERT_FILE": str(certs / f"{DEVICE}.crt"),
             "APPLIANCE_OUTBOX__KEY_FILE": str(certs / f"{DEVICE}.key"),
@@ -108,7 +112,8 @@ def main() -> int:
 
     start("mosquitto", ["mosquitto", "-c", str(files.conf)])
     time.sleep(0.5)
-    receiver = [py, "-m", "province", "serve", "--port", str(port), "--name", RECEIVER]
+    receiver = [py, "-m", "province", "serve", "--port", str(port), "--telemetry-port", str(telemetry_port)]
+    receiver += ["--name", RECEIVER]
     receiver += [
         "--ca",
         str(ca.cert),
@@ -131,7 +136,8 @@ def main() -> int:
 
     host = os.environ.get("APPLIANCE_WEB__HOST", "127.0.0.1")
     web_port = os.environ.get("APPLIANCE_WEB__PORT", "8080")
-    print(f"broker on 127.0.0.1:{port}; province catalogue: {py} -m province packages --data-dir {data / 'province'}")
+    print(f"broker on 127.0.0.1:{port} (telemetry {telemetry_port})")
+    print(f"province catalogue: {py} -m province packages --data-dir {data / 'province'}")
     dashboard_port = os.environ.get("PROVINCE_DASHBOARD_PORT", "8090")
     print(f"province dashboard: http://127.0.0.1:{dashboard_port}/ ({dashboard_account})")
     web = subprocess.Popen(

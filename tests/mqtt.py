@@ -1,6 +1,11 @@
-"""Test fixtures for the MQTT parts: a private mosquitto on a free loopback port (never the system one on
-1883), TLS client certificates from a throw-away CA, generated ACLs, a throttling TCP proxy, and helpers
-that run a box sender and province receivers in threads."""
+"""Test fixtures for the MQTT parts: a private mosquitto on free loopback ports (never the system one on
+1883; the transfer and the telemetry listener of provisioning.broker), TLS client certificates from a
+throw-away CA, generated ACLs, a throttling TCP proxy, and helpers that run a box sender and province
+receivers in threads.
+
+The broker binds every client id to the certificate (CN on the transfer listener, `CN=...` on the
+telemetry one), so a test that wants to watch topics next to a running box uses the `monitor` certificate,
+never a box's own."""
 
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ from provisioning.ca import Ca, Issued, issue, make_ca
 
 DEVICES = ("box-001", "box-002", "box-003")  # box-003: only the clean-session telemetry test
 RECEIVERS = ("receiver-1", "receiver-2")
+MONITOR = "monitor"  # a test's own eyes: reads every device's and the province's topics, writes nothing
+MONITOR_ACL = f"\nuser {MONITOR}\ntopic read devices/#\ntopic read province/#\n"
 
 
 def free_port() -> int:
@@ -49,13 +56,14 @@ class Pki:
     ca: Ca
     server: Issued
     clients: dict[str, Issued]
+    devices: tuple[str, ...] = DEVICES
 
 
 def make_pki(directory: Path, devices: tuple[str, ...] = DEVICES) -> Pki:
     ca = make_ca(directory)
     server = issue(ca, "broker", directory, server=True)
-    clients = {name: issue(ca, name, directory) for name in (*devices, *RECEIVERS)}
-    return Pki(ca, server, clients)
+    clients = {name: issue(ca, name, directory) for name in (*devices, *RECEIVERS, MONITOR)}
+    return Pki(ca, server, clients, devices)
 
 
 @pytest.fixture(scope="session")
@@ -65,11 +73,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @dataclass
 class Broker:
-    """A private mosquitto; kill / restart keep its port and its persistence directory."""
+    """A private mosquitto; kill / restart keep its ports and its persistence directory."""
 
     directory: Path
     pki: Pki
-    port: int = field(default_factory=free_port)
+    port: int = field(default_factory=free_port)  # transfer: outbox senders, receivers
+    telemetry_port: int = field(default_factory=free_port)  # health publishers, telemetry ingest
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Broker:
@@ -79,11 +88,17 @@ class Broker:
         files = broker_cfg.write_broker_config(
             self.directory,
             port=self.port,
+            telemetry_port=self.telemetry_port,
             ca=self.pki.ca.cert,
             cert=self.pki.server.cert,
             key=self.pki.server.key,
             receivers=RECEIVERS,
+            devices=self.pki.devices,
             run_as_root=os.geteuid() == 0,
+        )
+        files.acl.write_text(files.acl.read_text() + MONITOR_ACL)
+        files.telemetry_acl.write_text(
+            files.telemetry_acl.read_text() + MONITOR_ACL.replace(f"user {MONITOR}", f"user CN={MONITOR}")
         )
         self.proc = subprocess.Popen(
             ["mosquitto", "-c", str(files.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -93,8 +108,11 @@ class Broker:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", self.port)) == 0
+            for port in (self.port, self.telemetry_port):
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) != 0:
+                        return False
+            return True
 
         wait_for(listening, 10, "mosquitto to listen")
         return self

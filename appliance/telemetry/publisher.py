@@ -85,7 +85,7 @@ def make_link(settings: Settings, will_payload: bytes) -> Link:
     return TelemetryLink(
         TelemetryLinkConfig(
             host=o.host,
-            port=o.port,
+            port=o.telemetry_port or o.port,  # a listener of its own: the broker binds each id to the certificate
             client_id=f"{settings.device_id}-telemetry",
             will_topic=STATUS_TOPIC.format(id=settings.device_id),
             will_payload=will_payload,

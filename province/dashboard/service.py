@@ -33,6 +33,12 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dashboard-host", default=_env("DASHBOARD_HOST", "127.0.0.1"))
     g.add_argument("--dashboard-port", type=int, default=int(_env("DASHBOARD_PORT", "8090")), help="0: no dashboard")
     g.add_argument("--no-telemetry", action="store_true", help="do not ingest telemetry in this process")
+    g.add_argument(
+        "--telemetry-port",
+        type=int,
+        default=int(_env("MQTT_TELEMETRY_PORT", "8884")),
+        help="the broker's telemetry listener (provisioning.broker), where the ingest connects",
+    )
     g.add_argument("--lost-after-h", type=float, default=float(_env("LOST_AFTER_H", "24")))
     g.add_argument("--outbox-alert-h", type=float, default=float(_env("OUTBOX_ALERT_H", "48")))
     g.add_argument("--alert-webhook", default=os.environ.get("PROVINCE_ALERT_WEBHOOK"))
@@ -97,7 +103,7 @@ def start(args: argparse.Namespace, stop: threading.Event) -> list[threading.Thr
     if not args.no_telemetry:
         cfg = IngestConfig(
             host=args.host,
-            port=args.port,
+            port=args.telemetry_port,
             name=args.name,
             group=args.group,
             db_url=url,

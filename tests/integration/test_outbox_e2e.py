@@ -119,6 +119,7 @@ def test_cli_add_run_status_and_province_packages(
     client = pki.clients["receiver-1"]
     rx = subprocess.Popen(
         [sys.executable, "-m", "province", "serve", "--port", str(broker.port), "--name", "receiver-1",
+         "--telemetry-port", str(broker.telemetry_port),
          "--ca", str(pki.ca.cert), "--cert", str(client.cert), "--key", str(client.key),
          "--trust", str(shared_token.ca.pem), "--data-dir", str(tmp_path / "rx"), "--dashboard-port", "0"],
         cwd=ROOT, stderr=subprocess.PIPE, text=True,

@@ -1,5 +1,7 @@
 """Provisioning against a real mosquitto: two enrolled boxes are confined to their own topics, a revoked
-box is refused by the broker's CRL check; plus the CSR checks, the CRL contents and the generated inventory."""
+box is refused by the broker's CRL check, and no certificate can take another client's id over (one box
+posing as another box or as a receiver's connection); plus the CSR checks, the CRL contents and the
+generated inventory."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,7 +22,7 @@ from cryptography import x509
 from provisioning import enrol, registry, revoke
 from provisioning.ca import Ca, issue
 from provisioning.cli import main as cli
-from provisioning.listener import write_province_broker
+from provisioning.listener import registered_devices, write_province_broker
 from tests.mqtt import free_port, wait_for
 
 A, B, C = "19999-01", "19888-01", "19777-01"
@@ -53,21 +57,31 @@ def province(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
+@dataclass(frozen=True)
+class Ports:
+    transfer: int
+    telemetry: int
+
+
 @pytest.fixture(scope="module")
-def crl_broker(province: dict[str, Path]) -> Iterator[int]:
+def crl_broker(province: dict[str, Path]) -> Iterator[Ports]:
     from tests.conftest import need
 
     need("mosquitto")
     root = province["root"]
-    port = free_port()
+    ports = Ports(free_port(), free_port())
+    with registry.open_registry(province["ca_dir"] / "registry.db") as con:
+        devices = registered_devices(con)
     files = write_province_broker(
         root / "broker",
-        port=port,
+        port=ports.transfer,
+        telemetry_port=ports.telemetry,
         ca=province["ca_dir"] / "ca.crt",
         cert=root / "server" / "broker.crt",
         key=root / "server" / "broker.key",
         crl=root / "crl.pem",
         receivers=["receiver-1"],
+        devices=devices,
         bind="127.0.0.1",
         run_as_root=os.geteuid() == 0,
     )
@@ -76,11 +90,14 @@ def crl_broker(province: dict[str, Path]) -> Iterator[int]:
     def listening() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"mosquitto exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
+        for port in (ports.transfer, ports.telemetry):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) != 0:
+                    return False
+        return True
 
     wait_for(listening, 10, "mosquitto")
-    yield port
+    yield ports
     proc.send_signal(signal.SIGTERM)
     proc.wait(10)
 
@@ -122,21 +139,25 @@ class Client:
         self.c.loop_stop()
 
 
-def _client(province: dict[str, Path], name: str, port: int) -> Client:
+def _client(province: dict[str, Path], name: str, port: int, client_id: str | None = None) -> Client:
+    """A client with `name`'s certificate, asking for `client_id` (default: the name itself)."""
     root = province["root"]
     if name == "receiver-1":
         cert, key = root / "server" / "receiver-1.crt", root / "server" / "receiver-1.key"
     else:
         cert, key = root / "issued" / f"{name}.crt", province[name] / "device.key"
-    return Client(name, cert, key, province["ca_dir"] / "ca.crt", port)
+    return Client(client_id or name, cert, key, province["ca_dir"] / "ca.crt", port)
 
 
 @pytest.mark.slow
-def test_enrolled_boxes_are_confined_and_the_revoked_box_is_refused(province: dict[str, Path], crl_broker: int) -> None:
-    receiver = _client(province, "receiver-1", crl_broker)
+def test_enrolled_boxes_are_confined_and_the_revoked_box_is_refused(
+    province: dict[str, Path], crl_broker: Ports
+) -> None:
+    port = crl_broker.transfer
+    receiver = _client(province, "receiver-1", port)
     assert receiver.wait()
     receiver.c.subscribe("devices/+/file-async/#", qos=1)
-    a, b = _client(province, A, crl_broker), _client(province, B, crl_broker)
+    a, b = _client(province, A, port), _client(province, B, port)
     assert a.wait() and b.wait()
     b.c.subscribe(f"devices/{A}/receipts", qos=1)  # B tries to read A's receipts
     b.c.subscribe(f"devices/{B}/receipts", qos=1)
@@ -159,8 +180,10 @@ def test_enrolled_boxes_are_confined_and_the_revoked_box_is_refused(province: di
     assert sorted(receiver.messages) == sorted([f"devices/{A}/file-async/f1/init", f"devices/{B}/file-async/f3/init"])
     assert b.messages == [f"devices/{B}/receipts"]  # A's receipt never reached B
 
-    c = _client(province, C, crl_broker)
+    c = _client(province, C, port)
     assert c.wait() is False, "a revoked certificate must be refused"
+    c_telemetry = _client(province, C, crl_broker.telemetry, f"{C}-telemetry")
+    assert c_telemetry.wait() is False, "... on the telemetry listener too"
     log = (province["root"] / "broker" / "broker.log").read_text()
     assert "certificate verify failed" in log
     # ... and the reason is the CRL: OpenSSL with the same CA and CRL says "revoked" for C only
@@ -170,8 +193,75 @@ def test_enrolled_boxes_are_confined_and_the_revoked_box_is_refused(province: di
         res = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", ca, "-CRLfile", crl, cert],
                              capture_output=True, text=True, check=False)  # fmt: skip
         assert expect in res.stdout + res.stderr
-    for cl in (receiver, a, b, c):
+    for cl in (receiver, a, b, c, c_telemetry):
         cl.stop()
+
+
+@pytest.mark.slow
+def test_no_certificate_can_take_another_clients_id(province: dict[str, Path], crl_broker: Ports) -> None:
+    """Box B and receiver-1 each hold two connections with one certificate (outbox + health publisher,
+    package receiver + telemetry ingest). Box A's certificate asking for any of their client ids gets a
+    connection of its own (its CN, or `CN=...` on the telemetry listener) and disconnects nobody."""
+    transfer, telemetry = crl_broker.transfer, crl_broker.telemetry
+    real = {
+        "receiver-1": _client(province, "receiver-1", transfer),
+        "receiver-1-telemetry": _client(province, "receiver-1", telemetry, "receiver-1-telemetry"),
+        B: _client(province, B, transfer),
+        f"{B}-telemetry": _client(province, B, telemetry, f"{B}-telemetry"),
+    }
+    assert all(c.wait() for c in real.values()), "several connections per certificate must work"
+
+    def attack(port: int, wanted: str) -> Client:
+        c = _client(province, A, port, wanted)
+        wait_for(lambda: c.connected.is_set() or c.closed.is_set(), 15, "CONNACK")
+        assert c.connected.is_set(), f"A asking for {wanted!r} was refused outright"
+        return c
+
+    on_transfer = [attack(transfer, wanted) for wanted in (B, "receiver-1", f"{B}-telemetry")]
+    on_telemetry = [attack(telemetry, wanted) for wanted in (f"{B}-telemetry", "receiver-1-telemetry", B, f"CN={B}")]
+    attacks = on_transfer + on_telemetry
+    time.sleep(1.0)  # a takeover disconnects the old client at once: give it every chance to show
+    dropped = [name for name, c in real.items() if c.closed.is_set()]
+    assert dropped == [], f"taken over: {dropped}"
+    # whatever A asked for, the broker made it A (transfer) or CN=A (telemetry), so A's connections only
+    # ever take over each other (paho reconnects them, and they keep doing so: a certificate per connection)
+    log = (province["root"] / "broker" / "broker.log").read_text()
+    assert log.count(f" as {A} (") >= len(on_transfer) and log.count(f" as CN={A} (") >= len(on_telemetry)
+    assert f"Client {A} already connected" in log
+    for victim in (B, f"CN={B}", "receiver-1", "CN=receiver-1"):
+        assert f"Client {victim} already connected" not in log
+
+    for c in attacks:
+        c.stop()
+
+    # the telemetry listener confines each box to its own status and telemetry
+    a_tm = _client(province, A, telemetry, f"{A}-telemetry")
+    assert a_tm.wait()
+    own = a_tm.c.publish(f"devices/{A}/telemetry", b"{}", qos=1)
+    foreign = a_tm.c.publish(f"devices/{B}/status", b"{}", qos=1)
+    for info in (own, foreign):
+        info.wait_for_publish(10)
+    wait_for(lambda: len(a_tm.puback) == 2, 10, "PUBACKs")
+    assert a_tm.puback[own.mid] in (0, 16)  # accepted (16: accepted, no subscriber yet)
+    assert a_tm.puback[foreign.mid] == 135  # not authorized
+    assert not any(c.closed.is_set() for c in real.values())
+    for c in (*real.values(), a_tm):
+        c.stop()
+
+
+def test_the_telemetry_acl_names_every_registered_box(province: dict[str, Path]) -> None:
+    """`broker-acl --telemetry` from the registry (what the broker role installs as acl-telemetry)."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli(["broker-acl", "--telemetry", "--ca-dir", str(province["ca_dir"]), "--receiver", "receiver-1"]) == 0
+    text = out.getvalue()
+    for dev in (A, B, C):
+        assert f"user CN={dev}\ntopic write devices/{dev}/status\ntopic write devices/{dev}/telemetry\n" in text
+    assert "user CN=receiver-1\ntopic read devices/+/status\n" in text
+    assert "pattern" not in text  # a subject username never fits a pattern: every rule names its box
 
 
 def test_crl_lists_only_the_revoked_certificate(province: dict[str, Path]) -> None:

@@ -25,6 +25,7 @@ from province import catalogue
 from province.receiver import Receiver
 from tests.integration.test_outbox_faults import raw_package
 from tests.mqtt import (  # noqa: F401 - fixtures
+    MONITOR,
     Broker,
     Pkg,
     Pki,
@@ -46,13 +47,14 @@ STOPPING = re.compile(r"receiver (\S+) stopping: segments=(\d+) bytes=(\d+) acce
 
 
 class Monitor:
-    """A plain MQTT client (box-001's certificate, its own client id) that records what it reads."""
+    """A plain MQTT client that records what it reads. Its own certificate (`monitor`): the broker binds
+    the client id to the certificate, so a box's certificate here would take the box's sender over."""
 
-    def __init__(self, broker: Broker, pki: Pki, topics: tuple[str, ...], device: str = "box-001") -> None:
-        c = pki.clients[device]
+    def __init__(self, broker: Broker, pki: Pki, topics: tuple[str, ...]) -> None:
+        c = pki.clients[MONITOR]
         self.link = Link(
             LinkConfig(
-                "127.0.0.1", broker.port, f"monitor-{device}", pki.ca.cert, c.cert, c.key,
+                "127.0.0.1", broker.port, MONITOR, pki.ca.cert, c.cert, c.key,
                 session_expiry_s=0, subscriptions=topics,
             )
         )  # fmt: skip

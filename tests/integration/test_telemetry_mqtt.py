@@ -35,7 +35,7 @@ def province(tmp_path: Path, broker: Broker, pki: Pki) -> Iterator[Ingest]:
     client = pki.clients["receiver-1"]
     cfg = IngestConfig(
         host="127.0.0.1",
-        port=broker.port,
+        port=broker.telemetry_port,
         name="receiver-1",
         db_url=url,
         ca_file=pki.ca.cert,
@@ -66,9 +66,9 @@ def collector(settings: object) -> Collector:
 
 
 def test_online_readings_and_clean_offline(tmp_path: Path, broker: Broker, pki: Pki, province: Ingest) -> None:
-    settings = box_settings(tmp_path / "box", pki, broker.port, device="box-003").model_copy(
-        update={"commune_code": "19999"}
-    )
+    settings = box_settings(
+        tmp_path / "box", pki, broker.port, device="box-003", telemetry_port=broker.telemetry_port
+    ).model_copy(update={"commune_code": "19999"})
     pub = Publisher(settings, collector(settings), buffer_for(settings), PublisherOptions(interval_s=0.2))
     stop = threading.Event()
     t = threading.Thread(target=pub.run, args=(stop,), kwargs={"rounds": 50}, daemon=True)
@@ -97,9 +97,9 @@ def test_readings_taken_offline_arrive_later_marked_historical(
     pki: Pki,
     province: Ingest,
 ) -> None:
-    proxy = ThrottleProxy(broker.port)
+    proxy = ThrottleProxy(broker.telemetry_port)
     try:
-        settings = box_settings(tmp_path / "box", pki, proxy.port, device="box-002")
+        settings = box_settings(tmp_path / "box", pki, broker.port, device="box-002", telemetry_port=proxy.port)
         pub = Publisher(settings, collector(settings), buffer_for(settings))
         assert pub.link is not None
         pub.link.start()
@@ -147,6 +147,7 @@ def test_a_killed_box_is_lost_by_its_will(tmp_path: Path, broker: Broker, pki: P
         "APPLIANCE_COMMUNE_CODE": "19999",
         "APPLIANCE_OUTBOX__HOST": "127.0.0.1",
         "APPLIANCE_OUTBOX__PORT": str(broker.port),
+        "APPLIANCE_OUTBOX__TELEMETRY_PORT": str(broker.telemetry_port),
         "APPLIANCE_OUTBOX__CA_FILE": str(pki.ca.cert),
         "APPLIANCE_OUTBOX__CERT_FILE": str(client.cert),
         "APPLIANCE_OUTBOX__KEY_FILE": str(client.key),
@@ -203,7 +204,9 @@ def test_a_wrong_device_id_is_refused_kept_and_logged(
 ) -> None:
     """box-001's certificate, configured as box-777: the broker's ACL (devices/%u/...) refuses every
     publish; MQTT 5 shows it only in the PUBACK reason code, so the reading must stay buffered."""
-    settings = box_settings(tmp_path / "box", pki, broker.port).model_copy(update={"device_id": "box-777"})
+    settings = box_settings(tmp_path / "box", pki, broker.port, telemetry_port=broker.telemetry_port).model_copy(
+        update={"device_id": "box-777"}
+    )
     pub = Publisher(settings, collector(settings), buffer_for(settings))
     assert pub.link is not None
     pub.link.start()
@@ -227,22 +230,23 @@ def test_a_refusal_is_flagged_in_the_next_status(tmp_path: Path, pki: Pki) -> No
 
     b = B(tmp_path / "broker", pki).start()
     try:
-        acl = tmp_path / "broker" / "acl"
-        acl.write_text(acl.read_text().replace("pattern write devices/%u/telemetry\n", ""))
+        acl = tmp_path / "broker" / "acl-telemetry"
+        assert "topic write devices/box-001/telemetry\n" in acl.read_text()
+        acl.write_text(acl.read_text().replace("topic write devices/box-001/telemetry\n", ""))
         assert b.proc is not None
         b.proc.send_signal(signal.SIGHUP)  # mosquitto reloads its ACL file
         url = f"sqlite:///{tmp_path / 'province.db'}"
         ing = Ingest(open_telemetry(url), history_every_s=0)
         client = pki.clients["receiver-1"]
         cfg = IngestConfig(
-            host="127.0.0.1", port=b.port, name="receiver-1", db_url=url, ca_file=pki.ca.cert,
+            host="127.0.0.1", port=b.telemetry_port, name="receiver-1", db_url=url, ca_file=pki.ca.cert,
             cert_file=client.cert, key_file=client.key, batch_wait_s=0.05,
         )  # fmt: skip
         stop = threading.Event()
         t = threading.Thread(target=run_ingest, args=(cfg, stop, ing), daemon=True)
         t.start()
         try:
-            settings = box_settings(tmp_path / "box", pki, b.port)
+            settings = box_settings(tmp_path / "box", pki, b.port, telemetry_port=b.telemetry_port)
             pub = Publisher(settings, collector(settings), buffer_for(settings))
             assert pub.link is not None
             pub.link.start()
@@ -279,7 +283,7 @@ def test_alerts_are_retained_mqtt_notifications(tmp_path: Path, broker: Broker, 
     from appliance.telemetry.schema import Disk
 
     used = [95.0]
-    settings = box_settings(tmp_path / "box", pki, broker.port, device="box-002")
+    settings = box_settings(tmp_path / "box", pki, broker.port, device="box-002", telemetry_port=broker.telemetry_port)
     col = collector(settings)
     col.overrides["disk"] = lambda: Disk(path="/data", total_bytes=10**10, free_bytes=10**9, used_pct=used[0])
     pub = Publisher(settings, col, buffer_for(settings))
@@ -290,13 +294,13 @@ def test_alerts_are_retained_mqtt_notifications(tmp_path: Path, broker: Broker, 
     wait_for(lambda: (d := device(province, "box-002")) is not None and d.disk_used_pct == 95.0, 30, "reading")
 
     got: queue.Queue[dict[str, object]] = queue.Queue()
-    watcher = pki.clients["receiver-2"]
+    watcher = pki.clients["monitor"]  # a monitoring account: `topic read province/alerts/#`
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id="alert-watcher", protocol=MQTTProtocolVersion.MQTTv5)
     c.tls_set(ca_certs=str(pki.ca.cert), certfile=str(watcher.cert), keyfile=str(watcher.key),
               tls_version=ssl.PROTOCOL_TLS_CLIENT)  # fmt: skip
     c.on_message = lambda _c, _u, m: got.put({"topic": m.topic, "retain": m.retain, **json.loads(m.payload)})
     c.on_connect = lambda cl, _u, _f, _rc, _p: cl.subscribe("province/alerts/box-002", qos=1)
-    c.connect("127.0.0.1", broker.port)
+    c.connect("127.0.0.1", broker.telemetry_port)
     c.loop_start()
     try:
         first = got.get(timeout=30)  # subscribed after the alert opened: the retained state
