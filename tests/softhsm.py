@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 PIN = "123456"
@@ -41,6 +43,9 @@ class CertSpec:
     not_after_days: int = 365
     uid: str = ""  # subject UID, as Vietnamese CAs write it: "CCCD:001203004005", "MST:0101234567"
     subject_serial: str = ""  # subject serialNumber (2.5.4.5), e.g. "CMND:123456789"
+    key: str = "rsa:2048"  # pkcs11-tool --key-type: "rsa:1024", "EC:prime256v1", ...
+    crl_url: str = ""  # CRL distribution point written into the certificate
+    ocsp_url: str = ""  # OCSP responder (Authority Information Access)
 
 
 OFFICER = CertSpec(cka_id="01", label="officer", common_name=OFFICER_NAME)
@@ -105,7 +110,7 @@ def make_ca(directory: Path, name: str = "Test CA for the appliance") -> TestCa:
     return TestCa(key=key, cert=cert, pem=pem)
 
 
-def issue(ca: TestCa, public_key: rsa.RSAPublicKey, spec: CertSpec) -> x509.Certificate:
+def issue(ca: TestCa, public_key: PublicKey, spec: CertSpec) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     attrs = [
         x509.NameAttribute(NameOID.COMMON_NAME, spec.common_name),
@@ -116,9 +121,17 @@ def issue(ca: TestCa, public_key: rsa.RSAPublicKey, spec: CertSpec) -> x509.Cert
         attrs.append(x509.NameAttribute(NameOID.USER_ID, spec.uid))
     if spec.subject_serial:
         attrs.append(x509.NameAttribute(NameOID.SERIAL_NUMBER, spec.subject_serial))
+    builder = x509.CertificateBuilder()
+    if spec.crl_url:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(spec.crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    if spec.ocsp_url:
+        access = x509.AccessDescription(
+            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(spec.ocsp_url)
+        )
+        builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
     return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name(attrs))
+        builder.subject_name(x509.Name(attrs))
         .issuer_name(ca.cert.subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
@@ -183,11 +196,11 @@ def make_token(
     certs: dict[str, x509.Certificate] = {}
     base = ["pkcs11-tool", "--module", str(MODULE), "--token-label", label, "--login", "--pin", PIN]
     for spec in specs:
-        _run([*base, "--keypairgen", "--key-type", "rsa:2048", "--id", spec.cka_id, "--label", spec.label], env)
+        _run([*base, "--keypairgen", "--key-type", spec.key, "--id", spec.cka_id, "--label", spec.label], env)
         pub_der = directory / f"{label}-{spec.label}.pub.der"
         _run([*base, "--read-object", "--type", "pubkey", "--id", spec.cka_id, "-o", str(pub_der)], env)
         public_key = serialization.load_der_public_key(pub_der.read_bytes())
-        assert isinstance(public_key, rsa.RSAPublicKey)
+        assert isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
         cert = issue(ca, public_key, spec)
         cert_der = directory / f"{label}-{spec.label}.crt.der"
         cert_der.write_bytes(cert.public_bytes(serialization.Encoding.DER))
@@ -290,9 +303,39 @@ def shared_token(tmp_path_factory: pytest.TempPathFactory) -> SoftToken:
     return make_token(tmp_path_factory.mktemp("hsm"))
 
 
+def trust_settings(monkeypatch: pytest.MonkeyPatch, *cas: TestCa, data_dir: Path | None = None) -> None:
+    """APPLIANCE_SIGN__* so the CLI trusts these test CAs the way a box would: the PEM files configured
+    and their SHA-256 pinned (sign.trusted_root_sha256)."""
+    import json
+
+    monkeypatch.setenv("APPLIANCE_SIGN__TRUST_ROOTS", json.dumps([str(ca.pem) for ca in cas]))
+    monkeypatch.setenv("APPLIANCE_SIGN__TRUSTED_ROOT_SHA256", json.dumps([ca_sha256(ca) for ca in cas]))
+    if data_dir is not None:
+        monkeypatch.setenv("APPLIANCE_DATA_DIR", str(data_dir))
+
+
+def ca_sha256(ca: TestCa) -> str:
+    return ca.cert.fingerprint(hashes.SHA256()).hex()
+
+
+def policy_for(*cas: TestCa, cache_dir: Path | None = None, **overrides: object) -> object:
+    """An appliance.sign.policy.SignPolicy trusting these test CAs (configured + pinned)."""
+    from appliance.sign.policy import SignPolicy
+
+    values: dict[str, object] = {
+        "trust_roots": tuple(str(ca.pem) for ca in cas),
+        "trusted_root_sha256": tuple(ca_sha256(ca) for ca in cas),
+        "cache_dir": str(cache_dir) if cache_dir else None,
+        "revocation_timeout_s": 2.0,
+        **overrides,
+    }
+    return SignPolicy(**values)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def hsm(shared_token: SoftToken, monkeypatch: pytest.MonkeyPatch) -> SoftToken:
     monkeypatch.setenv("SOFTHSM2_CONF", str(shared_token.conf))
+    trust_settings(monkeypatch, shared_token.ca)
     return shared_token
 
 
@@ -301,6 +344,7 @@ def fresh_hsm(tmp_path: Path, shared_token: SoftToken, monkeypatch: pytest.Monke
     """A token of its own, for tests that change the token (wrong PIN, removal)."""
     tok = make_token(tmp_path / "hsm", (OFFICER,), ca=shared_token.ca)
     monkeypatch.setenv("SOFTHSM2_CONF", str(tok.conf))
+    trust_settings(monkeypatch, shared_token.ca)
     return tok
 
 
@@ -423,3 +467,73 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/tsa"
+
+
+# --- CRLs and a plain file server on loopback (CRL distribution points) ---------------------------------
+def make_crl(
+    ca: TestCa, revoked: tuple[x509.Certificate, ...] = (), *, last_update_days: int = -1, next_update_days: int = 7
+) -> bytes:
+    """A DER CRL signed by the test CA listing `revoked`."""
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.cert.subject)
+        .last_update(now + dt.timedelta(days=last_update_days))
+        .next_update(now + dt.timedelta(days=next_update_days))
+    )
+    for cert in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(cert.serial_number)
+            .revocation_date(now - dt.timedelta(hours=1))
+            .build()
+        )
+    return builder.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+@dataclass
+class FileServer:
+    """GET /<name> answers files[name] (200) or 404; `hits` lists the paths asked for."""
+
+    base: str
+    files: dict[str, bytes]
+    hits: list[str]
+
+    def url(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+
+@contextlib.contextmanager
+def file_server(files: dict[str, bytes] | None = None) -> Iterator[FileServer]:
+    import http.server
+    import threading
+
+    served: dict[str, bytes] = dict(files or {})
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            name = self.path.lstrip("/")
+            hits.append(name)
+            body = served.get(name)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/pkix-crl")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield FileServer(f"http://127.0.0.1:{server.server_address[1]}", served, hits)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

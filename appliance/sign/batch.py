@@ -167,10 +167,12 @@ def _error(event: dict[str, Any]) -> ApplianceError:
 class _Worker:
     """One worker process, JSON lines both ways, with a deadline on every read."""
 
+    command: tuple[str, ...] = ("-m", "appliance.sign.worker")  # after the interpreter
+
     def __init__(self, env: dict[str, str] | None, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "appliance.sign.worker"],
+            [sys.executable, *self.command],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -49,15 +49,23 @@ def register(sub: Any) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(handler=_sign)
 
-    v = sub.add_parser("verify", help="verify a signed PDF or an ASiC-E package; exit 0 only if all holds")
+    v = sub.add_parser(
+        "verify",
+        help="verify a signed PDF or an ASiC-E package; exit 0 only if all holds",
+        description="Per signature: signer, organisation, signing time (+07:00), integrity, trust path, "
+        "revocation status and algorithm, in Vietnamese (English with --lang en). Exit 0 only if all holds.",
+    )
     v.add_argument("file", type=Path)
     v.add_argument(
         "--trust",
         type=Path,
         action="append",
         default=None,
-        help="trusted root certificate (repeatable; default: settings.sign.trust_roots)",
+        help="trusted root certificate, taken as given (repeatable); default: settings.sign.trust_roots, "
+        "where a root counts only when its SHA-256 is pinned (national roots, sign.trusted_root_sha256)",
     )
+    v.add_argument("--lang", choices=["vi", "en"], default="vi", help="language of the text (default vi)")
+    v.add_argument("--report", type=Path, default=None, metavar="OUT.pdf", help="also write a one-page report PDF")
     v.add_argument("--json", action="store_true")
     v.set_defaults(handler=_verify)
 
@@ -190,6 +198,8 @@ def _result_code(args: argparse.Namespace, settings: Settings) -> str | None:
 
 def _sign(args: argparse.Namespace, settings: Settings) -> int:
     from appliance.sign.batch import SignJob, sign_batch
+    from appliance.sign.policy import sign_policy
+    from appliance.sign.report import algorithm_label
 
     for path in args.inputs:
         if not path.is_file():
@@ -227,6 +237,7 @@ def _sign(args: argparse.Namespace, settings: Settings) -> int:
             module=_module(args, settings),
             serial=_serial(args, settings),
             tsa_url=settings.sign.tsa_url,
+            policy=sign_policy(settings),
         )
     finally:
         del pin
@@ -236,6 +247,9 @@ def _sign(args: argparse.Namespace, settings: Settings) -> int:
         for r in results:
             _out(f"{r.output}: signed ({r.level}, field {r.field_name}, +{r.bytes_added} bytes)")
             _out(f"  signing time {r.signing_time}")
+            fallback = f" — FALLBACK ({r.algorithm_note})" if r.algorithm_fallback else ""
+            _out(f"  algorithm {algorithm_label(r.algorithm)}{fallback}")
+            _out(f"  trust path {' -> '.join(r.trust_path)}; revocation {r.revocation} ({r.revocation_detail})")
         if code:
             _out(f"result code: {code}")
     return 0
@@ -246,36 +260,40 @@ def _trust(args: argparse.Namespace, settings: Settings) -> list[Path]:
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    import datetime as dt
+
     from appliance.errors import UnreadableFile
+    from appliance.sign.policy import sign_policy
+    from appliance.sign.report import verification_lines, write_report_pdf
 
     if not args.file.is_file():
         raise UnreadableFile(f"{args.file}: no such file")
     data = args.file.read_bytes()
+    policy = sign_policy(settings)
+    trust = None if args.trust else policy.store(dt.datetime.now(dt.UTC))  # --trust: roots as given
+    options = policy.revocation_options()
+    report: Any
     if data[:4] == b"PK\x03\x04":
         from appliance.sign.package import verify_package
 
-        pkg = verify_package(data, _trust(args, settings), name=str(args.file))
-        out: dict[str, Any] = _jsonable(pkg) | {"ok": pkg.ok}
-        ok = pkg.ok
-        problems = [f"{p.code}: {p.detail}" for p in pkg.all_problems]
+        report = verify_package(data, args.trust or [], name=str(args.file), trust=trust, revocation=options)
     else:
         from appliance.sign.verify import verify_pdf
 
-        report = verify_pdf(data, _trust(args, settings), name=str(args.file))
-        out = _jsonable(report) | {"ok": report.ok}
-        ok = report.ok
-        problems = [f"{p.code}: {p.detail}" for p in report.all_problems]
+        report = verify_pdf(data, args.trust or [], name=str(args.file), trust=trust, revocation=options)
+    if args.report:
+        write_report_pdf(report, args.report, args.lang)
     if args.json:
-        _out(json.dumps(out, ensure_ascii=False))
+        _out(json.dumps(_jsonable(report) | {"ok": report.ok}, ensure_ascii=False))
     else:
-        _out(f"{args.file}: {'OK' if ok else 'FAILED'}")
-        for p in problems:
-            _out(f"  {p}")
-    return 0 if ok else 1
+        for line in verification_lines(report, args.lang):
+            _out(line)
+    return 0 if report.ok else 1
 
 
 def _package_build(args: argparse.Namespace, settings: Settings) -> int:
     from appliance.sign.package import PackageRequest, build_package
+    from appliance.sign.policy import sign_policy
 
     fields: dict[str, Any] = json.loads(args.fields.read_text()) if args.fields else {}
     code = None
@@ -299,7 +317,14 @@ def _package_build(args: argparse.Namespace, settings: Settings) -> int:
     )
     pin = read_pin()
     try:
-        info = build_package(request, args.output, pin, module=_module(args, settings), serial=_serial(args, settings))
+        info = build_package(
+            request,
+            args.output,
+            pin,
+            module=_module(args, settings),
+            serial=_serial(args, settings),
+            policy=sign_policy(settings),
+        )
     finally:
         del pin
     if args.json:

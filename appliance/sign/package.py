@@ -38,14 +38,18 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
 from appliance.errors import PackageError
 from appliance.sign.batch import PackageInfo, PackageJob, PackageRequest, sign_and_package
 from appliance.sign.policy import SignPolicy
 from appliance.sign.token import CertInfo
-from appliance.sign.verify import PdfReport, Problem, load_roots, verify_pdf
+from appliance.sign.verify import PdfReport, Problem, verify_pdf
+
+if TYPE_CHECKING:
+    from appliance.sign.revocation import RevocationOptions
+    from appliance.sign.trust import TrustStore
 
 __all__ = [
     "ASIC_MANIFEST",
@@ -91,6 +95,8 @@ class PackageReport:
     signer_cert_sha256: str | None = None  # SHA-256 of the certificate in the CAdES signature
     supersedes: str | None = None  # package_id this package corrects (manifest.json; None in old packages)
     audit: tuple[dict[str, Any], ...] = ()  # the audit trail events of manifest.json (() in old packages)
+    algorithm: str = ""  # of the package's CAdES signature (appliance.sign.verify.algorithm_name)
+    trust_path: tuple[str, ...] = ()  # the package signer -> root (common names) when trusted
 
     @property
     def ok(self) -> bool:
@@ -274,22 +280,33 @@ def build_package(
 
 
 # --- verification -----------------------------------------------------------------------------
-def _check_cms(
-    signature: bytes, signed: bytes, roots: list[Any], now: dt.datetime
-) -> tuple[str | None, str | None, list[Problem]]:
+@dataclass(frozen=True, slots=True)
+class _CmsCheck:
+    signer: str | None
+    fingerprint: str | None
+    problems: list[Problem]
+    algorithm: str = ""
+    trust_path: tuple[str, ...] = ()
+
+
+def _check_cms(signature: bytes, signed: bytes, store: TrustStore, now: dt.datetime) -> _CmsCheck:
     import asyncio
 
     from asn1crypto import cms  # type: ignore[import-untyped]
     from pyhanko.sign.validation.generic_cms import async_validate_detached_cms
-    from pyhanko_certvalidator import ValidationContext
+
+    from appliance.sign.trust import validation_context
+    from appliance.sign.verify import _path_names, algorithm_name, embedded_certificates
 
     try:
         info = cms.ContentInfo.load(signature)
         signed_data = info["content"]
-        vc = ValidationContext(trust_roots=roots, allow_fetching=False, moment=now)
+        vc = validation_context(store.with_candidates(embedded_certificates(signed_data), now), now)
         status = asyncio.run(async_validate_detached_cms(signed, signed_data, signer_validation_context=vc))
     except Exception as err:  # noqa: BLE001 - malformed CMS takes many shapes
-        return None, None, [Problem("bad_signature", f"the package signature cannot be read: {type(err).__name__}")]
+        return _CmsCheck(
+            None, None, [Problem("bad_signature", f"the package signature cannot be read: {type(err).__name__}")]
+        )
     cert = status.signing_cert
     signer = cert.subject.human_friendly if cert is not None else None
     fingerprint = hashlib.sha256(cert.dump()).hexdigest() if cert is not None else None
@@ -302,13 +319,25 @@ def _check_cms(
         problems.append(Problem("certificate_expired", "the package signer's certificate has expired"))
     elif not status.trusted:
         problems.append(Problem("untrusted", "the package signer does not chain to a configured trust root"))
-    return signer, fingerprint, problems
+    algorithm = algorithm_name(str(status.pkcs7_signature_mechanism), str(status.md_algorithm))
+    path = _path_names(status.validation_path) if status.trusted else ()
+    return _CmsCheck(signer, fingerprint, problems, algorithm, path)
 
 
-def verify_package(data: bytes, trust_roots: Sequence[Path], *, name: str = "") -> PackageReport:
+def verify_package(
+    data: bytes,
+    trust_roots: Sequence[Path],
+    *,
+    name: str = "",
+    trust: TrustStore | None = None,
+    revocation: RevocationOptions | None = None,
+) -> PackageReport:
     """Container layout, the CAdES signature over ASiCManifest.xml, every referenced digest, the manifest's
-    own digests and each PDF's signatures and marks."""
+    own digests and each PDF's signatures and marks. `trust` / `revocation` as in `verify_pdf`."""
+    from appliance.sign.trust import explicit_store
+
     now = dt.datetime.now(dt.UTC)
+    store = trust if trust is not None else explicit_store(trust_roots)
     problems: list[Problem] = []
     try:
         z = zipfile.ZipFile(io.BytesIO(data))
@@ -335,12 +364,13 @@ def verify_package(data: bytes, trust_roots: Sequence[Path], *, name: str = "") 
     sig_ref = root.find(f"{{{ASIC_NS}}}SigReference")
     sig_name = sig_ref.get("URI", "") if sig_ref is not None else ""
     signature = contents.get(sig_name)
-    signer = fingerprint = None
+    checked = _CmsCheck(None, None, [])
     if signature is None:
         problems.append(Problem("bad_container", f"signature {sig_name or '(none)'} missing"))
     else:
-        signer, fingerprint, cms_problems = _check_cms(signature, asic, load_roots(trust_roots), now)
-        problems.extend(cms_problems)
+        checked = _check_cms(signature, asic, store, now)
+        problems.extend(checked.problems)
+    signer, fingerprint = checked.signer, checked.fingerprint
     referenced = set()
     for ref in root.findall(f"{{{ASIC_NS}}}DataObjectReference"):
         uri = ref.get("URI", "")
@@ -385,11 +415,20 @@ def verify_package(data: bytes, trust_roots: Sequence[Path], *, name: str = "") 
             continue
         if _sha256(blob) != doc.get("sha256"):
             problems.append(Problem("wrong_hash", f"{fname}: SHA-256 differs from {MANIFEST}"))
-        reports.append(verify_pdf(blob, trust_roots, name=fname, now=now))
+        reports.append(verify_pdf(blob, trust_roots, name=fname, now=now, trust=store, revocation=revocation))
     if not reports:
         problems.append(Problem("no_documents", "the package holds no documents"))
     return PackageReport(
-        name, manifest.get("package_id"), signer, tuple(reports), tuple(problems), fingerprint, supersedes, audit
+        name,
+        manifest.get("package_id"),
+        signer,
+        tuple(reports),
+        tuple(problems),
+        fingerprint,
+        supersedes,
+        audit,
+        checked.algorithm,
+        checked.trust_path,
     )
 
 

@@ -16,10 +16,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.sign.pades import CONVERTED_NOTE, appearance_matrix, display_size, to_display
 from appliance.sign.token import role_of
+
+if TYPE_CHECKING:
+    from appliance.sign.revocation import Revocation, RevocationOptions
+    from appliance.sign.trust import TrustStore
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,14 @@ class SignatureCheck:
     timestamp_ok: bool | None = None  # None without a timestamp
     page_rotate: int = 0  # page /Rotate of the mark's page; mark_position is as the reader sees it
     mark_text_source: str = ""  # "ActualText" | "ToUnicode" | "" (no text found)
+    # Circular 15/2025: what verification shows besides integrity (appliance.sign.report renders it)
+    organisation: str = ""  # O of the signer certificate
+    algorithm: str = ""  # "rsassa-pss-sha256" | "rsa-pkcs1v15-sha256" | "ecdsa-sha256" | other "<sig>-<hash>"
+    key: str = ""  # e.g. "RSA 2048", "EC 256"
+    trust_path: tuple[str, ...] = ()  # signer -> root (common names) when trusted
+    revocation: str = "not_checked"  # good | revoked | unknown | not_checked
+    revocation_detail: str = ""
+    notes: tuple[str, ...] = ()  # not failures: "legacy_algorithm" (PKCS#1 v1.5), "short_key", "revocation_unknown"
 
     @property
     def ok(self) -> bool:
@@ -308,7 +320,58 @@ def _mark_problems(
 
 
 # --- signatures -------------------------------------------------------------------------------
-def _check_signature(sig: Any, status: Any, pdf: Any, now: dt.datetime, is_last: bool) -> SignatureCheck:
+def algorithm_name(mechanism: str, digest: str) -> str:
+    """appliance.sign.policy's name for a CMS signature mechanism (pyHanko's `pkcs7_signature_mechanism`)."""
+    mechanism, digest = mechanism.lower(), (digest or "").lower()
+    if mechanism == "rsassa_pss":
+        return f"rsassa-pss-{digest}"
+    if mechanism.endswith("_rsa") or mechanism in {"rsassa_pkcs1v15", "rsa"}:
+        return f"rsa-pkcs1v15-{digest}"
+    if "ecdsa" in mechanism:
+        return f"ecdsa-{digest}"
+    return f"{mechanism}-{digest}" if digest else mechanism
+
+
+def _key_notes(cert: Any, algorithm: str) -> tuple[str, list[str]]:
+    from appliance.sign.policy import MIN_EC_BITS, MIN_RSA_BITS
+    from appliance.sign.token import key_facts
+
+    kind, bits = key_facts(cert)
+    notes = []
+    if algorithm.startswith("rsa-pkcs1v15"):
+        notes.append("legacy_algorithm")
+    if (kind == "rsa" and bits < MIN_RSA_BITS) or (kind == "ec" and bits < MIN_EC_BITS):
+        notes.append("short_key")
+    return f"{kind.upper()} {bits}" if bits else kind.upper(), notes
+
+
+def _path_names(path: Any) -> tuple[str, ...]:
+    from appliance.sign.trust import common_name, from_asn1
+
+    if path is None:
+        return ()
+    certs = [from_asn1(c) for c in path.iter_certs(include_root=True)]
+    return tuple(common_name(c.subject) for c in reversed(certs))
+
+
+def _revocation(path: Any, options: RevocationOptions | None, now: dt.datetime) -> Revocation:
+    """The signer certificate's revocation status now, when asked for and a trusted path gives its issuer."""
+    from appliance.sign import revocation
+    from appliance.sign.trust import from_asn1
+
+    if options is None:
+        return revocation.NOT_CHECKED_RESULT
+    if path is None:
+        return revocation.Revocation(revocation.UNKNOWN, "", "no trusted path, so no issuer to ask")
+    certs = [from_asn1(c) for c in path.iter_certs(include_root=True)]
+    if len(certs) < 2:
+        return revocation.Revocation(revocation.UNKNOWN, "", "the signer certificate is itself the root")
+    return revocation.check(certs[-1], certs[-2], options, now)
+
+
+def _check_signature(
+    sig: Any, status: Any, pdf: Any, now: dt.datetime, is_last: bool, options: RevocationOptions | None = None
+) -> SignatureCheck:
     from cryptography import x509
 
     cert = x509.load_der_x509_certificate(status.signing_cert.dump())
@@ -336,6 +399,14 @@ def _check_signature(sig: Any, status: Any, pdf: Any, now: dt.datetime, is_last:
         problems.append(Problem("untrusted", "the signer certificate does not chain to a configured trust root"))
     if getattr(status, "revoked", False):
         problems.append(Problem("revoked", "the signer certificate is revoked"))
+    algorithm = algorithm_name(str(status.pkcs7_signature_mechanism), str(status.md_algorithm))
+    key, notes = _key_notes(cert, algorithm)
+    path = status.validation_path if status.trusted else None
+    revoked = _revocation(path, options, now)
+    if revoked.status == "revoked":
+        problems.append(Problem("revoked", revoked.detail))
+    elif revoked.status == "unknown":
+        notes.append("revocation_unknown")
     coverage = str(getattr(status.coverage, "name", status.coverage))
     modification = str(getattr(status.modification_level, "name", status.modification_level))
     if is_last and coverage != "ENTIRE_FILE":
@@ -396,18 +467,58 @@ def _check_signature(sig: Any, status: Any, pdf: Any, now: dt.datetime, is_last:
         timestamp_ok=ts_ok,
         page_rotate=rotate,
         mark_text_source=source,
+        organisation=_organisation(cert),
+        algorithm=algorithm,
+        key=key,
+        trust_path=_path_names(path),
+        revocation=revoked.status,
+        revocation_detail=revoked.detail,
+        notes=tuple(notes),
     )
 
 
+def _organisation(cert: Any) -> str:
+    from cryptography.x509.oid import NameOID
+
+    values = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return str(values[0].value) if values else ""
+
+
+def embedded_certificates(signed_data: Any) -> list[Any]:
+    """The certificates a CMS SignedData carries (cryptography objects)."""
+    from cryptography import x509
+
+    out = []
+    for choice in signed_data["certificates"] or []:
+        if choice.name == "certificate":
+            try:
+                out.append(x509.load_der_x509_certificate(choice.chosen.dump()))
+            except ValueError:
+                continue
+    return out
+
+
 def verify_pdf(
-    data: bytes, trust_roots: Sequence[Path], *, name: str = "", now: dt.datetime | None = None
+    data: bytes,
+    trust_roots: Sequence[Path],
+    *,
+    name: str = "",
+    now: dt.datetime | None = None,
+    trust: TrustStore | None = None,
+    revocation: RevocationOptions | None = None,
 ) -> PdfReport:
-    """Check every signature of a PDF; the report's `ok` is True only when everything holds."""
+    """Check every signature of a PDF; the report's `ok` is True only when everything holds.
+
+    Trust: `trust` (e.g. `policy.store(now)`: pinned roots, appliance.sign.trust) when given, else every
+    certificate in `trust_roots` is a root as given. Either way a root embedded in the signature whose
+    SHA-256 is pinned counts too. `revocation`: check the signer certificate now (network, then the
+    cache); None leaves it "not_checked"."""
     import pikepdf
     from pyhanko.pdf_utils.misc import PdfError
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.validation import validate_pdf_signature
-    from pyhanko_certvalidator import ValidationContext
+
+    from appliance.sign.trust import explicit_store, validation_context
 
     now = now or dt.datetime.now(dt.UTC)
     try:
@@ -418,11 +529,11 @@ def verify_pdf(
         return PdfReport(name, (), (Problem("unreadable", f"not a readable PDF: {err}"),))
     if not sigs:
         return PdfReport(name, (), (Problem("no_signatures", "the PDF carries no signature"),))
-    roots = load_roots(trust_roots)
+    store = trust if trust is not None else explicit_store(trust_roots)
     checks = []
     with pdf:
         for i, sig in enumerate(sigs):
-            vc = ValidationContext(trust_roots=roots, allow_fetching=False, moment=now)
+            vc = validation_context(store.with_candidates(embedded_certificates(sig.signed_data), now), now)
             try:
                 status = validate_pdf_signature(sig, vc)
             except Exception as err:  # noqa: BLE001 - pyHanko raises many kinds on malformed data
@@ -448,5 +559,5 @@ def verify_pdf(
                     )
                 )
                 continue
-            checks.append(_check_signature(sig, status, pdf, now, i == len(sigs) - 1))
+            checks.append(_check_signature(sig, status, pdf, now, i == len(sigs) - 1, revocation))
     return PdfReport(name, tuple(checks))
