@@ -288,7 +288,9 @@ def test_counter_workflow_in_chromium(server: tuple[str, str], tmp_path: Path) -
         expect(page.locator("#trail")).to_contain_text("Xác nhận ký bằng chứng thư không mang tên mình")
         shot("08b-da-tiep-nhan")
         page.goto(f"{base}/dossiers/{CODE}")
-        expect(page.locator(f"#doc-{upload_doc.rsplit('/', 1)[-1]} .doc-state")).to_contain_text("Kho dữ liệu đã tiếp nhận")
+        expect(page.locator(f"#doc-{upload_doc.rsplit('/', 1)[-1]} .doc-state")).to_contain_text(
+            "Kho dữ liệu đã tiếp nhận"
+        )
 
         # search without diacritics finds the uploaded page
         page.goto(f"{base}/search")

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from appliance.settings import Settings
 from appliance.telemetry.publisher import buffer_for
 from appliance.telemetry.schema import parse_message
-from tests.integration.test_web import client, login, settings  # noqa: F401
+from tests.integration.test_web import login
 
 
 def test_officer_reports_a_problem(client: TestClient, settings: Settings) -> None:  # noqa: F811

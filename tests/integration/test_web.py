@@ -6,40 +6,20 @@ import io
 import re
 import struct
 import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from appliance import db
-from appliance.settings import Settings, load_settings
-from appliance.web.app import SESSION_COOKIE, create_app
-from appliance.web.auth import create_user
 from appliance.records import DocumentInfo
-from appliance.web.models import Role, WebSession
+from appliance.settings import Settings
 from appliance.textindex import fold
+from appliance.web.app import SESSION_COOKIE, create_app
+from appliance.web.models import WebSession
+from tests.integration.conftest import OFFICER_PW, SUPER_PW
 
-OFFICER_PW = "mat-khau-can-bo-1"
-SUPER_PW = "mat-khau-lanh-dao-1"
 CODE = "000.00.19.H12-230412-0007"
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path / "data", web={"upload_max_bytes": 2 * 1024 * 1024})
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    app = create_app(settings)
-    with db.transaction(app.state.ctx.factory) as session:
-        create_user(session, username="canbo", full_name="Nguyễn Thị Ánh", role=Role.OFFICER, password=OFFICER_PW)
-        create_user(session, username="lanhdao", full_name="Trần Văn B", role=Role.SUPERVISOR, password=SUPER_PW)
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
 
 
 def _csrf(html: str) -> str:
@@ -97,6 +77,7 @@ def test_every_form_rejects_a_missing_or_wrong_csrf_token(client: TestClient) ->
         "/backlog/upload",
         "/backlog/camera",
         "/incident",
+        "/account/password",
         "/logout",
     ]
     for path in posts:
@@ -118,11 +99,23 @@ def test_every_form_rejects_a_missing_or_wrong_csrf_token(client: TestClient) ->
     }
     templated = {re.sub(r"\{[^}]+\}", "*", p) for p in app_posts}
     concrete = {re.sub(r"/(000\.[^/]+|0{8}-[0-9-]+|1)(?=/|$)", "/*", p).replace("/rotate", "/*") for p in posts}
-    assert templated - concrete == {"/login", "/admin/users", "/backlog/plan"}, templated - concrete
+    supervisor_posts = {
+        "/admin/users",
+        "/admin/users/reset-password",
+        "/admin/users/deactivate",
+        "/admin/users/activate",
+        "/admin/users/unlock",
+        "/admin/users/role",
+        "/admin/users/id-number",
+        "/backlog/plan",
+    }
+    assert templated - concrete == {"/login"} | supervisor_posts, templated - concrete
     sup = TestClient(client.app, raise_server_exceptions=False)
     login(sup, "lanhdao", SUPER_PW)
-    for path in ("/admin/users", "/backlog/plan"):
-        assert sup.post(path, data={"username": "x1", "target": "5"}).status_code == 403
+    for path in sorted(supervisor_posts):
+        for data in ({}, {"csrf": "forged"}):
+            r = sup.post(path, data=data | {"username": "canbo", "role": "officer", "target": "5"})
+            assert r.status_code == 403 and "Biểu mẫu đã hết hạn" in r.text, path
 
 
 def test_login_starts_a_new_session_no_fixation(client: TestClient, settings: Settings) -> None:

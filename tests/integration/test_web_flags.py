@@ -6,7 +6,6 @@ than `+`), int + str, so each of these pages answered 500 as soon as one page ca
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,27 +13,9 @@ from fastapi.testclient import TestClient
 
 from appliance import db
 from appliance.records import DocumentInfo
-from appliance.settings import Settings, load_settings
-from appliance.web.app import create_app
-from appliance.web.auth import create_user
-from appliance.web.models import Role
-from tests.integration.test_web import CODE, OFFICER_PW, login
+from tests.integration.test_web import CODE, login
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "appliance" / "web" / "templates"
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path / "data")
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    app = create_app(settings)
-    with db.transaction(app.state.ctx.factory) as session:
-        create_user(session, username="canbo", full_name="Nguyễn Thị Ánh", role=Role.OFFICER, password=OFFICER_PW)
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
 
 
 def _flagged_document(client: TestClient, *, code: str | None, flags: dict[int, list[str]]) -> str:

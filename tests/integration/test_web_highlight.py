@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,13 +11,9 @@ from markupsafe import Markup
 
 from appliance import db
 from appliance.records import DocumentInfo
-from appliance.settings import Settings, load_settings
 from appliance.textindex import fold
-from appliance.web.app import create_app
-from appliance.web.auth import create_user
-from appliance.web.models import Role
 from appliance.web.search import highlight
-from tests.integration.test_web import CODE, OFFICER_PW, login
+from tests.integration.test_web import CODE, login
 
 
 @pytest.mark.parametrize(
@@ -56,20 +50,6 @@ def test_highlight_escapes_the_document_text() -> None:
         "<mark>quyết</mark> &lt;b&gt;<mark>định</mark>&lt;/b&gt;"
     )
     assert str(highlight("a <mark> b", fold("mark"))) == "a &lt;<mark>mark</mark>&gt; b"
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path / "data")
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    app = create_app(settings)
-    with db.transaction(app.state.ctx.factory) as session:
-        create_user(session, username="canbo", full_name="Nguyễn Thị Ánh", role=Role.OFFICER, password=OFFICER_PW)
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
 
 
 def test_search_page_shows_marked_snippets_and_vietnamese_dates(client: TestClient) -> None:

@@ -9,12 +9,12 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from appliance.settings import Settings
-from tests.integration.test_web import CODE, _open_dossier, client, login, settings  # noqa: F401 - fixtures
+from tests.integration.test_web import CODE, _open_dossier, login
 
 HUGE = str(2**64 + 7)
 
 
-def test_integers_beyond_the_database_range_are_refused_not_a_crash(client: TestClient) -> None:  # noqa: F811
+def test_integers_beyond_the_database_range_are_refused_not_a_crash(client: TestClient) -> None:
     csrf = login(client)
     _open_dossier(client, csrf)
     doc = "00000000-0000-0000-0000-000000000000"
@@ -68,7 +68,7 @@ def _asgi_post(app: Any, path: str, body_chunks: list[bytes], cookie: str = "") 
     return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, read
 
 
-def test_an_upload_without_a_session_is_refused_before_its_body_is_read(client: TestClient) -> None:  # noqa: F811
+def test_an_upload_without_a_session_is_refused_before_its_body_is_read(client: TestClient) -> None:
     body = [b"--xyz\r\n", b"x" * 1_000_000, b"\r\n--xyz--\r\n"]
     status, headers, read = _asgi_post(client.app, f"/dossiers/{CODE}/upload", body)
     assert status == 303 and headers["location"] == "/login"
@@ -77,7 +77,7 @@ def test_an_upload_without_a_session_is_refused_before_its_body_is_read(client: 
     assert status == 303 and read == 0
 
 
-def test_a_forged_host_header_is_never_echoed_in_a_redirect(client: TestClient, settings: Settings) -> None:  # noqa: F811
+def test_a_forged_host_header_is_never_echoed_in_a_redirect(client: TestClient, settings: Settings) -> None:
     login(client)
     for path in ("/search/", "/track/", "/dossiers/"):
         r = client.get(path, headers={"host": "evil.example"}, follow_redirects=False)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi.testclient import TestClient
 
 from appliance.settings import Settings
-from tests.integration.test_web import OFFICER_PW, client, login, settings  # noqa: F401 - fixtures
+from tests.integration.test_web import OFFICER_PW, login
 
 
 def _attempt(app: object, password: str) -> int:
@@ -20,8 +20,8 @@ def _attempt(app: object, password: str) -> int:
 
 
 def test_forty_parallel_wrong_passwords_get_only_the_allowed_evaluations(
-    client: TestClient,  # noqa: F811
-    settings: Settings,  # noqa: F811
+    client: TestClient,
+    settings: Settings,
 ) -> None:
     limit = settings.web.login_max_failures
     with ThreadPoolExecutor(max_workers=20) as pool:
@@ -31,7 +31,7 @@ def test_forty_parallel_wrong_passwords_get_only_the_allowed_evaluations(
     assert _attempt(client.app, OFFICER_PW) == 429  # locked even with the right password
 
 
-def test_a_right_password_gives_its_reservation_back(client: TestClient, settings: Settings) -> None:  # noqa: F811
+def test_a_right_password_gives_its_reservation_back(client: TestClient, settings: Settings) -> None:
     limit = settings.web.login_max_failures
     for _ in range(3 * limit):  # many good sign-ins from one PC never lock it (nor the account)
         login(client)

@@ -5,35 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from appliance import db
-from appliance.settings import Settings, load_settings
-from appliance.web.app import create_app
 from appliance.web.assets import IMMUTABLE, StaticAssets
-from appliance.web.auth import create_user
-from appliance.web.models import Role
-from tests.integration.test_web import CODE, OFFICER_PW, login
+from tests.integration.test_web import CODE, login
 
 STATIC = Path(__file__).resolve().parents[2] / "appliance" / "web" / "static"
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path / "data")
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    app = create_app(settings)
-    with db.transaction(app.state.ctx.factory) as session:
-        create_user(session, username="canbo", full_name="Nguyễn Thị Ánh", role=Role.OFFICER, password=OFFICER_PW)
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
 
 
 def _assets(html: str) -> dict[str, str]:
