@@ -537,3 +537,70 @@ def file_server(files: dict[str, bytes] | None = None) -> Iterator[FileServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@dataclass
+class OcspServer:
+    """An OCSP responder on loopback answering for the test CA (signed by the CA itself): `certs` maps
+    serial -> certificate it knows, `revoked` the serials it calls revoked; unknown serials get 'unknown'."""
+
+    url: str
+    certs: dict[int, x509.Certificate]
+    revoked: set[int]
+    hits: list[int]
+
+
+@contextlib.contextmanager
+def ocsp_server(ca: TestCa) -> Iterator[OcspServer]:
+    import http.server
+    import threading
+
+    from cryptography.x509 import ocsp
+
+    state = OcspServer("", {}, set(), [])
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            request = ocsp.load_der_ocsp_request(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            state.hits.append(request.serial_number)
+            now = dt.datetime.now(dt.UTC)
+            cert = state.certs.get(request.serial_number)
+            if cert is None:
+                body = ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+            else:
+                revoked = request.serial_number in state.revoked
+                body = (
+                    ocsp.OCSPResponseBuilder()
+                    .add_response(
+                        cert=cert,
+                        issuer=ca.cert,
+                        algorithm=hashes.SHA1(),
+                        cert_status=ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD,
+                        this_update=now - dt.timedelta(minutes=5),
+                        next_update=now + dt.timedelta(days=1),
+                        revocation_time=now - dt.timedelta(hours=2) if revoked else None,
+                        revocation_reason=None,
+                    )
+                    .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.cert)
+                    .sign(ca.key, hashes.SHA256())
+                )
+            data = body.public_bytes(serialization.Encoding.DER)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/ocsp-response")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/ocsp"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -41,12 +41,14 @@ from tests.softhsm import (
     SPY,
     CertSpec,
     FileServer,
+    OcspServer,
     SoftToken,
     closed_port_url,
     file_server,
     make_ca,
     make_crl,
     make_token,
+    ocsp_server,
     pdfsig,
     policy_for,
     simple_pdf,
@@ -66,11 +68,21 @@ def crl_server() -> Iterator[FileServer]:
 
 
 @pytest.fixture(scope="module")
+def ocsp_responder(shared_token: SoftToken) -> Iterator[OcspServer]:
+    with ocsp_server(shared_token.ca) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def policy_token(
-    tmp_path_factory: pytest.TempPathFactory, shared_token: SoftToken, crl_server: FileServer
+    tmp_path_factory: pytest.TempPathFactory,
+    shared_token: SoftToken,
+    crl_server: FileServer,
+    ocsp_responder: OcspServer,
 ) -> SoftToken:
     """Officer and organisation certificates with a CRL, one revoked, one 1024-bit, one EC P-256, one whose
-    CRL address answers nobody; all from the shared test CA (which the NSS db trusts)."""
+    CRL address answers nobody, two asking an OCSP responder (good, revoked); all from the shared test CA
+    (which the NSS db trusts)."""
     crl = crl_server.url("ca.crl")
     tok = make_token(
         tmp_path_factory.mktemp("policy"),
@@ -81,11 +93,16 @@ def policy_token(
             CertSpec("32", "short", "Trần Khóa Ngắn", key="rsa:1024", crl_url=crl),
             CertSpec("33", "ec", "Phạm Thị Ec", key="EC:prime256v1", crl_url=crl),
             CertSpec("34", "offline", "Đỗ Văn Mất Mạng", crl_url=closed_port_url()),
+            CertSpec("35", "ocsp-good", "Vũ Thị Ocsp", ocsp_url=ocsp_responder.url),
+            CertSpec("36", "ocsp-revoked", "Vũ Văn Bị Thu", ocsp_url=ocsp_responder.url),
         ),
         label="policy-token",
         ca=shared_token.ca,
     )
     crl_server.files["ca.crl"] = make_crl(shared_token.ca, (tok.certs["revoked"],))
+    for label in ("ocsp-good", "ocsp-revoked"):
+        ocsp_responder.certs[tok.certs[label].serial_number] = tok.certs[label]
+    ocsp_responder.revoked.add(tok.certs["ocsp-revoked"].serial_number)
     return tok
 
 
@@ -215,6 +232,18 @@ def test_revoked_certificate_refused_before_the_pin(
     err = _refused(on_token, tmp_path, monkeypatch, policy_for(on_token.ca), "31", CertificateRevoked)
     assert "on the CRL" in str(err)
     assert message_for(err).startswith("Chứng thư số trên token đã bị thu hồi")
+
+
+def test_ocsp_good_signs_and_ocsp_revoked_is_refused(
+    on_token: SoftToken, ocsp_responder: OcspServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = policy_for(on_token.ca, cache_dir=tmp_path / "cache")
+    assert isinstance(policy, SignPolicy)
+    good = _sign(on_token, simple_pdf(tmp_path / "in.pdf"), tmp_path / "good.pdf", policy, cert_id="35")
+    assert (good.revocation, good.revocation_source) == ("good", "ocsp")
+    assert on_token.certs["ocsp-good"].serial_number in ocsp_responder.hits
+    err = _refused(on_token, tmp_path / "r", monkeypatch, policy, "36", CertificateRevoked)
+    assert "OCSP" in str(err)
 
 
 def test_short_rsa_key_refused_before_the_pin(
