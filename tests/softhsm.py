@@ -110,6 +110,36 @@ def make_ca(directory: Path, name: str = "Test CA for the appliance") -> TestCa:
     return TestCa(key=key, cert=cert, pem=pem)
 
 
+def make_intermediate(ca: TestCa, directory: Path, name: str = "Test Intermediate CA") -> TestCa:
+    """A CA certificate issued by `ca` (its PEM in `directory`), to issue token certificates under it."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=100))
+        .not_valid_after(now + dt.timedelta(days=1000))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )  # fmt: skip
+    directory.mkdir(parents=True, exist_ok=True)
+    pem = directory / "intermediate.pem"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return TestCa(key=key, cert=cert, pem=pem)
+
+
 def issue(ca: TestCa, public_key: PublicKey, spec: CertSpec) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     attrs = [

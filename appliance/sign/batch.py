@@ -422,7 +422,10 @@ def _run(
             )
         certs = tuple(_cert(c) for c in event.get("certificates", []))
         checks = tuple(
-            CertStatus(**{**c, "trust_path": tuple(c.get("trust_path", ()))}) for c in event.get("checks", [])
+            CertStatus(
+                **{**c, "trust_path": tuple(c.get("trust_path", ())), "chain_pem": tuple(c.get("chain_pem", ()))}
+            )
+            for c in event.get("checks", [])
         )
         _publish(parts, [j.output for j in jobs] + [p.output for p in packages])
         done = True

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from appliance.errors import (
     CertificateKeyTooSmall,
@@ -175,6 +176,7 @@ class CertStatus:
     revocation: str = revocation.NOT_CHECKED  # good | unknown | not_checked (revoked never signs)
     revocation_source: str = ""  # ocsp | crl | ocsp-cache | crl-cache | ""
     revocation_detail: str = ""
+    chain_pem: tuple[str, ...] = ()  # the path's CA certificates (PEM), embedded in the signatures
 
 
 def check_certificate(
@@ -213,4 +215,5 @@ def check_certificate(
         revocation.UNKNOWN if unknown else revocation.GOOD,
         ",".join(sources),
         detail,
+        tuple(c.public_bytes(serialization.Encoding.PEM).decode() for c in path.certificates[1:]),
     )

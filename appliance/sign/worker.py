@@ -166,6 +166,20 @@ def _presign_checks(
     return algorithms, statuses
 
 
+def _chain_ders(status: CertStatus) -> list[bytes]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    return [
+        x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
+        for pem in status.chain_pem
+    ]
+
+
+def _unique(ders: list[bytes]) -> list[bytes]:
+    return list(dict.fromkeys(ders))
+
+
 def _recorded(algorithm: Algorithm, status: CertStatus) -> dict[str, Any]:
     """What every signature reports about its algorithm and the checks made before it."""
     return {
@@ -247,8 +261,14 @@ def _batch(req: dict[str, Any], inp: IO[str], out: IO[str]) -> None:
                 if cert.cka_id not in signers:
                     pkcs11.has_private_key(session, cert.cka_id)
                     algorithm = algorithms[cert.sha256]
+                    path = _chain_ders(statuses[cert.sha256])  # intermediates from the configuration too
                     signers[cert.cka_id] = pkcs11.make_signer(
-                        session, ders[cert.cka_id], cert.cka_id, chain, algorithm.name, raw=algorithm.raw
+                        session,
+                        ders[cert.cka_id],
+                        cert.cka_id,
+                        _unique([*chain, *path]),
+                        algorithm.name,
+                        raw=algorithm.raw,
                     )
             signed_pdfs: list[bytes] = []
             for index, (job, cert, data) in enumerate(zip(jobs, chosen, inputs, strict=True)):

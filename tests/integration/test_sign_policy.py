@@ -47,6 +47,7 @@ from tests.softhsm import (
     file_server,
     make_ca,
     make_crl,
+    make_intermediate,
     make_token,
     ocsp_server,
     pdfsig,
@@ -203,6 +204,29 @@ def test_revocation_answer_is_cached_and_used_offline(
     finally:
         crl_server.files["ca.crl"] = saved
     assert (second.revocation, second.revocation_source) == ("good", "crl-cache")
+
+
+def test_chain_through_a_configured_intermediate(
+    shared_token: SoftToken, nssdb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token holds only the signer's certificate; provincial IT configured the intermediate. The path
+    is checked before signing and the intermediate travels in the signature, so a verifier that trusts
+    only the root (and pdfsig) still builds the path."""
+    inter = make_intermediate(shared_token.ca, tmp_path / "inter")
+    tok = make_token(tmp_path / "hsm", (OFFICER,), label="inter-token", ca=inter)
+    monkeypatch.setenv("SOFTHSM2_CONF", str(tok.conf))
+    policy = policy_for(shared_token.ca)
+    assert isinstance(policy, SignPolicy)
+    policy = replace(policy, trust_roots=(str(shared_token.ca.pem), str(inter.pem)))
+    out = tmp_path / "out.pdf"
+    signed = _sign(tok, simple_pdf(tmp_path / "in.pdf"), out, policy)
+    assert signed.trust_path == ("Nguyễn Thị Ánh", "Test Intermediate CA", CA_NAME)
+    (check,) = verify_pdf(out.read_bytes(), [shared_token.ca.pem]).signatures
+    assert check.ok and check.trust_path == signed.trust_path, check.problems
+    pdfsig_ok(pdfsig(out, nssdb), 1)
+    # without the configured intermediate there is no path: refused before the PIN
+    with pytest.raises(CertificateUntrusted):
+        _sign(tok, simple_pdf(tmp_path / "in2.pdf"), tmp_path / "no.pdf", policy_for(shared_token.ca))  # type: ignore[arg-type]
 
 
 # --- refusals before the PIN: no login, no signature, nothing written ------------------------------------
