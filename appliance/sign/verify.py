@@ -5,6 +5,11 @@ For every signature: integrity (digest), cryptographic validity, chain to the co
 unsigned appended, later revisions only add signatures/form fields), and the rule-required visible mark:
 a widget on page 1, top-left for an officer signature, top-right for an organisation signature, whose
 appearance text carries the required items at about 10 pt. Each failure is one specific problem code.
+Circular 15/2025 facts ride along (not failures): the signature algorithm and key (`notes` flags PKCS#1
+v1.5 and short keys), the organisation, the trust path, and the revocation status when asked for
+(`revocation=`: network, then the cache; a revoked signer is the problem `revoked`). Trust is a
+`TrustStore` (appliance.sign.trust: pinned roots) or the given root files; roots embedded in a signature
+count when pinned. People read the result through appliance.sign.report (`verification_lines`).
 """
 
 from __future__ import annotations
