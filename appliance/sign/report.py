@@ -126,6 +126,8 @@ def _common_name(subject: str) -> str:
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
+    if "Common Name: " in subject:  # asn1crypto's human_friendly form (PackageReport.signer)
+        return subject.split("Common Name: ", 1)[1].split(", ", 1)[0]
     try:
         name = x509.Name.from_rfc4514_string(subject)
     except ValueError:

@@ -37,6 +37,7 @@ from tests.softhsm import (
     EXPIRED,
     MODULE,
     OFFICER,
+    ORG_NAME,
     ORGANISATION,
     SPY,
     CertSpec,
@@ -187,6 +188,9 @@ def test_softhsm_signs_rsassa_pss_and_pdfsig_and_pyhanko_trust_it(
     report = verify_package(package.path.read_bytes(), [on_token.ca.pem])
     assert report.ok, report.all_problems
     assert report.algorithm == PSS and report.documents[0].signatures[0].algorithm == PSS
+    lines = verification_lines(report)
+    assert "Kết quả: HỢP LỆ" in lines and f"Chữ ký của gói: {ORG_NAME}, RSASSA-PSS (SHA-256)" in lines
+    assert "    Người ký: Nguyễn Thị Ánh" in lines  # the document's signature, indented under the package
 
 
 def test_revocation_answer_is_cached_and_used_offline(
