@@ -163,7 +163,7 @@ def _file_pages(paths: Sequence[Path]) -> Iterator[Any]:
     from appliance.capture import files
 
     for path in paths:
-        yield from files.load_file(path)
+        yield from files.iter_file(path)
 
 
 def _digitize(args: argparse.Namespace, settings: Settings) -> int:

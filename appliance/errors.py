@@ -92,6 +92,12 @@ class EncryptedPdf(InputError):
     code = "encrypted_pdf"
 
 
+class TooManyPages(InputError):
+    """More pages in one request (or intake) than the page budget (settings.capture.max_pages)."""
+
+    code = "too_many_pages"
+
+
 class SignedPdf(InputError):
     """A digitally signed PDF must be kept byte for byte, never re-rendered."""
 
@@ -117,6 +123,12 @@ class PdfBuildFailed(ProcessingError):
 
 class StorageError(ApplianceError):
     code = "storage_failed"
+
+
+class DiskFull(StorageError):
+    """Free space below the floor (settings.storage.min_free_mb), or a write failed with ENOSPC."""
+
+    code = "disk_full"
 
 
 # --- codes and fields (validation problems are reported, not always raised) --------------

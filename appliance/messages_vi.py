@@ -26,6 +26,8 @@ MESSAGES_VI: dict[str, str] = {
     "image_too_large": "Ảnh quá lớn để xử lý an toàn. Hãy quét lại ở độ phân giải 200–300 dpi.",
     "no_pages": "Không có trang nào để số hóa. Hãy quét hoặc chọn ít nhất một trang.",
     "encrypted_pdf": "Tệp PDF có mật khẩu nên không mở được. Hãy dùng bản không đặt mật khẩu.",
+    "too_many_pages": "Tệp gửi lên có quá nhiều trang cho một lần; hãy tách thành nhiều tệp nhỏ hơn rồi tải lên "
+    "từng phần.",
     "signed_pdf": "Tệp PDF này đã được ký số nên được giữ nguyên bản gốc, không chuyển thành ảnh. "
     "Hãy đính kèm tệp như một văn bản điện tử.",
     # processing
@@ -34,6 +36,8 @@ MESSAGES_VI: dict[str, str] = {
     "ocr_unavailable": "Chức năng nhận dạng chữ chưa sẵn sàng trên thiết bị. Hãy báo cho cán bộ CNTT.",
     "pdf_build_failed": "Không tạo được tệp PDF của hồ sơ. Hãy bấm Thử lại; nếu vẫn lỗi, hãy báo cho cán bộ CNTT.",
     "storage_failed": "Không ghi được dữ liệu vào bộ nhớ thiết bị. Hãy báo cho cán bộ CNTT.",
+    "disk_full": "Bộ nhớ của thiết bị sắp đầy nên chưa nhận thêm trang mới (vẫn xem, tìm và ký được các hồ sơ "
+    "đã có); hãy báo cán bộ CNTT giải phóng dung lượng.",
     # codes
     "invalid_code": "Mã không đúng định dạng. Hãy kiểm tra lại.",
     "invalid_dossier_code": "Mã hồ sơ không đúng dạng «mã cơ quan-yyMMdd-số thứ tự», "

@@ -33,6 +33,8 @@ class PageFlag(StrEnum):
     TOO_DARK = "too_dark"
     LOW_CONFIDENCE = "low_confidence"
     NO_PAGE_FOUND = "no_page_found"  # camera photo where no sheet outline was found
+    GLARE = "glare"  # camera photo with a washed-out highlight (lamp reflection) over text
+    CURLED = "curled"  # camera photo whose text lines bend (page curl): check the words near the bend
 
 
 class Encoding(StrEnum):
@@ -71,6 +73,9 @@ class CleanPage:
     flags: frozenset[PageFlag] = frozenset()
     colour: bool = False  # significant colour content (seal, signature, photo)
     perspective: bool = False  # a camera photo whose page outline was rectified
+    # Grey copy for OCR (same size as ``image``): coloured ink (seals, signatures) lifted towards the
+    # paper so only dark text remains, paper tint removed. None: OCR reads the grey of ``image``.
+    ocr_image: PageImage | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ whole object or nothing, and putting the same content twice is a no-op.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import logging
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from appliance.errors import StorageError, UnreadableFile
+from appliance.errors import DiskFull, StorageError, UnreadableFile
 from appliance.model import PageImage
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,14 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 class OriginalStore:
-    """Originals under ``root``; the digest (sha256 hex) is the only handle callers keep."""
+    """Originals under ``root``; the digest (sha256 hex) is the only handle callers keep.
+
+    ``created`` lists what this instance wrote (not what it found already stored), so a caller whose
+    transaction fails can take back exactly its own new objects (:meth:`remove`)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.created: list[str] = []
 
     # --- writing ---------------------------------------------------------------------------------
     def put_image(self, image: PageImage, *, dpi: float) -> str:
@@ -100,9 +105,22 @@ class OriginalStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(target, data)
         except OSError as err:
-            raise StorageError(f"cannot store original {digest[:12]}: {err}") from err
+            full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise (DiskFull if full else StorageError)(f"cannot store original {digest[:12]}: {err}") from err
+        self.created.append(digest)
         log.debug("stored original digest=%s bytes=%d", digest, len(data))
         return digest
+
+    def remove(self, digest: str) -> bool:
+        """Delete one stored object (an original no row names: the caller checked). Whether it existed."""
+        try:
+            target = self.path(digest)
+        except StorageError:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+            return True
+        return False
 
     # --- reading ---------------------------------------------------------------------------------
     def _target(self, digest: str, suffix: str) -> Path:

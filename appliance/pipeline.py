@@ -7,13 +7,14 @@ only small results (encoded layers, text layer, words) are kept.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -564,23 +565,24 @@ def run_document(
 INTAKE_DIR = "intake"  # under data_dir: one folder per intake, removed once its documents are recorded
 
 
-def count_file_pages(files: Sequence[tuple[str, Path]]) -> int:
-    """Pages in these files, decoding none (raises the first file's error, with the officer's file name)."""
+def _count(name: str, path: Path) -> int:
     from appliance.capture import files as file_capture
 
-    total = 0
-    for name, path in files:
-        try:
-            total += file_capture.count_pages(path)
-        except ApplianceError as err:
-            err.params["file"] = name
-            raise
-    return total
+    try:
+        return file_capture.count_pages(path)
+    except ApplianceError as err:
+        err.params["file"] = name  # the officer's name, not our stored name
+        raise
+
+
+def count_file_pages(files: Sequence[tuple[str, Path]]) -> int:
+    """Pages in these files, decoding none (raises the first bad file's error, with the officer's file name)."""
+    return sum(_count(name, path) for name, path in files)
 
 
 def file_pages(
     files: Sequence[tuple[str, Path]], *, max_pages: int | None = None, max_pixels: int | None = None
-) -> Iterator[RawPage]:
+) -> Generator[RawPage, None, None]:
     """Pages of every file, in order, labelled with the officer's file names; one page decoded at a time,
     from the file on disk, each within ``max_pixels`` (files.PAGE_PIXELS by default).
 
@@ -589,27 +591,20 @@ def file_pages(
     from appliance.capture import files as file_capture
 
     if max_pages is not None:
-        total = count_file_pages(files)
+        total = 0
+        for name, path in files:
+            with contextlib.suppress(ApplianceError):  # a bad file fails at its turn: the files before it are kept
+                total += _count(name, path)
         if total > max_pages:
             raise TooManyPages(f"{total} pages > {max_pages}", pages=str(total), max_pages=str(max_pages))
     for name, path in files:
+        several = _count(name, path) > 1
         pages = file_capture.iter_file(path, max_pixels=max_pixels or file_capture.PAGE_PIXELS)
         try:
-            first = next(pages, None)
-            if first is None:
-                continue
-            second = next(pages, None)
-            if second is None:
-                yield replace(first, label=name)
-                continue
-            yield replace(first, label=f"{name} [1]")
-            del first
-            yield replace(second, label=f"{name} [2]")
-            del second
-            for i, page in enumerate(pages, 3):
-                yield replace(page, label=f"{name} [{i}]")
+            for i, page in enumerate(pages, 1):
+                yield replace(page, label=f"{name} [{i}]" if several else name)
         except ApplianceError as err:
-            err.params["file"] = name  # the officer's name, not our stored name
+            err.params["file"] = name
             raise
         finally:
             pages.close()

@@ -49,6 +49,23 @@ class CameraSettings(BaseModel):
     dpi_hint: float = 200.0
 
 
+class CaptureSettings(BaseModel):
+    """The memory budget of capture (docs/performance.md): pages decode one at a time, each within a pixel
+    budget, and one request (or intake) holds at most ``max_pages`` pages."""
+
+    max_pages: int = Field(default=200, ge=1)  # per upload request / intake; more is refused with a sentence
+    max_page_pixels: int = Field(default=35_000_000, ge=1_000_000)  # A4 at 600 dpi; larger pages are scaled down
+
+
+class StorageSettings(BaseModel):
+    """Disk-full is a normal day: below ``min_free_mb`` free in data_dir new captures are refused (reading,
+    searching and signing go on). ``reserve_mb`` is kept as a spare file in data_dir, released when the
+    disk fills all the same (by something else), so sign-in and signing still have room."""
+
+    min_free_mb: int = Field(default=200, ge=0)
+    reserve_mb: int = Field(default=16, ge=0)
+
+
 class OcrSettings(BaseModel):
     lang: str = "vie"
     workers: int = Field(default=2, ge=1, le=16)  # pages OCRed in parallel, one tesseract thread each
@@ -136,6 +153,8 @@ class Settings(BaseSettings):
     device_id: str = "dev-0000-01"
     scanner: ScannerSettings = ScannerSettings()
     camera: CameraSettings = CameraSettings()
+    capture: CaptureSettings = CaptureSettings()
+    storage: StorageSettings = StorageSettings()
     ocr: OcrSettings = OcrSettings()
     encode: EncodeSettings = EncodeSettings()
     sign: SignSettings = SignSettings()

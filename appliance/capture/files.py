@@ -2,14 +2,23 @@
 
 A PDF that carries digital signatures is never re-rendered: :func:`inspect_pdf` says whether it
 is signed, :func:`validate_signatures` reports on each signature (pyHanko) without touching the
-file, and :func:`load_file` refuses it with SignedPdf so the caller keeps it byte for byte.
+file, and :func:`iter_file` refuses it with SignedPdf so the caller keeps it byte for byte.
+
+Memory budget: :func:`iter_file` decodes one page at a time from the file on disk (a PDF is opened,
+never read whole; one page is rendered or extracted only when the caller asks for it), and a page
+larger than the pixel budget (``max_pixels``, A4 at 600 dpi by default) is scaled down to it as it is
+decoded (JPEG even decodes at the reduced size), its dpi adjusted and the reduction logged.
+:func:`count_pages` tells how many pages a file holds without decoding any, so a page budget can be
+enforced before the first page is decoded.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +26,7 @@ from typing import Any
 import numpy as np
 import pikepdf
 import pypdfium2 as pdfium
-from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from appliance.errors import (
     DecompressionBomb,
@@ -32,12 +41,17 @@ from appliance.model import PageImage, RawPage, Source
 
 log = logging.getLogger(__name__)
 
-MAX_PIXELS = 120_000_000  # per page; a 600 dpi A3 page is ~70 MP
+MAX_PIXELS = 120_000_000  # per page, as declared: above it a file is refused (a bomb); 600 dpi A3 is ~70 MP
+PAGE_PIXELS = 35_000_000  # the default pixel budget of a decoded page: A4 at 600 dpi (4961 x 7016)
 DEFAULT_DPI = 300.0
 RENDER_DPI = 300.0
+# PDFium is not thread-safe: every call into it (the web's page images too) holds this lock; held per
+# page, never across a yield.
+PDFIUM_LOCK = threading.RLock()
+_ORIENTATION = 0x0112  # EXIF tag
 _DPI_RANGE = (50.0, 2400.0)  # outside this, metadata DPI is treated as absent
 
-# Pillow's own bomb guard follows our limit: a warning above MAX_PIXELS (which load_file turns
+# Pillow's own bomb guard follows our limit: a warning above MAX_PIXELS (which iter_file turns
 # into an error), an error above twice that. Appliance-wide policy for untrusted images.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -103,7 +117,11 @@ def _to_array(img: Image.Image) -> PageImage:
         arr = np.asarray(img, dtype=np.float64)
         top = 65535.0 if mode.startswith("I;16") or float(arr.max()) > 255.0 else 255.0
         return np.clip(arr * (255.0 / top), 0, 255).round().astype(np.uint8)
-    if mode in ("1", "L"):
+    if mode == "L":
+        return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+    if mode == "RGB":
+        return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+    if mode == "1":
         return np.ascontiguousarray(np.asarray(img.convert("L"), dtype=np.uint8))
     if mode in ("LA", "RGBA", "PA") or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
@@ -122,40 +140,92 @@ def _check_size(width: int, height: int, name: str) -> None:
         )
 
 
-def _frames(img: Image.Image) -> Iterator[Image.Image]:
-    n = int(getattr(img, "n_frames", 1) or 1)
-    if n <= 1:
-        yield img
-    else:
-        yield from ImageSequence.Iterator(img)
+def _budget_scale(width: int, height: int, max_pixels: int) -> float:
+    """The factor (<= 1) that brings width x height within ``max_pixels``."""
+    pixels = width * height
+    return 1.0 if pixels <= max_pixels else math.sqrt(max_pixels / pixels)
 
 
-def _load_image(path: Path) -> list[RawPage]:
-    name = path.name
-    pages: list[RawPage] = []
+def _fit(img: Image.Image, dpi: float, max_pixels: int, name: str) -> tuple[Image.Image, float]:
+    """The image scaled down to the pixel budget (and its dpi), or as it is when it fits."""
+    scale = _budget_scale(img.width, img.height, max_pixels)
+    if scale >= 1.0:
+        return img, dpi
+    width, height = max(1, int(img.width * scale)), max(1, int(img.height * scale))
+    if img.mode in ("1", "P", "PA", "I;16", "I;16B", "I;16L"):  # modes resize does not take
+        if img.mode == "1":
+            img = img.convert("L")
+        elif img.mode.startswith("I;16"):
+            img = img.convert("I")
+        else:
+            img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
+    small = img.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    factor = width / img.width
+    log.info(
+        "page scaled down to the pixel budget file=%s from=%dx%d to=%dx%d dpi=%.0f->%.0f",
+        name,
+        img.width,
+        img.height,
+        width,
+        height,
+        dpi,
+        dpi * factor,
+    )
+    return small, round(dpi * factor, 1)
+
+
+def _decode_frame(img: Image.Image, index: int, label: str, name: str, max_pixels: int) -> RawPage:
+    """Frame ``index`` of an open image, decoded within the pixel budget (errors mapped here)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as img:
-                n = int(getattr(img, "n_frames", 1) or 1)
-                for index, frame in enumerate(_frames(img), start=1):
-                    _check_size(frame.width, frame.height, name)
-                    frame.load()
-                    dpi = _dpi_of(frame)
-                    upright = ImageOps.exif_transpose(frame)
-                    label = name if n == 1 else f"{name} [{index}]"
-                    pages.append(RawPage(image=_to_array(upright), dpi=dpi, source=Source.FILE, label=label))
+            img.seek(index)
+            _check_size(img.width, img.height, name)
+            declared = img.width
+            scale = _budget_scale(img.width, img.height, max_pixels)
+            if scale < 1.0 and img.format == "JPEG":  # libjpeg decodes at 1/2, 1/4 or 1/8 directly
+                img.draft(img.mode, (math.ceil(img.width * scale), math.ceil(img.height * scale)))
+            img.load()
+            dpi = _dpi_of(img) * img.width / declared  # a draft decode keeps the physical size
+            page, dpi = _fit(img, round(dpi, 1), max_pixels, name)  # before turning: one full-size copy less
+            if page.getexif().get(_ORIENTATION, 1) != 1:
+                page = ImageOps.exif_transpose(page)
+            return RawPage(image=_to_array(page), dpi=dpi, source=Source.FILE, label=label)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             raise DecompressionBomb(f"{name}: {err}", file=name) from err
-        except UnidentifiedImageError as err:
-            raise NotAnImage(f"{name}: not an image or PDF", file=name) from err
         except InputError:
             raise
         except (OSError, SyntaxError, ValueError, EOFError) as err:  # truncated / corrupt data
             raise UnreadableFile(f"{name}: {err}", file=name) from err
-    if not pages:
-        raise NoPages(f"{name}: no frames", file=name)
-    return pages
+
+
+def _open_image(path: Path) -> Image.Image:
+    name = path.name
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise DecompressionBomb(f"{name}: {err}", file=name) from err
+        except UnidentifiedImageError as err:
+            raise NotAnImage(f"{name}: not an image or PDF", file=name) from err
+        except (OSError, SyntaxError, ValueError, EOFError) as err:
+            raise UnreadableFile(f"{name}: {err}", file=name) from err
+
+
+def _frame_count(img: Image.Image) -> int:
+    return int(getattr(img, "n_frames", 1) or 1)
+
+
+def _iter_image(path: Path, max_pixels: int) -> Iterator[RawPage]:
+    """The frames of an image file, one decoded at a time."""
+    name = path.name
+    with _open_image(path) as img:
+        n = _frame_count(img)
+        if n < 1:
+            raise NoPages(f"{name}: no frames", file=name)
+        for index in range(n):
+            yield _decode_frame(img, index, name if n == 1 else f"{name} [{index + 1}]", name, max_pixels)
 
 
 # --- PDFs ------------------------------------------------------------------------------------------
@@ -236,7 +306,7 @@ def _matmul(a: list[float], b: list[float]) -> list[float]:
     ]
 
 
-def _single_image(pdf: pikepdf.Pdf, index: int) -> tuple[PageImage, float] | None:
+def _single_image(pdf: pikepdf.Pdf, index: int) -> tuple[Image.Image, float] | None:
     """The page's one full-page image at native resolution, when that is all the page shows.
 
     Anything else (vector drawing, visible text, rotation, several images, masks) -> None,
@@ -288,72 +358,104 @@ def _single_image(pdf: pikepdf.Pdf, index: int) -> tuple[PageImage, float] | Non
     pw, ph = box[2] - box[0], box[3] - box[1]
     if a < 0.98 * pw or d < 0.98 * ph:
         return None  # does not cover the page
+    if not isinstance(xobj, pikepdf.Stream):
+        return None
+    width, height = int(xobj.get("/Width", 0)), int(xobj.get("/Height", 0))
+    _check_size(width, height, "pdf image")  # as declared, before a pixel is decoded
+    dpi_x, dpi_y = width / (a / 72.0), height / (d / 72.0)
+    if width <= 0 or height <= 0 or abs(dpi_x - dpi_y) > 0.02 * dpi_x:
+        return None
     try:
-        if not isinstance(xobj, pikepdf.Stream):
-            return None
         pil = pikepdf.PdfImage(xobj).as_pil_image()
     except Exception as err:  # unsupported filter/colour space: render instead
         log.debug("native image extraction failed page=%d err=%s", index, err)
         return None
-    _check_size(pil.width, pil.height, "pdf image")
-    dpi_x, dpi_y = pil.width / (a / 72.0), pil.height / (d / 72.0)
-    if abs(dpi_x - dpi_y) > 0.02 * dpi_x:
+    if pil.size != (width, height):
         return None
-    return _to_array(pil), round(dpi_x, 1)
+    return pil, round(dpi_x, 1)
 
 
-def _load_pdf(path: Path) -> list[RawPage]:
+def _iter_pdf(path: Path, max_pixels: int) -> Iterator[RawPage]:
+    """The pages of an unsigned PDF, one at a time: the page's own scan when it is one full-page image,
+    else a rendering at RENDER_DPI (less when that would exceed the pixel budget)."""
     name = path.name
     info = inspect_pdf(path)
     if info.signed:
         raise SignedPdf(f"{name}: carries {len(info.signature_fields)} signature(s)", file=name)
     if info.pages == 0:
         raise NoPages(f"{name}: PDF has no pages", file=name)
-    natives: dict[int, tuple[PageImage, float]] = {}
     with _open_pdf(path) as pdf:
-        for i in range(len(pdf.pages)):
-            try:
-                got = _single_image(pdf, i)
-            except DecompressionBomb:
-                raise
-            except Exception as err:  # odd content streams: render instead
-                log.debug("page %d: single-image check failed: %s", i, err)
-                got = None
-            if got is not None:
-                natives[i] = got
-    pages: list[RawPage] = []
+        try:
+            with PDFIUM_LOCK:
+                doc = pdfium.PdfDocument(str(path))  # reads from the file as pages are asked for
+        except pdfium.PdfiumError as err:
+            raise UnreadableFile(f"{name}: {err}", file=name) from err
+        try:
+            with PDFIUM_LOCK:
+                count = len(doc)
+            for i in range(count):
+                yield _pdf_page(pdf, doc, i, name, max_pixels)
+        finally:
+            with PDFIUM_LOCK:
+                doc.close()
+
+
+def _pdf_page(pdf: pikepdf.Pdf, doc: pdfium.PdfDocument, i: int, name: str, max_pixels: int) -> RawPage:
+    label = f"{name} [{i + 1}]"
     try:
-        doc = pdfium.PdfDocument(str(path))
-    except pdfium.PdfiumError as err:
-        raise UnreadableFile(f"{name}: {err}", file=name) from err
+        got = _single_image(pdf, i)
+    except DecompressionBomb:
+        raise
+    except Exception as err:  # odd content streams: render instead
+        log.debug("page %d: single-image check failed: %s", i, err)
+        got = None
+    if got is not None:
+        pil, dpi = got
+        pil, dpi = _fit(pil, dpi, max_pixels, label)
+        return RawPage(image=_to_array(pil), dpi=dpi, source=Source.FILE, label=label)
     try:
-        for i in range(len(doc)):
-            label = f"{name} [{i + 1}]"
-            if i in natives:
-                image, dpi = natives[i]
-                pages.append(RawPage(image=image, dpi=dpi, source=Source.FILE, label=label))
-                continue
+        with PDFIUM_LOCK:
             page = doc[i]
             try:
                 w_pt, h_pt = page.get_size()
-                scale = RENDER_DPI / 72.0
-                _check_size(round(w_pt * scale), round(h_pt * scale), name)
-                bitmap = page.render(scale=scale)
-                pil = bitmap.to_pil()
+                full = (round(w_pt * RENDER_DPI / 72.0), round(h_pt * RENDER_DPI / 72.0))
+                dpi = RENDER_DPI * _budget_scale(full[0], full[1], max_pixels)
+                while dpi < RENDER_DPI and math.ceil(w_pt * dpi / 72.0) * math.ceil(h_pt * dpi / 72.0) > max_pixels:
+                    dpi *= 0.995  # the rendered size is rounded up
+                if dpi < RENDER_DPI:
+                    log.info("page rendered within the pixel budget file=%s dpi=%.0f", label, dpi)
+                _check_size(round(w_pt * dpi / 72.0), round(h_pt * dpi / 72.0), name)
+                bitmap = page.render(scale=dpi / 72.0)
+                try:
+                    image = _to_array(bitmap.to_pil())
+                finally:
+                    bitmap.close()
             finally:
                 page.close()
-            pages.append(RawPage(image=_to_array(pil), dpi=RENDER_DPI, source=Source.FILE, label=label))
     except pdfium.PdfiumError as err:
         raise UnreadableFile(f"{name}: {err}", file=name) from err
-    finally:
-        doc.close()
-    return pages
+    return RawPage(image=image, dpi=round(dpi, 1), source=Source.FILE, label=label)
 
 
-def probe(path: Path | str) -> None:
+def count_pages(path: Path | str) -> int:
+    """How many pages a file holds (frames of an image, pages of a PDF), decoding none.
+
+    Raises what :func:`iter_file` raises for a file that cannot be opened."""
+    path = Path(path)
+    if _is_pdf(_read_head(path)):
+        return inspect_pdf(path).pages
+    with _open_image(path) as img:
+        try:
+            return _frame_count(img)
+        except (OSError, SyntaxError, ValueError, EOFError) as err:
+            raise UnreadableFile(f"{path.name}: {err}", file=path.name) from err
+
+
+def probe(path: Path | str) -> int:
     """Cheap checks on an uploaded file before it is accepted: its type, its declared size (bombs), a
     password or signatures on a PDF, a corrupt image header. No pixel is decoded, so this is fast and
-    small; :func:`load_file` decodes later, outside the request. Raises what load_file raises."""
+    small; :func:`iter_file` decodes later, outside the request. Returns the number of pages (for the
+    page budget); raises what iter_file raises."""
     path = Path(path)
     name = path.name
     head = _read_head(path)
@@ -363,13 +465,15 @@ def probe(path: Path | str) -> None:
             raise SignedPdf(f"{name}: carries {len(info.signature_fields)} signature(s)", file=name)
         if info.pages == 0:
             raise NoPages(f"{name}: PDF has no pages", file=name)
-        return
+        return info.pages
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(path) as img:
                 _check_size(img.width, img.height, name)
+                pages = _frame_count(img)
                 img.verify()  # structure and checksums, without decoding the pixels
+                return pages
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             raise DecompressionBomb(f"{name}: {err}", file=name) from err
         except UnidentifiedImageError as err:
@@ -380,16 +484,27 @@ def probe(path: Path | str) -> None:
             raise UnreadableFile(f"{name}: {err}", file=name) from err
 
 
-def load_file(path: Path | str) -> list[RawPage]:
-    """Pages of an image file or an unsigned PDF, in order.
+def iter_file(path: Path | str, *, max_pixels: int = PAGE_PIXELS) -> Generator[RawPage, None, None]:
+    """Pages of an image file or an unsigned PDF, in order, decoded one at a time as they are asked for.
 
-    Raises UnreadableFile, NotAnImage, DecompressionBomb, NoPages, EncryptedPdf or SignedPdf.
+    A page over ``max_pixels`` is scaled down to it (dpi adjusted, logged). Close the generator (or
+    exhaust it) to close the file. Raises UnreadableFile, NotAnImage, DecompressionBomb, NoPages,
+    EncryptedPdf or SignedPdf — the first of them before the first page is yielded, when the file's
+    structure says so.
     """
     path = Path(path)
     head = _read_head(path)
-    pages = _load_pdf(path) if _is_pdf(head) else _load_image(path)
-    log.info("imported file=%s pages=%d", path.name, len(pages))
-    return pages
+    pages = _iter_pdf(path, max_pixels) if _is_pdf(head) else _iter_image(path, max_pixels)
+    count = 0
+    for page in pages:
+        count += 1
+        yield page
+    log.info("imported file=%s pages=%d", path.name, count)
+
+
+def load_file(path: Path | str, *, max_pixels: int = PAGE_PIXELS) -> list[RawPage]:
+    """All pages of a file at once: only for small files and tests (see :func:`iter_file`)."""
+    return list(iter_file(path, max_pixels=max_pixels))
 
 
 # --- signatures --------------------------------------------------------------------------------------
@@ -471,9 +586,13 @@ def _report(emb: Any, context: Any, have_roots: bool, validate: Any) -> Signatur
 __all__ = [
     "DEFAULT_DPI",
     "MAX_PIXELS",
+    "PAGE_PIXELS",
     "PdfInfo",
     "SignatureReport",
+    "count_pages",
     "inspect_pdf",
+    "iter_file",
     "load_file",
+    "probe",
     "validate_signatures",
 ]

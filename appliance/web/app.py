@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from appliance import pipeline, workflow
+from appliance import diskspace, pipeline, workflow
 from appliance.capture import Camera, Scanner
 from appliance.settings import Settings
 from appliance.web import formatting
@@ -173,6 +173,20 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class DiskGuard:
+    """Before each request, one statvfs: a nearly full disk gets the spare file's room back
+    (appliance.diskspace), so sign-in, reading and signing still have space for their few writes."""
+
+    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            diskspace.keep_writable(self.settings)
+        await self.app(scope, receive, send)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -201,6 +215,7 @@ def create_app(
     cache_dir = settings.data_dir / "web-cache"
     for folder in (cache_dir, settings.documents_dir, settings.originals_dir):
         folder.mkdir(parents=True, exist_ok=True)
+    diskspace.ensure_reserve(settings)
     ctx = Ctx(
         settings=settings,
         factory=factory,
@@ -286,6 +301,16 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> Response:
+        if diskspace.is_disk_full(exc):
+            log.error("page failed for a full disk path=%s: %s", request.url.path, exc)
+            diskspace.release_reserve(settings)
+            return routes.message_page(
+                request,
+                "Bộ nhớ đầy",
+                "Bộ nhớ của thiết bị đã đầy nên chưa ghi được thao tác này; hãy thử lại sau ít phút và báo cán bộ "
+                "CNTT giải phóng dung lượng.",
+                507,
+            )
         log.exception("page failed path=%s", request.url.path)
         return routes.message_page(
             request,
@@ -295,6 +320,7 @@ def create_app(
         )
 
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(DiskGuard, settings=settings)
     app.add_middleware(SignedInBeforeBody, ctx=ctx)
     app.add_middleware(BodyLimit, limit=settings.web.upload_max_bytes)
     return app

@@ -10,17 +10,20 @@ import tempfile
 import threading
 import unicodedata
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import delete
+from starlette.concurrency import run_in_threadpool
 
-from appliance import dossiers, pipeline
+from appliance import diskspace, dossiers, pipeline
 from appliance.capture import OptionInfo, ScanRequest, option_choices, resolve_source, source_choices
-from appliance.errors import ApplianceError, BadScannerOption
+from appliance.errors import ApplianceError, BadScannerOption, DiskFull
 from appliance.messages_vi import MESSAGES_VI, message_for
 from appliance.model import RawPage
 from appliance.web.auth import SignedIn
@@ -173,13 +176,40 @@ def _upload_root(ctx: Ctx) -> Path:
     return root
 
 
-async def save_uploads(ctx: Ctx, uploads: Sequence[UploadFile]) -> tuple[Path, list[tuple[str, Path]], str | None]:
-    """Uploads streamed into a private temp folder, each checked cheaply (type, declared size) without
-    decoding; returns (folder, [(display name, path)], error). The caller removes the folder."""
+def room_refused(ctx: Ctx) -> str | None:
+    """The sentence refusing a new capture when the disk is below its free-space floor, else None."""
+    try:
+        diskspace.check_room(ctx.settings)
+    except ApplianceError as err:
+        return message_for(err)
+    return None
+
+
+def _probe(target: Path) -> int:
     from appliance.capture import files
 
-    folder = Path(tempfile.mkdtemp(prefix="upload-", dir=_upload_root(ctx)))
+    return files.probe(target)
+
+
+async def save_uploads(
+    ctx: Ctx, uploads: Sequence[UploadFile], *, max_pages: int | None = None, capture: bool = True
+) -> tuple[Path, list[tuple[str, Path]], str | None]:
+    """Uploads streamed into a private temp folder, each checked cheaply (type, declared size, page count)
+    without decoding, off the event loop; returns (folder, [(display name, path)], error). The caller
+    removes the folder. For a ``capture``, nothing is written below the free-space floor; a write that fails
+    for a full disk gives its sentence (the caller's removal of the folder leaves no partial file)."""
+    refused = room_refused(ctx) if capture else None
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="upload-", dir=_upload_root(ctx)))
+    except OSError as err:
+        if not diskspace.is_disk_full(err):
+            raise
+        folder, refused = ctx.settings.data_dir / "uploads" / "upload-none", MESSAGES_VI["disk_full"]
+    if refused is not None:
+        return folder, [], refused
+    limit = ctx.settings.capture.max_pages if max_pages is None else max_pages
     saved: list[tuple[str, Path]] = []
+    pages = 0
     for i, up in enumerate(uploads):
         name = safe_name(up.filename)
         if not up.filename:
@@ -188,15 +218,29 @@ async def save_uploads(ctx: Ctx, uploads: Sequence[UploadFile]) -> tuple[Path, l
         if suffix not in ALLOWED_SUFFIXES:
             return folder, saved, (f"Tệp “{name}” không phải ảnh hoặc PDF. Chỉ nhận PDF, JPG, PNG, TIFF, BMP, WEBP.")
         target = folder / f"{i:03d}{suffix}"
-        with target.open("wb") as out:
-            while chunk := await up.read(1 << 20):
-                out.write(chunk)
         try:
-            files.probe(target)
+            with target.open("wb") as out:
+                while chunk := await up.read(1 << 20):
+                    out.write(chunk)
+        except OSError as err:
+            if not diskspace.is_disk_full(err):
+                raise
+            return folder, saved, MESSAGES_VI["disk_full"]
+        try:
+            pages += await run_in_threadpool(_probe, target)
         except ApplianceError as err:
             err.params["file"] = name
             return folder, saved, file_error(err)
         saved.append((name, target))
+        if pages > limit:
+            return (
+                folder,
+                saved,
+                (
+                    f"Mỗi lần tải lên nhận tối đa {limit} trang, các tệp đã chọn có từ {pages} trang trở lên; "
+                    "hãy tách thành nhiều lần tải lên."
+                ),
+            )
     if not saved:
         return folder, saved, "Hãy chọn ít nhất một tệp."
     return folder, saved, None
@@ -208,9 +252,12 @@ def file_error(err: ApplianceError) -> str:
     return f"Tệp “{name}”: {text}" if name else text
 
 
-def load_one(saved: Sequence[tuple[str, Path]]) -> list[RawPage]:
-    """All pages of small uploads (a receipt, one replacement page), decoded now."""
-    return list(pipeline.file_pages(saved))
+def load_first(ctx: Ctx, saved: Sequence[tuple[str, Path]], limit: int) -> list[RawPage]:
+    """At most the first ``limit`` pages of small uploads (a receipt, one replacement page), each within
+    the pixel budget; the rest is never decoded. Blocking: call it through run_in_threadpool."""
+    pages = pipeline.file_pages(saved, max_pixels=ctx.settings.capture.max_page_pixels)
+    with closing(pages):
+        return list(islice(pages, limit))
 
 
 # --- the capture pages (dossier or backlog) ---------------------------------------------------------
@@ -282,6 +329,9 @@ def start_scan(
     earlier = seen_nonce(ctx, nonce)
     if earlier:
         return see_other(earlier)
+    refused = room_refused(ctx)
+    if refused is not None:
+        return capture_page(request, ctx, code, error=refused, status_code=507)
     presets, problem = scanner_info(request).get(ctx)
     ready = next((r for r in presets if r.preset.key == preset), None)
     scanner = ctx.scanner
@@ -315,6 +365,9 @@ def start_camera(request: Request, ctx: Ctx, who: SignedIn, *, code: str | None,
     camera = ctx.camera
     if camera is None:
         return capture_page(request, ctx, code, error="Chưa có máy chụp tài liệu nối với thiết bị.", status_code=400)
+    refused = room_refused(ctx)
+    if refused is not None:
+        return capture_page(request, ctx, code, error=refused, status_code=507)
 
     def start() -> str:
         job = ctx.jobs.capture(
@@ -341,8 +394,14 @@ async def start_upload(
     folder, saved, error = await save_uploads(ctx, files)
     try:
         if error is not None:
-            return capture_page(request, ctx, code, error=error, status_code=400)
-        intake_id = pipeline.receive_files(ctx.store, saved, actor=who.actor, dossier_code=code, backlog=backlog)
+            status = 507 if error == MESSAGES_VI["disk_full"] else 400
+            return capture_page(request, ctx, code, error=error, status_code=status)
+        try:
+            intake_id = await run_in_threadpool(
+                pipeline.receive_files, ctx.store, saved, actor=who.actor, dossier_code=code, backlog=backlog
+            )
+        except DiskFull as err:
+            return capture_page(request, ctx, code, error=message_for(err), status_code=507)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

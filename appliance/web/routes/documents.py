@@ -21,9 +21,9 @@ from sqlalchemy import bindparam, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as FormFile
 
-from appliance import audit, db, documents, dossiers, workflow
+from appliance import audit, db, diskspace, documents, dossiers, pipeline, workflow
 from appliance.capture import ScanRequest
-from appliance.errors import ApplianceError, FormInvalid, NotFound
+from appliance.errors import ApplianceError, DiskFull, FormInvalid, NotFound
 from appliance.messages_vi import MESSAGES_VI, message_for
 from appliance.model import RawPage
 from appliance.originals import OriginalStore
@@ -31,8 +31,9 @@ from appliance.records import Kind
 from appliance.web.context import Ctx
 from appliance.web.routes.capture import (
     file_error,
-    load_one,
+    load_first,
     remember_nonce,
+    room_refused,
     save_uploads,
     scanner_info,
     scanner_presets,
@@ -340,7 +341,7 @@ async def _replacement(request: Request, ctx: Ctx, form: Any, how: str) -> RawPa
             if error is not None:
                 raise _Refused(error)
             try:
-                loaded = load_one(saved)
+                loaded = await run_in_threadpool(load_first, ctx, saved, 2)  # a second page is refused below
             except ApplianceError as err:
                 raise _Refused(file_error(err)) from err
         finally:
@@ -352,6 +353,20 @@ async def _replacement(request: Request, ctx: Ctx, form: Any, how: str) -> RawPa
         return await run_in_threadpool(_one_page, request, ctx, how, str(form.get("preset", "") or ""))
     except ApplianceError as err:
         raise _Refused(message_for(err)) from err
+
+
+def _replace(ctx: Ctx, who: Checked, doc_id: str, page_id: int, raw: RawPage) -> None:
+    """Store the new page's original and record it (blocking: PNG encoding and a write transaction); when
+    recording fails, the original this call stored goes again (no original without a row)."""
+    originals = ctx.store.originals
+    try:
+        with ctx.tx() as session:
+            documents.replace_page(session, originals, actor=who.actor, doc_id=doc_id, page_id=page_id, raw=raw)
+    except Exception as err:
+        pipeline.discard_originals(ctx.store, originals.created)
+        if diskspace.is_disk_full(err) and not isinstance(err, DiskFull):
+            raise DiskFull(f"recording the replaced page failed: {err}") from err
+        raise
 
 
 @router.post("/documents/{doc_id}/replace/{page_id}", response_model=None)
@@ -366,15 +381,15 @@ async def replace_page(request: Request, who: Checked, doc_id: str, page_id: Row
     if workflow.frozen(doc.state) or doc.state not in workflow.PAGES_EDITABLE or ctx.jobs.running_for(doc_id):
         code = "document_frozen" if workflow.frozen(doc.state) else "document_busy"
         return _document_page(request, ctx, doc_id, status_code=409, errors={"pages": MESSAGES_VI[code]})
+    full = room_refused(ctx)  # before a page is scanned or a file stored
+    if full is not None:
+        return _document_page(request, ctx, doc_id, status_code=507, errors={"pages": full})
     try:
         raw = await _replacement(request, ctx, form, how)
     except _Refused as refused:
         return _document_page(request, ctx, doc_id, status_code=400, errors={"pages": str(refused)})
     try:
-        with ctx.tx() as session:
-            documents.replace_page(
-                session, ctx.store.originals, actor=who.actor, doc_id=doc_id, page_id=page_id, raw=raw
-            )
+        await run_in_threadpool(_replace, ctx, who, doc_id, page_id, raw)
     except ApplianceError as err:
         return _refused(request, ctx, doc_id, err)
     log.info("page replaced how=%s", how, extra={"doc_id": doc_id})

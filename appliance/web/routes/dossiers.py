@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from appliance import audit, dossiers
 from appliance.errors import ApplianceError, FormInvalid, NotFound
@@ -14,7 +16,7 @@ from appliance.web.context import Ctx
 from appliance.web.routes.capture import (
     capture_page,
     file_error,
-    load_one,
+    load_first,
     save_uploads,
     start_camera,
     start_scan,
@@ -67,16 +69,24 @@ def open_dossier(
     return see_other(f"/dossiers/{opened}")
 
 
+RECEIPT_PAGES = 3  # a receipt's QR is on its first pages: the rest of a long file is never decoded
+
+
+def _receipt_form(ctx: Ctx, saved: list[tuple[str, Path]]) -> dict[str, str]:
+    return dossiers.receipt_form(load_first(ctx, saved, RECEIPT_PAGES), max_pages=RECEIPT_PAGES)
+
+
 @router.post("/dossiers/receipt", response_model=None)
 async def read_receipt(request: Request, who: Checked, receipt: Annotated[UploadFile, File()]) -> Response:
-    """A photo or scan of the one-stop receipt: its QR code fills the open-dossier form."""
+    """A photo or scan of the one-stop receipt: its QR code fills the open-dossier form (decoded and read
+    off the event loop, first pages only)."""
     ctx = ctx_of(request)
-    folder, saved, error = await save_uploads(ctx, [receipt])
+    folder, saved, error = await save_uploads(ctx, [receipt], capture=False)
     form: dict[str, str] = {}
     try:
         if error is None:
             try:
-                form = dossiers.receipt_form(load_one(saved))
+                form = await run_in_threadpool(_receipt_form, ctx, saved)
             except ApplianceError as err:
                 error = file_error(err)
             else:
