@@ -1192,7 +1192,7 @@ def cer_unordered(reference: str, hypothesis: str) -> float:
 
 KINDS = ("scan300_grey", "scan200_colour_seal", "photocopy", "camera", "camera_curl_glare")
 # The kinds with a CER target (issue 14); camera_curl_glare is measured for its flags and reported apart.
-FIXED_SEEDS = {"pages": 6, "seed_base": 0}  # the seed set behind docs/performance.md
+FIXED_SEEDS = {"pages": 5, "seed_base": 0}  # the seed set behind docs/performance.md
 
 
 def _save(path: Path, img: np.ndarray, dpi: int | None, quality: int | None) -> None:

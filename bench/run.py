@@ -41,7 +41,7 @@ from typing import Any
 
 import psutil
 
-from bench.corpus import KINDS, cer, cer_unordered, write_corpus
+from bench.corpus import FIXED_SEEDS, KINDS, cer, cer_unordered, write_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 POLL_S = 0.02
@@ -219,7 +219,7 @@ def run_items(
             pdf.parent.mkdir(parents=True, exist_ok=True)
             pdf.unlink(missing_ok=True)
             if tool == "ours":
-                cmd = ours_cmd(appliance, [image], pdf, photo=kind == "camera", workers=workers)
+                cmd = ours_cmd(appliance, [image], pdf, photo=is_photo(item), workers=workers)
                 m = measure(cmd, ours_env(out / "appliance-data"))
             else:
                 m = measure(anchor_cmd(image, pdf, item.get("dpi")), anchor_env())
@@ -237,6 +237,12 @@ def run_items(
     return rows
 
 
+def is_photo(item: dict[str, Any]) -> bool:
+    """A camera photo: the manifest says so (`"photo": true`), or its kind starts with "camera"."""
+    flag = item.get("photo")
+    return bool(flag) if isinstance(flag, bool) else str(item.get("kind", "")).startswith("camera")
+
+
 def ours_extra(stdout: str, truth: str) -> dict[str, Any]:
     """What the --json report adds: its own text's CER, per-stage timings, fields found."""
     try:
@@ -251,6 +257,7 @@ def ours_extra(stdout: str, truth: str) -> dict[str, Any]:
         extra["json_text_cer_unordered"] = cer_unordered(truth, rep["text"])
     pages = rep.get("pages") or []
     extra["encodings"] = [p.get("encoding") for p in pages]
+    extra["flags"] = [p.get("flags") for p in pages]
     return extra
 
 
@@ -320,6 +327,9 @@ def summarise(rows: list[Row]) -> list[dict[str, Any]]:
                 "pages": pages,
                 "cer_unordered": mean([r.cer_unordered for r in ok if r.cer_unordered is not None]),
                 "cer": mean([r.cer for r in ok if r.cer is not None]),
+                "worst": max(
+                    ((r.cer_unordered, r.file) for r in ok if r.cer_unordered is not None), default=(None, None)
+                ),
                 "s_per_page": sum(r.wall_s for r in ok) / pages if pages else None,
                 "kb_per_page": sum(r.kb_per_page * r.pages for r in ok) / pages if pages else None,
                 "peak_tree_rss_mb": max((r.peak_tree_rss_mb for r in ok), default=None),
@@ -341,8 +351,8 @@ def _f(v: float | None, fmt: str) -> str:
 
 def markdown(summary: list[dict[str, Any]]) -> str:
     head = (
-        "| kind | tool | pages | failed | CER (unordered) | CER (strict) | s/page | KB/page "
-        "| peak RSS tree MB | peak RSS 1 proc MB |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        "| kind | tool | pages | failed | CER (unordered) | worst page | CER (strict) | s/page | KB/page "
+        "| peak RSS tree MB | peak RSS 1 proc MB |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for e in summary:
@@ -352,13 +362,14 @@ def markdown(summary: list[dict[str, Any]]) -> str:
                 continue
             lines.append(
                 f"| {e['kind']} | {tool} | {t['pages']} | {t['failed']} | {_f(t['cer_unordered'], '.2%')} "
-                f"| {_f(t['cer'], '.2%')} | {_f(t['s_per_page'], '.2f')} | {_f(t['kb_per_page'], '.0f')} "
+                f"| {_f(t['worst'][0], '.2%')} {t['worst'][1] or ''} | {_f(t['cer'], '.2%')} "
+                f"| {_f(t['s_per_page'], '.2f')} | {_f(t['kb_per_page'], '.0f')} "
                 f"| {_f(t['peak_tree_rss_mb'], '.0f')} | {_f(t['peak_single_rss_mb'], '.0f')} |"
             )
         r = e.get("ratio_ours_over_anchor")
         if r:
             lines.append(
-                f"| {e['kind']} | **ours/anchor** | | | {_f(r['cer_unordered'], '.2g')}× "
+                f"| {e['kind']} | **ours/anchor** | | | {_f(r['cer_unordered'], '.2g')}× | "
                 f"| {_f(r['cer'], '.2g')}× | {_f(r['s_per_page'], '.2f')}× | {_f(r['kb_per_page'], '.2f')}× "
                 f"| {_f(r['peak_tree_rss_mb'], '.2f')}× | |"
             )
@@ -407,11 +418,13 @@ NOTES = [
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    ap.add_argument("--pages", type=int, default=3, help="inputs per kind (default 3)")
+    ap.add_argument(
+        "--pages", type=int, default=FIXED_SEEDS["pages"], help=f"inputs per kind (default {FIXED_SEEDS['pages']})"
+    )
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     ap.add_argument("--corpus", type=Path, default=None, help="use this corpus dir (manifest.json) as is")
-    ap.add_argument("--seed", type=int, default=0, help="corpus seed base")
+    ap.add_argument("--seed", type=int, default=FIXED_SEEDS["seed_base"], help="corpus seed base")
     ap.add_argument("--batch", type=int, default=20, help="pages in the batch run of ours (0 = skip)")
     ap.add_argument("--batch-anchor", action="store_true", help="also run OCRmyPDF on the batch (slow)")
     ap.add_argument("--no-ours", action="store_true")
@@ -432,7 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.corpus:
         corpus = args.corpus
         manifest = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))
-        manifest = [m for m in manifest if m["kind"] in args.kinds]
+        if args.kinds != list(KINDS):  # a real corpus may use kinds of its own
+            manifest = [m for m in manifest if m["kind"] in args.kinds]
     else:
         corpus = out / "corpus"
         t0 = time.perf_counter()
@@ -442,9 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         for item in manifest:
             image = corpus / item["file"]
-            print(
-                shlex.join(ours_cmd(appliance, [image], out / "ours" / "x.pdf", item["kind"] == "camera", args.workers))
-            )
+            print(shlex.join(ours_cmd(appliance, [image], out / "ours" / "x.pdf", is_photo(item), args.workers)))
             print(shlex.join(anchor_cmd(image, out / "anchor" / "x.pdf", item.get("dpi"))))
         return 0
 
