@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     from appliance import doctor
 
     doctor.register(sub)
+    from appliance import units_commands
+
+    units_commands.register(sub)
     return p
 
 

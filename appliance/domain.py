@@ -2,7 +2,14 @@
 
 Sources and how sure we are: /work/shared/reference/domain-vn.md §2 and §7.
 
-- Dossier code ``{agency code}-{yyMMdd}-{NNNN}``: two agency forms are seen in practice [I].
+- Dossier code ``{agency code}-{yyMMdd}-{sequence}``, in every form in force (law-and-anchors-2026.md §1.2):
+  ``qcvn102``: the legacy agency code ``000.00.19.H12`` (QCVN 102:2016, Circular 01/2018/TT-VPCP Art. 19) [C],
+  4-7 digit sequence; ``dinh_danh``: the agency's electronic identifier written level-1 first
+  (``H15.50.05.13``, Decision 20/2020 as used under Circular 03/2025/TT-VPCP) [I: the text of 03/2025
+  Art. 13.1-13.2 is unconfirmed, so any sequence of >= 4 digits is accepted]; ``tt04_2025``:
+  ``MX1X2.Y1Y2Y3.Z1Z2-YYMMDD-AA`` + >= 4 digits (Circular 04/2025/TT-VPCP, from 25/01/2026) [C]. Forms that
+  cannot be confirmed are added as patterns in configuration (``Settings.dossier_code_patterns``), as
+  result codes are (``sign.result_code_pattern``). A rejection says why, in Vietnamese (``Check.reason``).
 - TTHC code ``d.dddddd``, optionally followed by the locally applied agency suffix [I].
 - Personal ID: 12 digits ``PPP G YY RRRRRR`` [C]; the province table is the 2004 province code with a leading
   zero [C for some entries, consistent in implementations]. An unknown prefix is a *warning*: people
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -105,8 +113,18 @@ W_OLD_CMND = "old_cmnd"  # 9-digit identity-card number, replaced by the 12-digi
 W_TTHC_LOCAL = "tthc_local_suffix"  # TTHC code carried the local agency suffix
 W_CHECK_DIGIT_UNCHECKED = "check_digit_unchecked"
 
-AGENCY_RE = r"(?:\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}|[A-Z]\d{2}(?:\.\d{2,3}){0,3})"
-DOSSIER_RE = re.compile(rf"^({AGENCY_RE})-(\d{{6}})-(\d{{4,7}})$")
+# dossier-code agency parts, one per form (see the module docstring); the sequence rules are in _dossier
+QCVN102_AGENCY = re.compile(r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")
+TT04_AGENCY = re.compile(r"^[A-Y]\d{2}\.\d{3}\.\d{2}$")  # MX1X2.Y1Y2Y3.Z1Z2
+IDENTIFIER_AGENCY = re.compile(r"^[A-Z]\d{2}(?:\.\d{2,3}){0,3}$")
+AGENCY_RE = r"(?:\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}|[A-Z]\d{2}(?:\.\d{2,3}){0,3})"  # either agency form
+DOSSIER_RE = re.compile(rf"^({AGENCY_RE})-(\d{{6}})-(\d{{4,}})$")  # the shape only: forms in parse_dossier_code
+DOSSIER_FORMS: dict[str, str] = {
+    "qcvn102": "mã cũ theo QCVN 102:2016 (Thông tư 01/2018/TT-VPCP)",
+    "dinh_danh": "mã định danh cơ quan (Thông tư 03/2025/TT-VPCP)",
+    "tt04_2025": "mã hồ sơ dịch vụ tập trung (Thông tư 04/2025/TT-VPCP)",
+    "custom": "mẫu mã hồ sơ do tỉnh cấu hình",
+}
 TTHC_RE = re.compile(r"^([1-3]\.\d{6})((?:\.[0-9A-Z]{1,5}){1,7})?$")
 ENTERPRISE_RE = re.compile(r"^(\d{10})(?:-(\d{3}))?$")
 
@@ -119,7 +137,8 @@ class Check:
     value: str  # normalised form (the input, cleaned, when not ok)
     problem: str | None = None
     warnings: tuple[str, ...] = ()
-    kind: str = ""  # sub-kind when useful: "cccd" / "cmnd" for IDs, "branch" for enterprise codes
+    kind: str = ""  # sub-kind: "cccd" / "cmnd" for IDs, "branch" for enterprise codes, the dossier-code form
+    reason: str = ""  # why it is not ok, in Vietnamese, when more precise than the problem's message
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +146,14 @@ class DossierCode:
     agency: str
     received: dt.date
     sequence: str  # kept as text: leading zeros matter
+    form: str = "qcvn102"  # a key of DOSSIER_FORMS
+    operator: str | None = None  # tt04_2025: AA, two digits of the operating agency's identifier
+    raw: str = ""  # custom: the code as written (its parts are only what the pattern names)
 
     def __str__(self) -> str:
-        return f"{self.agency}-{self.received:%y%m%d}-{self.sequence}"
+        if self.form == "custom":
+            return self.raw
+        return f"{self.agency}-{self.received:%y%m%d}-{self.operator or ''}{self.sequence}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,23 +203,78 @@ def _yymmdd(text: str) -> dt.date | None:
 # --- dossier code ------------------------------------------------------------------------------------
 
 
-def check_dossier_code(text: str) -> Check:
-    value = _squash(text)
-    m = DOSSIER_RE.match(value)
-    if m is None or _yymmdd(m.group(2)) is None:
-        return Check(False, value, InvalidDossierCode.code)
-    return Check(True, value)
+_CODE_CHARS = re.compile(r"[^0-9A-Z.\-]")
 
 
-def parse_dossier_code(text: str) -> DossierCode:
+def check_dossier_code(text: str, *, patterns: Sequence[str] = ()) -> Check:
+    """Any dossier-code form in force (``kind`` = the form), or the first reason it is none, in Vietnamese.
+
+    ``patterns``: more accepted forms (regular expressions; named groups ``agency``, ``date`` (yyMMdd) and
+    ``seq`` when they have them), for forms the law's text could not confirm."""
     value = _squash(text)
-    m = DOSSIER_RE.match(value)
-    if m is None:
-        raise InvalidDossierCode(f"not a dossier code: {value!r}")
-    received = _yymmdd(m.group(2))
+    parsed = _dossier(value, patterns)
+    if isinstance(parsed, str):
+        return Check(False, value, InvalidDossierCode.code, reason=parsed)
+    return Check(True, value, kind=parsed.form)
+
+
+def parse_dossier_code(text: str, *, patterns: Sequence[str] = ()) -> DossierCode:
+    value = _squash(text)
+    parsed = _dossier(value, patterns)
+    if isinstance(parsed, str):
+        raise InvalidDossierCode(f"not a dossier code: {value!r}", reason=parsed)
+    return parsed
+
+
+def _dossier(value: str, patterns: Sequence[str]) -> DossierCode | str:
+    """The parsed code, or why it is not one (a Vietnamese sentence for the officer)."""
+    if not value:
+        return "Chưa có mã hồ sơ."
+    for pattern in patterns:  # the province's own forms come first: they may be stricter or looser
+        custom = _custom(value, pattern)
+        if custom is not None:
+            return custom
+    if m := _CODE_CHARS.search(value):
+        return f"Mã hồ sơ chỉ gồm chữ số, chữ in hoa, dấu chấm và dấu gạch ngang; có ký tự «{m.group(0)}»."
+    parts = value.rsplit("-", 2)
+    if len(parts) != 3 or not all(parts):
+        return "Mã hồ sơ phải có ba phần nối bằng dấu gạch ngang: mã cơ quan - ngày tiếp nhận (yyMMdd) - số thứ tự."
+    agency, day, tail = parts
+    if not re.fullmatch(r"\d{6}", day):
+        return f"Phần ngày tiếp nhận «{day}» phải có đúng 6 chữ số (năm, tháng, ngày: yyMMdd)."
+    received = _yymmdd(day)
     if received is None:
-        raise InvalidDossierCode(f"dossier code has no real date: {m.group(2)!r}")
-    return DossierCode(agency=m.group(1), received=received, sequence=m.group(3))
+        return f"Phần ngày tiếp nhận «{day}» không phải ngày có thật (yyMMdd)."
+    if not tail.isdigit():
+        return f"Số thứ tự «{tail}» chỉ được gồm chữ số."
+    if len(tail) < 4:
+        return f"Số thứ tự «{tail}» phải có ít nhất 4 chữ số."
+    if QCVN102_AGENCY.match(agency):
+        if len(tail) > 7:
+            return f"Mã theo mẫu cũ (QCVN 102, như 000.00.19.H12) có số thứ tự 4 đến 7 chữ số, «{tail}» có {len(tail)}."
+        return DossierCode(agency, received, tail, "qcvn102")
+    if TT04_AGENCY.match(agency) and len(tail) >= 6:  # AA + at least 4 digits
+        return DossierCode(agency, received, tail[2:], "tt04_2025", operator=tail[:2])
+    if IDENTIFIER_AGENCY.match(agency) and len(agency) <= 35:
+        return DossierCode(agency, received, tail, "dinh_danh")
+    return (
+        f"Phần mã cơ quan «{agency}» không theo mẫu nào đang dùng: 000.00.19.H12 (mẫu cũ QCVN 102) hoặc "
+        "mã định danh viết từ cấp 1, như H12.345.67 (Thông tư 03/2025 và 04/2025)."
+    )
+
+
+def _custom(value: str, pattern: str) -> DossierCode | None:
+    try:
+        m = re.fullmatch(pattern, value)
+    except re.error:
+        return None  # a broken pattern in configuration accepts nothing (Settings validates it at start)
+    if m is None:
+        return None
+    groups = m.groupdict()
+    received = _yymmdd(groups["date"]) if groups.get("date") else dt.date(1900, 1, 1)  # 1900: no date part
+    if received is None:
+        return None
+    return DossierCode(groups.get("agency") or "", received, groups.get("seq") or "", "custom", raw=value)
 
 
 # --- TTHC code ---------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ lists the counter works from. :func:`open_dossier` is the only writer of a dossi
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,19 +20,25 @@ from appliance.model import RawPage
 from appliance.records import Campaign, DocumentInfo, Dossier
 from appliance.workflow import Actor
 
-FORM_FIELDS = ("code", "tthc_code", "owner_id", "owner_name", "title", "appointment")
+FORM_FIELDS = ("code", "tthc_code", "owner_id", "owner_name", "title", "appointment", "deciding_agency")
+_AGENCY = re.compile(r"^[0-9A-Za-z.\-]{1,64}$")
 
 
-def check_form(form: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """(cleaned values, errors per field) for the open-dossier form; never raises."""
+def check_form(form: Mapping[str, str], *, patterns: Sequence[str] = ()) -> tuple[dict[str, str], dict[str, str]]:
+    """(cleaned values, errors per field) for the open-dossier form; never raises. `patterns`: the
+    province's extra dossier-code forms (Settings.dossier_code_patterns)."""
     errors: dict[str, str] = {}
     clean = {k: str(form.get(k, "") or "").strip() for k in FORM_FIELDS}
-    check = domain.check_dossier_code(clean["code"])
+    check = domain.check_dossier_code(clean["code"], patterns=patterns)
     if not clean["code"]:
-        errors["code"] = "Hãy nhập mã hồ sơ (ví dụ 000.00.19.H12-230412-0007)."
+        errors["code"] = "Hãy nhập mã hồ sơ (ví dụ 000.00.19.H12-230412-0007 hoặc H44.123.45-260301-120001)."
     elif not check.ok:
-        errors["code"] = MESSAGES_VI[check.problem or "invalid_dossier_code"]
+        errors["code"] = " ".join(x for x in (MESSAGES_VI[check.problem or "invalid_dossier_code"], check.reason) if x)
     clean["code"] = check.value if check.ok else clean["code"]
+    if clean["deciding_agency"] and not _AGENCY.match(clean["deciding_agency"]):
+        errors["deciding_agency"] = (
+            "Mã cơ quan giải quyết chỉ gồm chữ số, chữ cái, dấu chấm và dấu gạch ngang (mã xã, phường hoặc mã cơ quan)."
+        )
     if clean["tthc_code"]:
         tthc = domain.check_tthc_code(clean["tthc_code"])
         if tthc.ok:
@@ -53,9 +59,19 @@ def check_form(form: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]
     return clean, errors
 
 
-def open_dossier(session: Session, *, actor: Actor, form: Mapping[str, str]) -> Dossier:
-    """Open (or, when it exists, simply return) the dossier; FormInvalid with per-field sentences."""
-    clean, errors = check_form(form)
+def open_dossier(
+    session: Session,
+    *,
+    actor: Actor,
+    form: Mapping[str, str],
+    receiving_unit: str | None = None,
+    patterns: Sequence[str] = (),
+) -> Dossier:
+    """Open (or, when it exists, simply return) the dossier; FormInvalid with per-field sentences.
+
+    `receiving_unit`: this centre (the box's commune code); the form's `deciding_agency` names the agency or
+    commune that decides and whose warehouse stores the result (Decree 118/2025), by default the receiving one."""
+    clean, errors = check_form(form, patterns=patterns)
     if errors:
         raise FormInvalid(errors)
     existing = session.get(Dossier, clean["code"])
@@ -70,6 +86,8 @@ def open_dossier(session: Session, *, actor: Actor, form: Mapping[str, str]) -> 
         appointment=clean["appointment"] or None,
         backlog=False,
         created_by=actor.username,
+        receiving_unit=receiving_unit or None,
+        deciding_agency=clean["deciding_agency"] or receiving_unit or None,
     )
     session.add(dossier)
     session.flush()
@@ -83,9 +101,34 @@ def open_dossier(session: Session, *, actor: Actor, form: Mapping[str, str]) -> 
     return dossier
 
 
+def deciding_agency(dossier: Dossier, *, home: str) -> str:
+    """Whose warehouse stores this dossier's results: the recorded deciding agency, else where it was
+    received, else this box's commune `home` (dossiers opened before the two fields existed)."""
+    return dossier.deciding_agency or dossier.receiving_unit or home
+
+
+def set_deciding_agency(session: Session, *, actor: Actor, code: str, agency: str) -> Dossier:
+    """Change the deciding agency of an open dossier (results already packaged keep theirs)."""
+    dossier = get(session, code)
+    value = agency.strip()
+    if not _AGENCY.match(value):
+        raise FormInvalid({"deciding_agency": "Mã cơ quan giải quyết không hợp lệ."})
+    old = dossier.deciding_agency
+    if old != value:
+        dossier.deciding_agency = value
+        audit.record(
+            session,
+            actor=actor.username,
+            action="deciding_agency",
+            dossier_code=dossier.code,
+            detail={"old": old, "new": value},
+        )
+    return dossier
+
+
 def get(session: Session, code: str) -> Dossier:
-    check = domain.check_dossier_code(code)
-    dossier = session.get(Dossier, check.value) if check.ok else None
+    value = domain.check_dossier_code(code).value  # normalised even when not a built-in form (custom patterns)
+    dossier = session.get(Dossier, value) if value else None
     if dossier is None:
         raise NotFound(f"dossier {code!r} not found")
     return dossier
@@ -112,6 +155,7 @@ def receipt_form(pages: list[RawPage], *, max_pages: int = 3) -> dict[str, str]:
         "owner_name": found.get("chu_ho_so", found.get("ho_ten", "")),
         "title": found.get("ten_giay_to", ""),
         "appointment": _date_text(found.get("ngay_hen_tra", "")),
+        "deciding_agency": found.get("co_quan_giai_quyet", ""),
     }
 
 

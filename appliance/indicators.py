@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from appliance import workflow
@@ -68,9 +68,10 @@ def local_day(when: datetime) -> date:
     return when.astimezone(LOCAL).date()
 
 
-def count(session: Session, start: datetime, end: datetime) -> Indicators:
-    """The indicators for dossiers (and backlog documents) created in [start, end)."""
-    cohort = (Dossier.backlog.is_(False), Dossier.created_at >= start, Dossier.created_at < end)
+def count(session: Session, start: datetime, end: datetime, *, where: Sequence[ColumnElement[bool]] = ()) -> Indicators:
+    """The indicators for dossiers (and backlog documents) created in [start, end); `where` narrows the
+    dossiers (one receiving centre, one deciding agency), and then backlog work, which has no dossier, is 0."""
+    cohort = (Dossier.backlog.is_(False), Dossier.created_at >= start, Dossier.created_at < end, *where)
     received = session.scalar(select(func.count()).select_from(Dossier).where(*cohort))
     digitized = session.scalar(
         select(func.count(func.distinct(Dossier.code)))
@@ -113,7 +114,35 @@ def count(session: Session, start: datetime, end: datetime) -> Indicators:
             Document.created_at < end,
         )
     )
+    if where:
+        backlog = 0
     return Indicators(int(received or 0), int(digitized or 0), int(results or 0), int(reused or 0), int(backlog or 0))
+
+
+GROUPS = ("receiving_unit", "deciding_agency")
+
+
+def group_key(by: str, *, home: str) -> ColumnElement[str]:
+    """The unit a dossier counts for: where it was received (Decree 118/2025: any centre of the province),
+    or the agency that decides it; dossiers opened before both were recorded count for `home` (this box's
+    commune)."""
+    if by == "receiving_unit":
+        return func.coalesce(Dossier.receiving_unit, home)
+    if by == "deciding_agency":
+        return func.coalesce(Dossier.deciding_agency, Dossier.receiving_unit, home)
+    raise ValueError(f"group by {by!r}: one of {GROUPS}")
+
+
+def count_by(session: Session, start: datetime, end: datetime, *, by: str, home: str) -> dict[str, Indicators]:
+    """The indicators of [start, end) per receiving centre or per deciding agency (the codes that have
+    dossiers in the period); their `received` add up to the whole's."""
+    key = group_key(by, home=home)
+    codes = session.scalars(
+        select(key)
+        .where(Dossier.backlog.is_(False), Dossier.created_at >= start, Dossier.created_at < end)
+        .group_by(key)
+    ).all()
+    return {str(code): count(session, start, end, where=(key == code,)) for code in sorted(codes)}
 
 
 def for_day(session: Session, day: date) -> Indicators:

@@ -76,7 +76,16 @@ def _read(grey: PageImage, scale: float, width: int, height: int) -> tuple[QrCod
 
 # --- receipt payload -----------------------------------------------------------------------------------
 
-RECEIPT_KEYS = ("ma_ho_so", "ma_tthc", "so_dinh_danh", "ten_giay_to", "he_thong", "thoi_gian", "ngay_hen_tra")
+RECEIPT_KEYS = (
+    "ma_ho_so",
+    "ma_tthc",
+    "so_dinh_danh",
+    "ten_giay_to",
+    "he_thong",
+    "thoi_gian",
+    "ngay_hen_tra",
+    "co_quan_giai_quyet",  # Decree 118/2025: the deciding agency, when the receipt names it (not in the minimum)
+)
 
 # folded key (no diacritics, lower case, letters and digits only) -> normalised key
 _ALIASES: dict[str, str] = {}
@@ -90,11 +99,13 @@ for _key, _names in {
     "thoi_gian": "thoigian thoigianphathanh thoigiantao ngayphathanh ngaytao ngaytiepnhan time "
     "createdat issuedat timestamp",
     "ngay_hen_tra": "ngayhentra hentra ngaytraketqua ngayhen appointmentdate appointment duedate",
+    "co_quan_giai_quyet": "coquangiaiquyet macoquangiaiquyet donvigiaiquyet madonvigiaiquyet coquanthamquyen "
+    "macoquanthamquyen coquanquyetdinh decidingagency agencycode",
 }.items():
     for _name in _names.split():
         _ALIASES[_name.replace("_", "")] = _key
 
-_DOSSIER = re.compile(rf"^{domain.AGENCY_RE}-\d{{6}}-\d{{4,7}}$")
+_DOSSIER = domain.DOSSIER_RE  # the shape; check_dossier_code decides
 _ID12 = re.compile(r"^\d{12}$")
 _DATE = re.compile(r"^\d{1,2}[/.\-]\d{1,2}[/.\-]\d{4}$|^\d{4}-\d{2}-\d{2}$|^\d{8}$")
 _DATETIME = re.compile(

@@ -46,6 +46,12 @@ class Dossier(Base):
     backlog: Mapped[bool] = mapped_column(Boolean, default=False)
     created_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    # Decree 118/2025: any centre receives dossiers for any commune of the province and for provincial
+    # procedures, so where it was received and who decides (whose warehouse stores the result) are two
+    # facts. receiving_unit: this box's commune when opened (None in dossiers opened before 0009: the box's
+    # commune); deciding_agency: a unit or agency code, None = the receiving unit.
+    receiving_unit: Mapped[str | None] = mapped_column(String(64))
+    deciding_agency: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class DocumentInfo(Base):
@@ -71,6 +77,9 @@ class DocumentInfo(Base):
     package_id: Mapped[str | None] = mapped_column(String(64), index=True)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     rejected_reason: Mapped[str | None] = mapped_column(String(500))
+    # an old result keeps the unit printed on it (pre-2025 names stay history) and gets today's unit
+    printed_unit: Mapped[str | None] = mapped_column(String(300))
+    current_unit: Mapped[str | None] = mapped_column(String(64))
 
 
 class Campaign(Base):
@@ -163,3 +172,37 @@ class Intake(Base):
     state: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending | done | failed
     error_code: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AdminUnit(Base):
+    """One administrative unit (or provincial agency) over one period of validity: versioned, never edited in
+    place. A change (a new name, xã -> phường, Đồng Nai becoming a city on 30/04/2026) closes the current row
+    (``valid_to``) and adds one; loaded from provincial IT's CSV by :mod:`appliance.units`."""
+
+    __tablename__ = "admin_units"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(64), index=True)  # Decision 19/2025 code, or an agency's code
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40))  # xã / phường / đặc khu / tỉnh / thành phố / cơ quan
+    province_code: Mapped[str] = mapped_column(String(10), index=True)
+    province_name: Mapped[str] = mapped_column(String(200))
+    valid_from: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD
+    valid_to: Mapped[str | None] = mapped_column(String(10))  # first day it is no longer valid; None: current
+    version: Mapped[str] = mapped_column(String(64))  # the label of the load that added it
+    source: Mapped[str] = mapped_column(String(500), default="")
+
+
+class UnitMapping(Base):
+    """A unit that no longer exists (a pre-2025 commune, with the district it was in, as history) and the
+    unit it became; several old units map to one new one, an old unit split in parts has several rows."""
+
+    __tablename__ = "admin_unit_map"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    old_code: Mapped[str] = mapped_column(String(64), index=True)
+    old_name: Mapped[str] = mapped_column(String(200))
+    old_parent: Mapped[str] = mapped_column(String(200), default="")  # as printed: "huyện ..." is history here
+    new_code: Mapped[str] = mapped_column(String(64), index=True)
+    valid_to: Mapped[str] = mapped_column(String(10))  # the day the old unit ceased (2025-07-01)
+    version: Mapped[str] = mapped_column(String(64))

@@ -11,10 +11,11 @@ The token PIN is never part of the settings.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -149,7 +150,10 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default: sqlite file in data_dir
     log_format: Literal["json", "text"] = "json"
     log_level: str = "INFO"
-    commune_code: str = "00000"
+    commune_code: str = "00000"  # this box's commune (Decision 19/2025 code): the receiving centre of its dossiers
+    # More accepted dossier-code forms (regular expressions, named groups agency / date / seq), for forms whose
+    # legal text is unconfirmed; the forms in force are built in (appliance.domain)
+    dossier_code_patterns: list[str] = []
     device_id: str = "dev-0000-01"
     scanner: ScannerSettings = ScannerSettings()
     camera: CameraSettings = CameraSettings()
@@ -176,6 +180,16 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         sources.append(file_secret_settings)
         return tuple(sources)
+
+    @field_validator("dossier_code_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"dossier_code_patterns: {pattern!r} is not a regular expression: {err}") from err
+        return value
 
     @property
     def db_url(self) -> str:

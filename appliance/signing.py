@@ -225,10 +225,11 @@ def sign(
         history: dict[str | None, list[dict[str, Any]]] = {}
         for entry in audit.for_documents(session, document_ids=doc_ids):
             history.setdefault(entry.document_id, []).append(entry.as_json())
-        tthc = {
-            c.dossier_code: (d.tthc_code if (d := session.get(Dossier, c.dossier_code)) else None)
-            for c in chosen
-            if c.dossier_code
+        opened = {c.dossier_code: session.get(Dossier, c.dossier_code) for c in chosen if c.dossier_code}
+        tthc = {code: (d.tthc_code if d else None) for code, d in opened.items()}
+        deciding = {  # Decree 118/2025: the package goes to the deciding agency's warehouse
+            code: (d.deciding_agency or d.receiving_unit if d else None) or settings.commune_code
+            for code, d in opened.items()
         }
     personal = any(c.kind != Kind.RESULT for c in chosen)
     check = check_certificate(certificates, actor) if personal else None
@@ -278,6 +279,7 @@ def sign(
             agency_code=settings.sign.agency_code,
             supersedes=supersedes or None,
             audit=tuple(event for c in group for event in history.get(c.doc_id, [])),
+            deciding_agency=deciding.get(dossier_code) or settings.commune_code,
         )
         packages.append(PackageJob(request=request, output=packages_dir / name))
         members.append(group)

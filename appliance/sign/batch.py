@@ -114,6 +114,7 @@ class PackageRequest:
     agency_code: str = ""
     supersedes: str | None = None  # package_id of the package this one corrects
     audit: tuple[dict[str, Any], ...] = ()  # audit trail events: {at, actor, action, document_id, detail}
+    deciding_agency: str | None = None  # Decree 118/2025: whose warehouse stores it (None: commune_code's)
 
 
 @dataclass(frozen=True, slots=True)

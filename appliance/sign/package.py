@@ -212,6 +212,7 @@ def make_manifest(
         "commune_code": request.commune_code,
         "agency_code": request.agency_code,
         "dossier_code": request.dossier_code,
+        "deciding_agency": request.deciding_agency or request.commune_code,
         "tthc_code": request.tthc_code,
         "category": request.category,
         "category_label": CATEGORIES[request.category],

@@ -208,6 +208,7 @@ def _package_request(spec: dict[str, Any]) -> Any:
         agency_code=spec.get("agency_code") or "",
         supersedes=spec.get("supersedes"),
         audit=tuple(spec.get("audit") or ()),
+        deciding_agency=spec.get("deciding_agency"),
     )
 
 

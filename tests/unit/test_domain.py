@@ -302,3 +302,88 @@ def test_every_problem_code_has_a_message() -> None:
         "invalid_enterprise_code",
     ):
         assert code in MESSAGES_VI
+
+
+# --- every dossier-code form in force (Circulars 01/2018, 03/2025, 04/2025) --------------------------------
+yy_dates = st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2068, 12, 31))  # %y: 69-99 are 19xx
+tt04_agency = st.builds(
+    lambda m, x, y, z: f"{m}{x}.{y}.{z}",
+    st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXY"),
+    n_digits(2),
+    n_digits(3),
+    n_digits(2),
+)
+
+
+@given(tt04_agency, yy_dates, n_digits(2), st.integers(4, 30).flatmap(n_digits))
+def test_circular_04_2025_codes_have_any_sequence_of_at_least_4_digits(
+    agency: str, day: dt.date, operator: str, seq: str
+) -> None:
+    code = f"{agency}-{day:%y%m%d}-{operator}{seq}"
+    check = check_dossier_code(code)
+    assert check.ok and check.kind == "tt04_2025", check.reason
+    parsed = parse_dossier_code(code)
+    assert (parsed.agency, parsed.received, parsed.operator, parsed.sequence) == (agency, day, operator, seq)
+    assert str(parsed) == code
+
+
+@given(agency_a, yy_dates, st.integers(4, 7).flatmap(n_digits))
+def test_legacy_qcvn102_codes_keep_their_parts(agency: str, day: dt.date, seq: str) -> None:
+    parsed = parse_dossier_code(f"{agency}-{day:%y%m%d}-{seq}")
+    assert (parsed.form, parsed.agency, parsed.received, parsed.sequence, parsed.operator) == (
+        "qcvn102",
+        agency,
+        day,
+        seq,
+        None,
+    )
+
+
+@given(agency_b, yy_dates, st.integers(4, 12).flatmap(n_digits))
+def test_identifier_codes_are_accepted_with_long_sequences(agency: str, day: dt.date, seq: str) -> None:
+    check = check_dossier_code(f"{agency}-{day:%y%m%d}-{seq}")
+    assert check.ok and check.kind in ("dinh_danh", "tt04_2025")
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("", "Chưa có mã hồ sơ"),
+        ("H44.123.45-260301", "ba phần"),
+        ("H44.123.45-2603-120001", "đúng 6 chữ số"),
+        ("H44.123.45-260231-120001", "ngày có thật"),
+        ("H44.123.45-260301-12a001", "chỉ được gồm chữ số"),
+        ("H44.123.45-260301-123", "ít nhất 4 chữ số"),
+        ("000.00.19.H12-230412-00000007", "4 đến 7 chữ số"),
+        ("1234.5-230412-0007", "mã cơ quan"),
+        ("H44.123.45_260301_120001", "ký tự «_»"),
+    ],
+)
+def test_malformed_codes_say_why_in_vietnamese(code: str, reason: str) -> None:
+    check = check_dossier_code(code)
+    assert not check.ok and check.problem == "invalid_dossier_code"
+    assert reason in check.reason
+    with pytest.raises(InvalidDossierCode) as err:
+        parse_dossier_code(code)
+    assert err.value.params["reason"] == check.reason
+
+
+@given(st.one_of(agency_a, agency_b, tt04_agency), yy_dates, st.integers(0, 3).flatmap(n_digits))
+def test_short_sequences_are_refused_in_every_form(agency: str, day: dt.date, seq: str) -> None:
+    check = check_dossier_code(f"{agency}-{day:%y%m%d}-{seq}")
+    assert not check.ok and check.reason
+
+
+def test_configured_patterns_add_forms_without_loosening_the_built_in_ones() -> None:
+    patterns = [r"(?P<agency>QT\d{2})/(?P<date>\d{6})/(?P<seq>\d{3,})"]
+    parsed = parse_dossier_code("QT01/260301/123", patterns=patterns)
+    assert (parsed.form, parsed.agency, parsed.received, parsed.sequence) == (
+        "custom",
+        "QT01",
+        dt.date(2026, 3, 1),
+        "123",
+    )
+    assert str(parsed) == "QT01/260301/123"
+    assert not check_dossier_code("QT01/260301/123").ok  # not without the setting
+    assert not check_dossier_code("QT01/260231/123", patterns=patterns).ok  # its date must still be real
+    assert not check_dossier_code("000.00.19.H12-230412-007", patterns=patterns).ok

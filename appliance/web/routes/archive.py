@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
-from appliance import domain, dossiers, indicators, workflow
+from appliance import domain, dossiers, indicators, units, workflow
 from appliance.records import Dossier
 from appliance.web.routes.capture import capture_page, start_camera, start_scan, start_upload
 from appliance.web.routes.common import Checked, CheckedSupervisor, Officer, ctx_of, render, see_other
@@ -125,9 +125,35 @@ def monthly(request: Request) -> list[Month]:
         return [Month(m, figures) for m, figures in indicators.months(session)]
 
 
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One row of a month's figures per receiving centre or per deciding agency (Decree 118/2025)."""
+
+    code: str
+    name: str
+    figures: indicators.Indicators
+
+
+def by_unit(request: Request, month: str) -> dict[str, list[Group]]:
+    """This month's indicators per receiving centre and per deciding agency, with today's unit names."""
+    ctx = ctx_of(request)
+    start, end = indicators.month_bounds(month)
+    with ctx.tx() as session:
+        grouped = {
+            by: indicators.count_by(session, start, end, by=by, home=ctx.settings.commune_code)
+            for by in indicators.GROUPS
+        }
+        known = units.names(session, {code for figures in grouped.values() for code in figures})
+    return {
+        by: [Group(code, known.get(code, code), f) for code, f in figures.items()] for by, figures in grouped.items()
+    }
+
+
 @router.get("/stats", response_class=HTMLResponse)
 def stats(request: Request, who: Officer) -> HTMLResponse:
-    return render(request, "stats.html", months=monthly(request))
+    months = monthly(request)
+    month = months[0].month if months else f"{indicators.local_day(datetime.now(UTC)):%Y-%m}"
+    return render(request, "stats.html", months=months, month=month, groups=by_unit(request, month))
 
 
 CSV_HEADER = (

@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from appliance import audit, dossiers
+from appliance import audit, dossiers, units
 from appliance.errors import ApplianceError, FormInvalid, NotFound
 from appliance.web.context import Ctx
 from appliance.web.routes.capture import (
@@ -32,7 +32,18 @@ def _home(
 ) -> HTMLResponse:
     with ctx.tx() as session:
         recent = dossiers.recent(session)
-    return render(request, "home.html", status_code=status_code, dossiers=recent, form=form, errors=errors, **more)
+        agencies = [(u.code, units.label(u)) for u in units.current_units(session)]
+    return render(
+        request,
+        "home.html",
+        status_code=status_code,
+        dossiers=recent,
+        form=form,
+        errors=errors,
+        agencies=agencies,
+        home_unit=ctx.settings.commune_code,
+        **more,
+    )
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -50,6 +61,7 @@ def open_dossier(
     owner_name: str = Form(default="", max_length=200),
     title: str = Form(default="", max_length=500),
     appointment: str = Form(default="", max_length=40),
+    deciding_agency: str = Form(default="", max_length=64),
 ) -> Response:
     ctx = ctx_of(request)
     form = {
@@ -59,10 +71,17 @@ def open_dossier(
         "owner_name": owner_name,
         "title": title,
         "appointment": appointment,
+        "deciding_agency": deciding_agency,
     }
     try:
         with ctx.tx() as session:
-            dossier = dossiers.open_dossier(session, actor=who.actor, form=form)
+            dossier = dossiers.open_dossier(
+                session,
+                actor=who.actor,
+                form=form,
+                receiving_unit=ctx.settings.commune_code,
+                patterns=ctx.settings.dossier_code_patterns,
+            )
             opened = dossier.code
     except FormInvalid as err:
         return _home(request, ctx, form=form, errors=err.errors, status_code=400)
@@ -94,7 +113,7 @@ async def read_receipt(request: Request, who: Checked, receipt: Annotated[Upload
                     error = "Không đọc được mã QR trên giấy tiếp nhận. Hãy chụp rõ hơn hoặc nhập mã hồ sơ."
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    errors = dossiers.check_form(form)[1] if form.get("code") else {}
+    errors = dossiers.check_form(form, patterns=ctx.settings.dossier_code_patterns)[1] if form.get("code") else {}
     if error:
         errors["receipt"] = error
     return _home(request, ctx, form=form, errors=errors, status_code=400 if error else 200, from_receipt=not error)
