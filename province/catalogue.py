@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, Integer, MetaData, String, select, text
+from sqlalchemy import JSON, Connection, DateTime, Engine, Integer, MetaData, String, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -27,6 +27,8 @@ class StoredPackage(Base):
     device_id: Mapped[str] = mapped_column(String(100), index=True)
     commune_code: Mapped[str] = mapped_column(String(20), index=True, default="")
     dossier_code: Mapped[str | None] = mapped_column(String(64))
+    # Decree 118/2025: the agency (or commune) whose warehouse stores it; commune_code is where it was received
+    deciding_agency: Mapped[str | None] = mapped_column(String(64), index=True)
     category: Mapped[str | None] = mapped_column(String(32))
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer)
@@ -61,11 +63,32 @@ SCHEMA_LOCK = 724_011  # PostgreSQL advisory lock key: one receiver at a time cr
 
 
 def create_tables(engine: Engine, metadata: MetaData) -> None:
-    """Create missing tables; receivers starting together on PostgreSQL take turns (else CREATE TABLE races)."""
+    """Create missing tables and add missing nullable columns (the catalogue has no migrations: a column
+    added to a model later, such as packages.deciding_agency, is added here to tables made before it);
+    receivers starting together on PostgreSQL take turns (else CREATE TABLE / ALTER TABLE races)."""
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
         metadata.create_all(conn)
+        add_missing_columns(conn, metadata)
+
+
+def add_missing_columns(conn: Connection, metadata: MetaData) -> list[str]:
+    """ALTER TABLE ... ADD COLUMN for every nullable model column an existing table lacks (and its index)."""
+    added: list[str] = []
+    existing = inspect(conn)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in existing.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have or not column.nullable:
+                continue
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+            added.append(f"{table.name}.{column.name}")
+            for index in table.indexes:
+                if [c.name for c in index.columns] == [column.name]:
+                    index.create(conn, checkfirst=True)
+    return added
 
 
 def open_catalogue(url: str) -> sessionmaker[Session]:

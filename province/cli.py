@@ -1,4 +1,5 @@
-"""The `province` command (also `python -m province`): `serve` and `packages [--json]`.
+"""The `province` command (also `python -m province`): `serve` and `packages [--json]` (per receiving
+commune and per deciding agency).
 
 Options come from flags, else PROVINCE_* environment variables.
 """
@@ -108,15 +109,21 @@ def _packages(args: argparse.Namespace) -> int:
                 "warehouse_id": r.warehouse_id,
                 "device_id": r.device_id,
                 "dossier_code": r.dossier_code,
+                "deciding_agency": r.deciding_agency or r.commune_code,
                 "category": r.category,
                 "size": r.size,
                 "sha256": r.sha256,
                 "received_at": r.received_at.isoformat() if r.received_at else None,
             }
         )
+    agencies: dict[str, int] = {}  # Decree 118/2025: per deciding agency (whose warehouse), beside per commune
+    for r in rows:
+        key = r.deciding_agency or r.commune_code or "?"
+        agencies[key] = agencies.get(key, 0) + 1
     if args.json:
         out = {
             "communes": communes,
+            "deciding_agencies": agencies,
             "total": len(rows),
             "rejections": [
                 {"package_id": j.package_id, "device_id": j.device_id, "reason": j.reason} for j in rejections
@@ -130,6 +137,8 @@ def _packages(args: argparse.Namespace) -> int:
         _out(f"commune {code}: {len(items)} package(s), {total} bytes")
         for i in items:
             _out(f"  {i['warehouse_id']} {i['dossier_code'] or '-'} {i['category'] or '-'} from {i['device_id']}")
+    for code, n in sorted(agencies.items()):
+        _out(f"deciding agency {code}: {n} package(s)")
     return 0
 
 

@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -266,10 +267,12 @@ class Receiver:
             self._answer(cmd, topic, protocol.OK, receipt=body)
             self._send_receipt(cmd.device_id, body)
             return
-        final = self.store_dir / sha[:2] / f"{sha}.asice"
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp.replace(final)  # content-addressed: the same bytes land on the same name
         manifest = self._manifest_facts
+        deciding = deciding_agency(manifest)
+        # filed under the deciding agency (Decree 118/2025: whose warehouse stores it), content-addressed inside
+        final = self.store_dir / deciding / sha[:2] / f"{sha}.asice"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp.replace(final)  # the same bytes land on the same name
         row = catalogue.record(
             self.factory,
             catalogue.StoredPackage(
@@ -277,6 +280,7 @@ class Receiver:
                 device_id=cmd.device_id,
                 commune_code=str(manifest.get("commune_code") or ""),
                 dossier_code=manifest.get("dossier_code"),
+                deciding_agency=deciding,
                 category=manifest.get("category"),
                 sha256=sha,
                 size=size,
@@ -315,8 +319,22 @@ class Receiver:
         facts = _manifest(path)
         facts["signer"] = report.signer
         self._manifest_facts = facts
-        commune = str(facts.get("commune_code") or "00000")
-        return Receipt(cmd.file_id, "accepted", sha, warehouse_id=f"WH-{commune}-{cmd.file_id[:16]}", at=now)
+        return Receipt(
+            cmd.file_id, "accepted", sha, warehouse_id=f"WH-{deciding_agency(facts)}-{cmd.file_id[:16]}", at=now
+        )
+
+
+_SAFE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.\-]{0,63}$")
+
+
+def deciding_agency(manifest: dict[str, Any]) -> str:
+    """Whose warehouse stores the package: the manifest's deciding agency (packages made before it existed:
+    the commune that sent it), as a safe file-name part ("00000" when neither is usable)."""
+    for key in ("deciding_agency", "commune_code"):
+        value = str(manifest.get(key) or "")
+        if _SAFE.match(value) and ".." not in value:
+            return value
+    return "00000"
 
 
 def _manifest(path: Path) -> dict[str, Any]:

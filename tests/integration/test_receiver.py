@@ -146,7 +146,7 @@ def test_two_receiver_processes_share_the_work_each_package_stored_once(
             assert rows[p.package_id].state == "receipted", rows[p.package_id].reason
             assert rows[p.package_id].warehouse_id == by_id[p.package_id].warehouse_id
             assert by_id[p.package_id].device_id == sender.topics.device_id
-    files = sorted((rx_dir / "store").glob("*/*.asice"))
+    files = sorted((rx_dir / "store").glob("*/*/*.asice"))
     assert len(files) == len(all_pkgs)
     for f in files:
         assert hashlib.sha256(f.read_bytes()).hexdigest() == f.stem
@@ -193,7 +193,7 @@ def test_resent_package_gets_the_same_receipt_and_is_not_stored_again(
     stored = catalogue_at(pg_url)
     assert [r.package_id for r in stored] == [pkg.package_id]  # once
     assert stored[0].receipt == bodies[0] and stored[0].signer  # verified, catalogued in PostgreSQL
-    assert len(list((tmp_path / "rx" / "store").glob("*/*.asice"))) == 1
+    assert len(list((tmp_path / "rx" / "store").glob("*/*/*.asice"))) == 1
 
 
 def test_catalogue_on_postgresql_records_a_package_once_under_a_race(pg_url: str, tmp_path: Path) -> None:
@@ -226,6 +226,46 @@ def test_catalogue_on_postgresql_records_a_package_once_under_a_race(pg_url: str
     assert out["total"] == 1 and list(out["communes"]) == ["19999"]
     assert out["rejections"] == [{"package_id": "c" * 64, "device_id": "box-002", "reason": "wrong_hash: x"}]
     assert not (tmp_path / "catalogue.db").exists()  # nothing went to the SQLite default
+
+
+def test_catalogue_made_before_deciding_agency_gets_the_column(pg_url: str) -> None:
+    """The catalogue has no migrations: a column added to a model is added to an older table at start-up,
+    under the same advisory lock as CREATE TABLE (two receivers starting together)."""
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(catalogue.normalise_url(pg_url))
+    catalogue.create_tables(engine, catalogue.Base.metadata)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE packages DROP COLUMN deciding_agency"))  # as a 2025 catalogue
+    engine.dispose()
+    factories: list[object] = []
+    threads = [threading.Thread(target=lambda: factories.append(catalogue.open_catalogue(pg_url))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(factories) == 2
+    engine = create_engine(catalogue.normalise_url(pg_url))
+    assert "deciding_agency" in {c["name"] for c in inspect(engine).get_columns("packages")}
+    engine.dispose()
+    factory = catalogue.open_catalogue(pg_url)
+    row = catalogue.record(
+        factory,
+        catalogue.StoredPackage(
+            package_id="d" * 64, device_id="box-001", commune_code="44001", deciding_agency="44002", sha256="e" * 64,
+            size=1, path="/store/44002/ee/x.asice", warehouse_id="WH-44002-d", receipt={"status": "accepted"},
+        ),
+    )  # fmt: skip
+    assert row.deciding_agency == "44002"
+
+
+def test_packages_are_filed_under_the_deciding_agency() -> None:
+    from province.receiver import deciding_agency
+
+    assert deciding_agency({"commune_code": "44001", "deciding_agency": "44002"}) == "44002"
+    assert deciding_agency({"commune_code": "44001"}) == "44001"  # a package made before Decree 118 support
+    assert deciding_agency({"commune_code": "44001", "deciding_agency": "../etc"}) == "44001"
+    assert deciding_agency({}) == "00000"
 
 
 def test_plain_postgresql_url_means_psycopg3() -> None:
