@@ -6,7 +6,10 @@ and the data never disagree. Rows are never updated or deleted: on SQLite, trigg
 and carried in each package's manifest for the warehouse.
 
 Actions: capture, digitize, fail, review, field (old -> new), kind, result_code, page, split, sign,
-queue, deliver, reject, resend, correct, supersede, reuse, open_dossier, certificate_confirmed.
+queue, deliver, reject, resend, correct, supersede, reuse, open_dossier, certificate_confirmed; and the
+accounts' events (appliance.accounts: account_create, password_reset, password_change, account_deactivate,
+account_reactivate, account_unlock, account_role, account_name, account_id_number), which name the account in
+``detail["account"]`` and belong to no dossier.
 """
 
 from __future__ import annotations
@@ -51,6 +54,15 @@ ACTION_LABELS = {
     "correct": "Tạo bản điều chỉnh",
     "supersede": "Được thay bằng bản điều chỉnh",
     "reuse": "Dùng lại giấy tờ đã số hóa",
+    "account_create": "Tạo tài khoản",
+    "password_reset": "Đặt lại mật khẩu (mật khẩu tạm thời)",
+    "password_change": "Đổi mật khẩu",
+    "account_deactivate": "Ngừng hoạt động tài khoản",
+    "account_reactivate": "Cho tài khoản hoạt động lại",
+    "account_unlock": "Mở khóa đăng nhập",
+    "account_role": "Đổi vai trò",
+    "account_name": "Sửa họ tên",
+    "account_id_number": "Sửa số CCCD",
 }
 
 
@@ -122,6 +134,14 @@ def for_dossier(session: Session, *, dossier_code: str) -> list[Entry]:
         select(AuditEvent)
         .where(or_(AuditEvent.dossier_code == dossier_code, AuditEvent.document_id.in_(doc_ids)))
         .order_by(AuditEvent.id)
+    )
+    return _entries(rows)
+
+
+def for_actions(session: Session, *, actions: Sequence[str], limit: int = 100) -> list[Entry]:
+    """The latest events of these kinds (e.g. the accounts' changes), newest first."""
+    rows = session.scalars(
+        select(AuditEvent).where(AuditEvent.action.in_(list(actions))).order_by(AuditEvent.id.desc()).limit(limit)
     )
     return _entries(rows)
 

@@ -332,6 +332,49 @@ class NothingChosen(WorkflowError):
     code = "nothing_chosen"
 
 
+# --- accounts (appliance.accounts) -----------------------------------------------------------
+class AccountError(ApplianceError):
+    code = "account_refused"
+
+
+class AccountNotFound(AccountError):
+    code = "account_not_found"
+
+
+class AccountExists(AccountError):
+    code = "account_exists"
+
+
+class InvalidUsername(AccountError):
+    code = "invalid_username"
+
+
+class FullNameMissing(AccountError):
+    code = "full_name_missing"
+
+
+class InvalidRole(AccountError):
+    code = "invalid_role"
+
+
+class PasswordTooShort(AccountError):
+    code = "password_too_short"
+
+
+class PasswordIncorrect(AccountError):
+    code = "password_incorrect"
+
+
+class PasswordUnchanged(AccountError):
+    code = "password_unchanged"
+
+
+class LastSupervisor(AccountError):
+    """Deactivating or demoting this account would leave no active supervisor."""
+
+    code = "last_supervisor"
+
+
 def all_error_classes() -> list[type[ApplianceError]]:
     """Every error class in the tree (used by the test that checks messages exist)."""
     seen: list[type[ApplianceError]] = []

@@ -105,6 +105,19 @@ MESSAGES_VI: dict[str, str] = {
     "này, hãy đánh dấu ô xác nhận rồi ký lại.",
     "nothing_chosen": "Hãy chọn ít nhất một tài liệu để ký.",
     "package_rejected": "Kho dữ liệu của tỉnh từ chối gói hồ sơ này; xem lý do, sửa hồ sơ rồi bấm gửi lại.",
+    # accounts
+    "account_refused": "Không thực hiện được thay đổi này với tài khoản. Hãy tải lại trang rồi thử lại.",
+    "account_not_found": "Không có tài khoản này. Hãy kiểm tra lại tên đăng nhập.",
+    "account_exists": "Tên đăng nhập này đã có. Hãy chọn tên đăng nhập khác.",
+    "invalid_username": "Tên đăng nhập chỉ gồm chữ không dấu a-z, số 0-9, dấu chấm, gạch dưới hoặc gạch ngang "
+    "(2–64 ký tự).",
+    "full_name_missing": "Hãy nhập họ và tên của cán bộ.",
+    "invalid_role": "Vai trò không hợp lệ: chỉ có cán bộ hoặc lãnh đạo.",
+    "password_too_short": "Mật khẩu quá ngắn: cần ít nhất 10 ký tự.",
+    "password_incorrect": "Mật khẩu hiện tại không đúng. Hãy nhập lại.",
+    "password_unchanged": "Mật khẩu mới phải khác mật khẩu hiện tại.",
+    "last_supervisor": "Không thể khóa hoặc hạ vai trò tài khoản này vì khi đó sẽ không còn lãnh đạo nào "
+    "quản lý tài khoản. Hãy cho một tài khoản khác làm lãnh đạo trước.",
 }
 
 

@@ -27,7 +27,7 @@ from appliance.settings import Settings
 from appliance.web import formatting
 from appliance.web.assets import StaticAssets
 from appliance.web.auth import LoginThrottle, lookup_session
-from appliance.web.context import SESSION_COOKIE, BadCsrf, Ctx, Forbidden, NeedLogin
+from appliance.web.context import SESSION_COOKIE, BadCsrf, Ctx, Forbidden, NeedLogin, NeedPasswordChange
 from appliance.web.jobs import Jobs
 
 log = logging.getLogger(__name__)
@@ -263,6 +263,13 @@ def create_app(
         if exc.expired:
             response.delete_cookie(SESSION_COOKIE, path="/")
         return response
+
+    @app.exception_handler(NeedPasswordChange)
+    async def need_password(request: Request, exc: NeedPasswordChange) -> Response:
+        target = "/account/password"
+        if request.headers.get("hx-request"):
+            return Response(status_code=200, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
 
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, exc: Forbidden) -> Response:

@@ -15,45 +15,36 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from appliance.accounts import (
+    USERNAME_CHARS,
+    LoginFailure,
+    Role,
+    User,
+    WebSession,
+    check_password,
+    failure_key,
+    hash_password,
+    valid_username,
+)
 from appliance.db import utcnow
-from appliance.web.models import LoginFailure, Role, User, WebSession
 from appliance.workflow import Actor
 
 log = logging.getLogger(__name__)
-
-_HASHER = PasswordHasher()
-_DUMMY_HASH = _HASHER.hash("not-a-real-password")  # verified for unknown names: same timing
-USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
-
-
-def hash_password(password: str) -> str:
-    return _HASHER.hash(password)
-
-
-def check_password(stored: str | None, password: str) -> bool:
-    try:
-        return _HASHER.verify(stored or _DUMMY_HASH, password) and stored is not None
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+__all__ = ["USERNAME_CHARS", "check_password", "hash_password", "valid_username"]  # from appliance.accounts
 
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def valid_username(name: str) -> bool:
-    return 2 <= len(name) <= 64 and set(name) <= USERNAME_CHARS
-
-
-# --- accounts ---------------------------------------------------------------------------------
+# --- accounts (their changes, audited, are appliance.accounts) ------------------------------------
 def create_user(
     session: Session, *, username: str, full_name: str, role: Role, password: str, id_number: str | None = None
 ) -> User:
+    """An account without an audit event: for tests and `serve --dev` (people's changes: appliance.accounts)."""
     user = User(
         username=username,
         full_name=full_name,
@@ -88,6 +79,7 @@ class SignedIn:
     role: str
     csrf: str
     id_number: str | None = None
+    must_change: bool = False  # signed in with a temporary password: only the password page until changed
 
     @property
     def actor(self) -> Actor:
@@ -123,6 +115,7 @@ _SESSION_ROW = (
         User.role,
         User.active,
         User.id_number,
+        User.must_change,
     )
     .join(User, User.id == WebSession.user_id)
     .where(WebSession.id == bindparam("key"))
@@ -138,7 +131,7 @@ def lookup_session(session: Session, *, token: str, idle: timedelta) -> SignedIn
     row = session.execute(_SESSION_ROW, {"key": key}).first()
     if row is None:  # unknown (sessions of a removed account go with it: ON DELETE CASCADE)
         return None
-    last_seen, csrf, user_id, username, full_name, role, active, id_number = row
+    last_seen, csrf, user_id, username, full_name, role, active, id_number, must_change = row
     now = utcnow()
     last = _aware(last_seen)
     if now - last > idle or not active:
@@ -146,7 +139,7 @@ def lookup_session(session: Session, *, token: str, idle: timedelta) -> SignedIn
         return None
     if now - last > timedelta(seconds=30):  # fewer writes: refresh at most twice a minute
         session.execute(update(WebSession).where(WebSession.id == key).values(last_seen=now))
-    return SignedIn(user_id, username, full_name, role, csrf, id_number)
+    return SignedIn(user_id, username, full_name, role, csrf, id_number, bool(must_change))
 
 
 def _aware(when: datetime) -> datetime:
@@ -199,11 +192,14 @@ class LoginThrottle:
         with self.factory() as session, session.begin():
             session.execute(delete(LoginFailure).where(LoginFailure.at < since))  # a write: the lock is ours
             if (
-                self._count(session, "u:" + username, since) >= self.max_failures
+                self._count(session, failure_key(username), since) >= self.max_failures
                 or self._count(session, "c:" + client, since) >= self.per_client
             ):
                 return None
-            user_row, client_row = LoginFailure(key="u:" + username, at=now), LoginFailure(key="c:" + client, at=now)
+            user_row, client_row = (
+                LoginFailure(key=failure_key(username), at=now),
+                LoginFailure(key="c:" + client, at=now),
+            )
             session.add_all([user_row, client_row])
             session.flush()
             return user_row.id, client_row.id
@@ -214,5 +210,5 @@ class LoginThrottle:
 
     def succeeded(self, username: str, reservation: tuple[int, int]) -> None:
         with self.factory() as session, session.begin():
-            session.execute(delete(LoginFailure).where(LoginFailure.key == "u:" + username))
+            session.execute(delete(LoginFailure).where(LoginFailure.key == failure_key(username)))
             session.execute(delete(LoginFailure).where(LoginFailure.id.in_(list(reservation))))

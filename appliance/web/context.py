@@ -30,6 +30,10 @@ class NeedLogin(Exception):
         self.expired = expired
 
 
+class NeedPasswordChange(Exception):
+    """Raised by the `officer` dependency while the password is a temporary one (a supervisor's reset)."""
+
+
 class Forbidden(Exception):
     """The page needs the supervisor role."""
 

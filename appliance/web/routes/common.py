@@ -13,7 +13,7 @@ from appliance.errors import ApplianceError, FormInvalid
 from appliance.messages_vi import MESSAGES_VI, message_for
 from appliance.records import KIND_LABELS
 from appliance.web.auth import SignedIn, lookup_session, same_token
-from appliance.web.context import SESSION_COOKIE, BadCsrf, Ctx, Forbidden, NeedLogin
+from appliance.web.context import SESSION_COOKIE, BadCsrf, Ctx, Forbidden, NeedLogin, NeedPasswordChange
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 KIND_LABELS_STR = {str(k): v for k, v in KIND_LABELS.items()}
@@ -46,7 +46,15 @@ NOTICES = {
     "have": "Hồ sơ này đã có giấy tờ đó rồi.",
     "corrected": "Đã tạo bản điều chỉnh. Hãy kiểm tra lại thông tin rồi ký số bản mới.",
     "opened_upload": "Đã nhận tệp; các trang đang được xử lý.",
+    "password": "Đã đổi mật khẩu.",
+    "deactivated": "Đã ngừng hoạt động tài khoản; các phiên đăng nhập của tài khoản đã kết thúc.",
+    "activated": "Tài khoản đã hoạt động lại.",
+    "unlocked": "Đã mở khóa đăng nhập cho tài khoản.",
+    "role": "Đã đổi vai trò của tài khoản.",
+    "id_number": "Đã lưu số CCCD của tài khoản.",
 }
+# What an officer signed in with a temporary password may open before choosing their own.
+PASSWORD_PAGES = frozenset({"/account/password", "/logout"})
 
 
 def doc_state_label(state: str) -> str:
@@ -63,7 +71,8 @@ def ctx_of(request: Request) -> Ctx:
 
 
 def officer(request: Request) -> SignedIn:
-    """The signed-in officer, or a redirect to the sign-in page."""
+    """The signed-in officer, or a redirect to the sign-in page (to the password page while the officer's
+    password is a temporary one)."""
     ctx = ctx_of(request)
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
@@ -73,6 +82,8 @@ def officer(request: Request) -> SignedIn:
     if who is None:
         raise NeedLogin(expired=True)
     request.state.who = who
+    if who.must_change and request.url.path not in PASSWORD_PAGES:
+        raise NeedPasswordChange()
     return who
 
 
