@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from appliance.errors import ApplianceError
 from appliance.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,14 +40,35 @@ def register(sub: Any) -> None:
 
     u = sub.add_parser(
         "user",
-        help="create an officer account",
-        description="Create an account for the web UI. The password is asked twice without echo on a terminal, "
-        'or read from the first line of stdin otherwise (echo "$PW" | appliance user NAME).',
+        help="create an officer account, or change one (password reset, deactivate, unlock, role, CCCD)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="A new NAME: create the account for the web UI. The password is asked twice without echo\n"
+        'on a terminal, or read from the first line of stdin otherwise (echo "$PW" | appliance user NAME).\n'
+        "An existing NAME: apply the options given (--name, --role and --id-number then change it).\n"
+        'Every change goes to the audit trail, made by "cli".',
+        epilog="examples:\n"
+        "  appliance user canbo --name 'Nguyễn Thị Ánh' --id-number 001190012345   create (password from stdin)\n"
+        "  appliance user canbo --reset-password    print a temporary password, to change at next sign-in\n"
+        "  appliance user canbo --unlock            after too many wrong passwords\n"
+        "  appliance user canbo --role supervisor   promote (--role officer: demote)\n"
+        "  appliance user canbo --deactivate        no more sign-in; its sessions end (--activate: undo)",
     )
     u.add_argument("username", metavar="NAME", help="user name to sign in with: a-z, 0-9, '.', '_', '-'")
     u.add_argument("--name", dest="full_name", default=None, help="full name, as shown on signatures (default: NAME)")
-    u.add_argument("--role", choices=["officer", "supervisor"], default="officer")
-    u.set_defaults(handler=add_user)
+    u.add_argument(
+        "--role", choices=["officer", "supervisor"], default=None, help="the account's role (a new one: officer)"
+    )
+    u.add_argument("--id-number", default=None, metavar="CCCD", help="the officer's 12-digit CCCD ('' removes it)")
+    u.add_argument(
+        "--reset-password",
+        action="store_true",
+        help="print a temporary password (once); the officer must choose a new one at the next sign-in",
+    )
+    state = u.add_mutually_exclusive_group()
+    state.add_argument("--deactivate", action="store_true", help="the account can no longer sign in")
+    state.add_argument("--activate", action="store_true", help="a deactivated account can sign in again")
+    u.add_argument("--unlock", action="store_true", help="clear the lockout after too many wrong passwords")
+    u.set_defaults(handler=user)
 
 
 def _dev_sane(settings: Settings) -> None:
@@ -83,7 +105,7 @@ def dev_accounts(settings: Settings) -> list[tuple[str, str, str]]:
             if user is None:
                 create_user(session, username=name, full_name=full, role=role, password=password)
             else:
-                user.password_hash, user.active = hash_password(password), True
+                user.password_hash, user.active, user.must_change = hash_password(password), True, False
             out.append((name, password, role.value))
     engine.dispose()
     return out
@@ -153,7 +175,6 @@ def _has_real_scanner() -> bool:
     return any(line.startswith("device") and "`test:" not in line for line in out.splitlines())
 
 
-MIN_PASSWORD = 10
 ROLE_VI = {"officer": "cán bộ", "supervisor": "lãnh đạo"}
 
 
@@ -163,8 +184,26 @@ def _refused(text: str) -> int:
     return 1
 
 
+def _account_refusal(name: str, err: ApplianceError, *, creating: bool) -> int:
+    """The core's refusal, told about this account."""
+    from appliance.accounts import MIN_PASSWORD
+    from appliance.messages_vi import message_for
+
+    not_created = f" Tài khoản {name} chưa được tạo." if creating else ""
+    own = {
+        "account_exists": f"Tài khoản {name} đã có. Hãy chọn tên tài khoản khác.",
+        "account_not_found": f"Không có tài khoản {name}. Hãy kiểm tra tên (tạo mới: appliance user {name}).",
+        "invalid_username": f"Tên tài khoản «{name}» không hợp lệ: chỉ dùng chữ không dấu a-z, số 0-9, dấu chấm, "
+        "gạch dưới hoặc gạch ngang (2–64 ký tự).",
+        "password_too_short": f"Mật khẩu quá ngắn: cần ít nhất {MIN_PASSWORD} ký tự.{not_created}",
+    }
+    return _refused(own.get(err.code) or f"Tài khoản {name}: {message_for(err)}{not_created}")
+
+
 def _read_password(name: str) -> str | None:
     """Asked twice without echo on a terminal (None when the two differ); the first line of stdin otherwise."""
+    from appliance.accounts import MIN_PASSWORD
+
     if sys.stdin.isatty():
         import getpass
 
@@ -175,36 +214,90 @@ def _read_password(name: str) -> str | None:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-def add_user(args: argparse.Namespace, settings: Settings) -> int:
-    """`appliance user NAME [--name "Full Name"] [--role officer|supervisor]`."""
-    from appliance import db
-    from appliance.web.auth import create_user, find_user, valid_username
-    from appliance.web.models import Role
+def user(args: argparse.Namespace, settings: Settings) -> int:
+    """`appliance user NAME [options]`: create NAME, or change the existing account."""
+    from appliance import accounts, db
+    from appliance.errors import AccountNotFound, InvalidUsername
 
-    name = args.username.strip().lower()
-    if not valid_username(name):
-        return _refused(
-            f"Tên tài khoản «{args.username}» không hợp lệ: chỉ dùng chữ không dấu a-z, số 0-9, dấu chấm, "
-            "gạch dưới hoặc gạch ngang (2–64 ký tự)."
-        )
-    full_name = (args.full_name or "").strip() or name
+    raw = args.username.strip()
+    name = accounts.normal_username(raw)
+    if not accounts.valid_username(name):
+        return _account_refusal(raw, InvalidUsername(), creating=True)
     engine = db.make_engine(settings.db_url)
     try:
         db.upgrade(engine)
         factory = db.session_factory(engine)
         with factory() as session:
-            if find_user(session, username=name) is not None:
-                return _refused(f"Tài khoản {name} đã có. Hãy chọn tên tài khoản khác.")
-        password = _read_password(name)
-        if password is None:
-            return _refused("Hai lần nhập mật khẩu không giống nhau. Tài khoản chưa được tạo; hãy chạy lại lệnh.")
-        if len(password) < MIN_PASSWORD:
-            return _refused(f"Mật khẩu quá ngắn: cần ít nhất {MIN_PASSWORD} ký tự. Tài khoản {name} chưa được tạo.")
-        with db.transaction(factory) as session:
-            if find_user(session, username=name) is not None:  # created meanwhile
-                return _refused(f"Tài khoản {name} đã có. Hãy chọn tên tài khoản khác.")
-            create_user(session, username=name, full_name=full_name, role=Role(args.role), password=password)
+            exists = accounts.find(session, username=name) is not None
+        if exists:
+            return _change_user(args, factory, name)
+        if args.reset_password or args.deactivate or args.activate or args.unlock:
+            return _account_refusal(name, AccountNotFound(), creating=False)
+        return _add_user(args, factory, name)
     finally:
         engine.dispose()
-    sys.stdout.write(f"Đã tạo tài khoản {ROLE_VI[args.role]} {name} ({full_name}).\n")
+
+
+def _add_user(args: argparse.Namespace, factory: Any, name: str) -> int:
+    from appliance import accounts, db
+
+    full_name = (args.full_name or "").strip() or name
+    role = args.role or "officer"
+    password = _read_password(name)
+    if password is None:
+        return _refused("Hai lần nhập mật khẩu không giống nhau. Tài khoản chưa được tạo; hãy chạy lại lệnh.")
+    try:
+        with db.transaction(factory) as session:
+            accounts.create(
+                session,
+                actor=accounts.CLI,
+                username=name,
+                full_name=full_name,
+                role=role,
+                password=password,
+                id_number=args.id_number,
+            )
+    except ApplianceError as err:
+        return _account_refusal(name, err, creating=True)
+    sys.stdout.write(f"Đã tạo tài khoản {ROLE_VI[role]} {name} ({full_name}).\n")
+    return 0
+
+
+def _change_user(args: argparse.Namespace, factory: Any, name: str) -> int:
+    """Every option given, in one transaction: all of them or none."""
+    from appliance import accounts, db
+
+    asked = args.full_name is not None or args.role is not None or args.id_number is not None
+    if not (asked or args.reset_password or args.deactivate or args.activate or args.unlock):
+        return _refused(f"Tài khoản {name} đã có. Hãy chọn tên tài khoản khác.")
+    actor = accounts.CLI
+    said: list[str] = []
+    try:
+        with db.transaction(factory) as session:
+            if args.full_name is not None and accounts.set_full_name(
+                session, actor=actor, username=name, full_name=args.full_name
+            ):
+                said.append(f"Đã đổi họ tên của tài khoản {name} thành {args.full_name.strip()}.")
+            if args.role is not None and accounts.change_role(session, actor=actor, username=name, role=args.role):
+                said.append(f"Tài khoản {name} nay có vai trò {ROLE_VI[args.role]}.")
+            if args.id_number is not None and accounts.set_id_number(
+                session, actor=actor, username=name, id_number=args.id_number
+            ):
+                said.append(f"Đã lưu số CCCD của tài khoản {name}.")
+            if args.activate and accounts.reactivate(session, actor=actor, username=name):
+                said.append(f"Tài khoản {name} đã hoạt động lại.")
+            if args.unlock:
+                accounts.unlock(session, actor=actor, username=name)
+                said.append(f"Đã mở khóa đăng nhập cho tài khoản {name}.")
+            if args.deactivate and accounts.deactivate(session, actor=actor, username=name):
+                said.append(f"Tài khoản {name} đã ngừng hoạt động; các phiên đăng nhập của tài khoản đã kết thúc.")
+            if args.reset_password:
+                temporary = accounts.reset_password(session, actor=actor, username=name)
+                said.append(
+                    f"Mật khẩu tạm thời của tài khoản {name}: {temporary}\n"
+                    "Cán bộ phải đổi mật khẩu này khi đăng nhập lần sau."
+                )
+    except ApplianceError as err:
+        return _account_refusal(name, err, creating=False)
+    sys.stdout.write("\n".join(said or [f"Tài khoản {name} không có gì thay đổi."]) + "\n")
     return 0

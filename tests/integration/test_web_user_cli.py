@@ -81,3 +81,100 @@ def test_errors_speak_of_the_account(tmp_path: Path) -> None:
     for proc in (again, short, empty, bad):
         assert "tệp" not in proc.stderr.lower() and "file" not in proc.stderr.lower()
         assert proc.stderr.count("\n") == 1  # one line, no traceback
+
+
+def _account(data_dir: Path, username: str) -> tuple[str, bool, bool, str | None]:
+    from appliance import accounts
+
+    settings = load_settings(data_dir=data_dir)
+    engine = db.make_engine(settings.db_url)
+    try:
+        with db.transaction(db.session_factory(engine)) as session:
+            user = accounts.find(session, username=username)
+            assert user is not None
+            return user.role, user.active, user.must_change, user.id_number
+    finally:
+        engine.dispose()
+
+
+def _trail(data_dir: Path) -> list[tuple[str, str, dict[str, object]]]:
+    from appliance import accounts, audit
+
+    settings = load_settings(data_dir=data_dir)
+    engine = db.make_engine(settings.db_url)
+    try:
+        with db.transaction(db.session_factory(engine)) as session:
+            entries = audit.for_actions(session, actions=accounts.ACTIONS)
+            return [(e.actor, e.action, e.detail) for e in reversed(entries)]
+    finally:
+        engine.dispose()
+
+
+def test_changes_to_an_existing_account(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run_user(data, "lanhdao", "--role", "supervisor", stdin="mat-khau-lanh-dao\n").returncode == 0
+    made = run_user(
+        data, "canbo", "--name", "Nguyễn Thị Ánh", "--id-number", "001190012345", stdin="mat-khau-can-bo-1\n"
+    )
+    assert made.returncode == 0, made.stderr
+    assert _account(data, "canbo") == ("officer", True, False, "001190012345")
+
+    reset = run_user(data, "canbo", "--reset-password", stdin="")
+    assert reset.returncode == 0, reset.stderr
+    first, second = reset.stdout.splitlines()
+    assert first.startswith("Mật khẩu tạm thời của tài khoản canbo: ") and "phải đổi mật khẩu" in second
+    temporary = first.rsplit(" ", 1)[1]
+    assert _signs_in(data, "canbo", "mat-khau-can-bo-1") is None
+    assert _signs_in(data, "canbo", temporary) is not None
+    assert _account(data, "canbo")[2] is True  # must change it at the next sign-in
+
+    both = run_user(data, "canbo", "--role", "supervisor", "--id-number", "", stdin="")
+    assert both.returncode == 0, both.stderr
+    assert both.stdout == "Tài khoản canbo nay có vai trò lãnh đạo.\nĐã lưu số CCCD của tài khoản canbo.\n"
+    assert _account(data, "canbo")[::3] == ("supervisor", None)
+
+    off = run_user(data, "canbo", "--deactivate", stdin="")
+    assert off.returncode == 0 and "ngừng hoạt động" in off.stdout
+    assert _signs_in(data, "canbo", temporary) is None
+    assert run_user(data, "canbo", "--activate", stdin="").returncode == 0
+    assert run_user(data, "canbo", "--unlock", stdin="").stdout == "Đã mở khóa đăng nhập cho tài khoản canbo.\n"
+    assert _signs_in(data, "canbo", temporary) is not None
+
+    actions = [(actor, action) for actor, action, _detail in _trail(data)]
+    assert set(actor for actor, _a in actions) == {"cli"}
+    assert [a for _c, a in actions] == [
+        "account_create",
+        "account_create",
+        "password_reset",
+        "account_role",
+        "account_id_number",
+        "account_deactivate",
+        "account_reactivate",
+        "account_unlock",
+    ]
+    assert temporary not in str(_trail(data))
+
+
+def test_change_refusals_speak_of_the_account(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run_user(data, "lanhdao", "--role", "supervisor", stdin="mat-khau-lanh-dao\n").returncode == 0
+    missing = run_user(data, "khongco", "--reset-password", stdin="")
+    assert missing.returncode == 1 and missing.stderr.startswith("lỗi: Không có tài khoản khongco.")
+    last = run_user(data, "lanhdao", "--deactivate", stdin="")
+    assert last.returncode == 1 and last.stderr.startswith("lỗi: Tài khoản lanhdao: Không thể khóa")
+    assert _account(data, "lanhdao")[:2] == ("supervisor", True)
+    bad = run_user(data, "lanhdao", "--id-number", "123", stdin="")
+    assert bad.returncode == 1 and "12 chữ số" in bad.stderr
+    both = run_user(data, "lanhdao", "--deactivate", "--activate", stdin="")
+    assert both.returncode == 2  # argparse: not both
+    for proc in (missing, last, bad):
+        assert proc.stderr.count("\n") == 1  # one line, no traceback
+
+
+def test_help_shows_the_changes() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "appliance", "user", "--help"], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert proc.returncode == 0
+    for option in ("--reset-password", "--deactivate", "--activate", "--unlock", "--role", "--id-number"):
+        assert option in proc.stdout
