@@ -54,6 +54,7 @@ def check_room(settings: Settings, *, need_bytes: int = 0) -> None:
             f"{free // MB} MB free in {settings.data_dir}, floor {settings.storage.min_free_mb} MB"
             + (f", {need_bytes // MB} MB needed" if need_bytes else ""),
             free_mb=str(free // MB),
+            floor="yes",  # refused by the floor, before anything was written
         )
     if free - need_bytes >= floor + settings.storage.reserve_mb * MB:
         ensure_reserve(settings)

@@ -713,6 +713,11 @@ def capture_intake(
             batch=intake_id,
             intake_id=intake_id,
         )
+    except DiskFull as err:
+        if err.params.get("floor") and not err.params.get("documents"):
+            raise  # refused before anything was taken: the intake waits, complete, for a resume with room
+        close_intake(store, intake_id, err)
+        raise
     except Exception as err:
         close_intake(store, intake_id, err)
         raise

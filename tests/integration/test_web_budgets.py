@@ -23,8 +23,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import func, select
 
-from appliance import db, diskspace, records
+from appliance import db, diskspace, pipeline, records
 from appliance.capture import files
+from appliance.errors import DiskFull
 from appliance.messages_vi import MESSAGES_VI
 from appliance.originals import encode_png
 from appliance.settings import Settings, load_settings
@@ -32,6 +33,7 @@ from appliance.web.app import create_app
 from appliance.web.auth import create_user
 from appliance.web.jobs import Job
 from appliance.web.models import Role
+from appliance.workflow import Actor
 from bench.corpus import render_page
 from tests.conftest import IN_CI
 from tests.faults import text_pdf
@@ -263,3 +265,26 @@ def test_originals_failing_mid_way_leave_no_orphan_and_claim_no_kept_page(small_
         assert _count(settings, db.Document) == 0
         with contextlib.suppress(FileNotFoundError):
             (small_disk / "filler").unlink()
+
+
+def test_an_intake_refused_by_the_floor_waits_complete_for_room(small_disk: Path, tmp_path: Path) -> None:
+    """An upload recorded before the disk went below the floor (a restart's resume meets it there) is not
+    thrown away: it stays pending with its files and is taken once there is room again."""
+    settings = _disk_settings(small_disk, min_free_mb=8, reserve_mb=0)
+    store = pipeline.storage(settings)
+    source = tmp_path / "trang.png"
+    source.write_bytes(_page_png())
+    intake = pipeline.receive_files(
+        store, [("trang.png", source)], actor=Actor("canbo", "Nguyễn Thị Ánh"), dossier_code=None
+    )
+    filler = fill(small_disk, leave=4 * MB)
+    with pytest.raises(DiskFull):
+        pipeline.capture_intake(store, intake)
+    with db.transaction(store.factory) as session:
+        row = session.get(records.Intake, intake)
+        assert row is not None and row.state == "pending"
+        folder = Path(row.folder)
+    assert _files_under(folder) and _files_under(settings.originals_dir) == []
+    filler.unlink()
+    done = pipeline.capture_intake(store, intake)
+    assert len(done.document_ids) == 1 and not folder.exists()
