@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from appliance.readiness import Thresholds, checks, verdict
 from appliance.telemetry.schema import AlertState, Counters, Incident, OpenAlert, Reading, Status, parse_message
+from appliance.units import UnitRecord
 from province.dashboard import readiness
 from province.telemetry_db import (
     AlertRow,
@@ -37,6 +38,7 @@ from province.telemetry_db import (
     History,
     IncidentRow,
     RegisteredDevice,
+    RolloutDeadline,
     TelemetryBase,
     Unit,
     UnitRow,
@@ -571,19 +573,59 @@ def run_ingest(cfg: IngestConfig, stop: threading.Event, ingest: Ingest | None =
 
 
 # --- units --------------------------------------------------------------------------------------
-def load_units(factory: sessionmaker[Session], rows: list[dict[str, str]]) -> int:
-    """Upsert units from CSV rows: commune_code, name, province_code, province_name[, level, kind]."""
+def load_units(factory: sessionmaker[Session], rows: Sequence[UnitRecord | dict[str, str]]) -> int:
+    """Make the units of a CSV (appliance.units.read_units records, or its raw rows) the province's current
+    ones: upserted, and the units of the same provinces that the file no longer lists are removed (their
+    placeholder rows go at the next refresh). Two levels: "province" (agencies, centre) and "commune"."""
+    from appliance.units import read_units
+
+    records = [r if isinstance(r, UnitRecord) else read_units(_csv_line(r))[0] for r in rows]
+    provinces = {u.province_code for u in records}
     with factory() as s, s.begin():
-        for r in rows:
-            code = r["commune_code"].strip()
-            u = s.get(Unit, code) or Unit(commune_code=code)
-            u.name = r["name"].strip()
-            u.province_code = r["province_code"].strip()
-            u.province_name = r["province_name"].strip()
-            u.level = (r.get("level") or "commune").strip()
-            u.kind = (r.get("kind") or "xã").strip()
+        if provinces:
+            s.execute(
+                delete(Unit).where(
+                    Unit.province_code.in_(provinces), Unit.commune_code.not_in([u.code for u in records])
+                )
+            )
+        for r in records:
+            u = s.get(Unit, r.code) or Unit(commune_code=r.code)
+            u.name, u.kind, u.level = r.name, r.kind, r.level
+            u.province_code, u.province_name = r.province_code, r.province_name
             s.add(u)
-    return len(rows)
+    return len(records)
+
+
+def _csv_line(row: dict[str, str]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(row))
+    w.writeheader()
+    w.writerow(row)
+    return buf.getvalue()
+
+
+def load_deadlines(factory: sessionmaker[Session], rows: Sequence[dict[str, str]], *, replace: bool = True) -> int:
+    """Rollout deadlines from CSV rows `scope,deadline[,campaign]` (deadline YYYY-MM-DD); `replace` drops
+    the deadlines not in the file."""
+    parsed: list[RolloutDeadline] = []
+    for n, r in enumerate(rows, start=2):
+        scope = (r.get("scope") or "").strip()
+        try:
+            when = date.fromisoformat((r.get("deadline") or "").strip())
+        except ValueError as err:
+            raise ValueError(f"line {n}: deadline {r.get('deadline')!r} is not YYYY-MM-DD") from err
+        if not scope or scope in ("district", "huyện"):
+            raise ValueError(f"line {n}: scope {scope!r}: a unit code, a kind or a level (commune, province)")
+        parsed.append(RolloutDeadline(scope=scope, deadline=when, campaign=(r.get("campaign") or "").strip()))
+    with factory() as s, s.begin():
+        if replace:
+            s.execute(delete(RolloutDeadline))
+        for d in parsed:
+            s.merge(d)
+    return len(parsed)
 
 
 def load_registry(factory: sessionmaker[Session], devices: list[dict[str, Any]]) -> int:

@@ -94,8 +94,9 @@ class IncidentRow(TelemetryBase):
 
 
 class Unit(TelemetryBase):
-    """The administrative units the province expects boxes at (2025: province -> commune/ward/special zone;
-    `level` is province_dept / district / commune, for the rollout deadlines)."""
+    """The administrative units the province expects boxes at, today (two levels since 01/07/2025: the
+    province's agencies and centre, `level` "province"; xã / phường / đặc khu, `level` "commune"). Loaded from
+    the units CSV (appliance.units, `province units`); no district level."""
 
     __tablename__ = "tm_units"
 
@@ -105,6 +106,18 @@ class Unit(TelemetryBase):
     province_name: Mapped[str] = mapped_column(String(200))
     level: Mapped[str] = mapped_column(String(20), default="commune")
     kind: Mapped[str] = mapped_column(String(40), default="xã")  # xã / phường / đặc khu / sở ...
+
+
+class RolloutDeadline(TelemetryBase):
+    """A rollout deadline provincial IT sets (`province rollout FILE.csv`): `scope` is a unit code, a kind
+    (xã, phường, đặc khu, cơ quan cấp tỉnh ...) or a level (commune, province); the most specific wins."""
+
+    __tablename__ = "tm_deadlines"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deadline: Mapped[date] = mapped_column(Date)
+    campaign: Mapped[str] = mapped_column(String(200), default="")
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class AlertRow(TelemetryBase):

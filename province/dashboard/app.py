@@ -335,9 +335,12 @@ def create_app(
                 s, province=province, sort="name", limit=config.page_size, offset=(nav["page"] - 1) * config.page_size
             )
             provinces = readiness.summaries(s)[0]
+            deadlines = readiness.deadlines(s, config)
         return render(
             "rollout.html",
             me,
+            deadlines=deadlines,
+            level_labels={"commune": "Cấp xã", "province": "Cấp tỉnh"},
             rows=chosen,
             today=now.astimezone(LOCAL).date(),
             by_level=by_level,

@@ -44,14 +44,11 @@ class DashboardConfig:
     workdays: tuple[int, ...] = (0, 1, 2, 3, 4)  # Monday = 0
     silent_after_s: float = 300.0  # no message for this long during office hours: not online
     lost_after_s: float = 24 * 3600.0  # overdue this long: failing ("Mất kết nối ...")
-    # Directive 02/CT-TTg: province 01/06/2022, district 01/12/2022, commune 01/06/2023 (configurable)
-    deadlines: dict[str, date] = field(
-        default_factory=lambda: {
-            "province_dept": date(2022, 6, 1),
-            "district": date(2022, 12, 1),
-            "commune": date(2023, 6, 1),
-        }
-    )
+    # Rollout deadlines are data provincial IT sets (`province rollout FILE.csv`, table tm_deadlines): scope =
+    # a unit code, a kind or a level ("commune", "province"). These override the table (tests, one-off runs).
+    # History: Directive 02/CT-TTg (2022) set province 01/06/2022, district 01/12/2022, commune 01/06/2023;
+    # the district level no longer exists since 01/07/2025.
+    deadlines: dict[str, date] = field(default_factory=dict)
     # Decision 766 targets in %: set to the province's own targets
     target_digitized_pct: float = 100.0
     target_results_pct: float = 100.0
@@ -184,7 +181,8 @@ def build_rows(
     if device_ids is not None:
         query = query.where(Device.device_id.in_(list(device_ids)))
     devices = s.execute(query).all()
-    unit_query = select(Unit.commune_code, Unit.name, Unit.province_code, Unit.province_name, Unit.level)
+    unit_query = select(Unit.commune_code, Unit.name, Unit.province_code, Unit.province_name, Unit.level, Unit.kind)
+    table = deadlines(s, cfg)
     rate_query = (
         select(
             DayCounters.commune_code,
@@ -216,6 +214,7 @@ def build_rows(
             problems.insert(0, ("failing" if lost else "warning", problem))
             verdict = worst(verdict, "failing" if lost else "warning")
         level = unit.level if unit else "commune"
+        kind = unit.kind if unit else "xã"
         first = firsts.get(dev.device_id)
         r, d, e = rates.get(dev.commune_code, (0, 0, 0))
         rows.append(
@@ -240,7 +239,7 @@ def build_rows(
                 digitized=d,
                 results=e,
                 rollout="in_service" if first else "installed",
-                deadline=cfg.deadlines.get(level),
+                deadline=deadline_for(table, dev.commune_code, kind, level),
                 first_package_at=first,
             )
         )
@@ -265,10 +264,28 @@ def build_rows(
                 outbox_depth=None,
                 min_cert_days=None,
                 version=None,
-                deadline=cfg.deadlines.get(unit.level),
+                deadline=deadline_for(table, code, unit.kind, unit.level),
             )
         )
     return rows
+
+
+def deadlines(s: Session, cfg: DashboardConfig) -> dict[str, date]:
+    """scope -> deadline: the table provincial IT loads, then the configuration's overrides."""
+    from province.telemetry_db import RolloutDeadline
+
+    if not inspect(s.get_bind()).has_table(RolloutDeadline.__tablename__):
+        return dict(cfg.deadlines)
+    table = {str(scope): when for scope, when in s.execute(select(RolloutDeadline.scope, RolloutDeadline.deadline))}
+    return table | dict(cfg.deadlines)
+
+
+def deadline_for(table: dict[str, date], code: str, kind: str, level: str) -> date | None:
+    """The most specific deadline: the unit's own, else its kind's (xã, phường ...), else its level's."""
+    for scope in (code, kind, level):
+        if scope in table:
+            return table[scope]
+    return None
 
 
 def fold(text: str) -> str:

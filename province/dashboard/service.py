@@ -1,5 +1,6 @@
 """Running ingest + dashboard: inside `province serve` (threads next to the receiver), or alone with
-`province dashboard`; `province units FILE.csv` loads the administrative units the province expects, and
+`province dashboard`; `province units FILE.csv` loads the administrative units the province expects,
+`province rollout FILE.csv` the rollout deadlines, and
 `province devices FILE` the device registry (which commune each box is registered for), and
 `province accounts add|passwd|disable|list|dev` the provincial IT accounts that may sign in."""
 
@@ -19,7 +20,15 @@ from typing import Any
 
 from province.dashboard import auth
 from province.dashboard.readiness import DashboardConfig
-from province.telemetry import AlertPolicy, IngestConfig, load_registry, load_units, open_telemetry, run_ingest
+from province.telemetry import (
+    AlertPolicy,
+    IngestConfig,
+    load_deadlines,
+    load_registry,
+    load_units,
+    open_telemetry,
+    run_ingest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +75,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     d.add_argument("-v", "--verbose", action="store_true")
     d.set_defaults(handler=_dashboard)
     u = sub.add_parser(
-        "units", parents=[common], help="load units CSV: commune_code,name,province_code,province_name[,level,kind]"
+        "units",
+        parents=[common],
+        help="load (reload) the units CSV: code,name,kind,province_code,province_name (appliance/data/units/README.md)",
+        description="The file's units become the current ones of the provinces it covers: units it no longer "
+        "lists are removed. Two levels: xã / phường / đặc khu, and the provincial agencies and centre.",
     )
     u.add_argument("csv", type=Path)
     u.set_defaults(handler=_units)
+    o = sub.add_parser(
+        "rollout",
+        parents=[common],
+        help="set the rollout deadlines from a CSV: scope,deadline[,campaign] (scope: unit code, kind or level)",
+    )
+    o.add_argument("csv", type=Path)
+    o.set_defaults(handler=_rollout)
     r = sub.add_parser(
         "devices",
         parents=[common],
@@ -150,9 +170,25 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _units(args: argparse.Namespace) -> int:
-    with args.csv.open(newline="", encoding="utf-8-sig") as f:
-        n = load_units(open_telemetry(_url(args)), list(csv.DictReader(f)))
+    from appliance.units import UnitFileError, read_units
+
+    try:
+        records = read_units(args.csv)
+    except (OSError, UnitFileError) as err:
+        raise SystemExit(f"error: {args.csv}: {err}") from err
+    n = load_units(open_telemetry(_url(args)), records)
     print(f"{n} unit(s) loaded")  # noqa: T201
+    return 0
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    with args.csv.open(newline="", encoding="utf-8-sig") as f:
+        rows = [r for r in csv.DictReader(line for line in f if not line.lstrip().startswith("#"))]
+    try:
+        n = load_deadlines(open_telemetry(_url(args)), rows)
+    except ValueError as err:
+        raise SystemExit(f"error: {args.csv}: {err}") from err
+    print(f"{n} deadline(s) set")  # noqa: T201
     return 0
 
 

@@ -35,7 +35,7 @@ from province.dashboard.app import create_app
 from province.dashboard.auth import set_account
 from province.dashboard.metrics import GAUGES
 from province.dashboard.readiness import DashboardConfig, connectivity
-from province.telemetry import Ingest, load_units, open_telemetry
+from province.telemetry import Ingest, load_deadlines, load_units, open_telemetry
 
 ROOT = Path(__file__).resolve().parents[2]
 ALWAYS_OPEN = DashboardConfig(office_start=time(0, 0), office_end=time(23, 59, 59), workdays=(0, 1, 2, 3, 4, 5, 6))
@@ -121,6 +121,7 @@ def seed(url: str) -> sessionmaker[Session]:
 
     factory = open_telemetry(url)
     load_units(factory, [dict(u) for u in UNITS])
+    load_deadlines(factory, [{"scope": "commune", "deadline": "2023-06-01", "campaign": "Chỉ thị 02/CT-TTg"}])
     ing = Ingest(factory, history_every_s=0)
     now = datetime.now(UTC)
     for i in range(12):  # a few hours of history for the charts

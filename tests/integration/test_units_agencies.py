@@ -240,3 +240,32 @@ def test_a_dossier_for_another_commune_is_packaged_for_its_warehouse(hsm: object
             manifest = json.loads(z.read("manifest.json"))
     assert manifest["commune_code"] == settings.commune_code  # received here
     assert manifest["deciding_agency"] == "44002"  # stored in that commune's warehouse
+
+
+# --- the province: units reloaded, deadlines as data, no district level -------------------------------
+def test_province_units_reload_and_deadlines_by_unit_kind_and_level(tmp_path: Path) -> None:
+    from province.dashboard.readiness import DashboardConfig, build_rows
+    from province.telemetry import load_deadlines, load_units, open_telemetry
+    from province.telemetry_db import Unit
+
+    factory = open_telemetry(f"sqlite:///{tmp_path / 'catalogue.db'}")
+    assert load_units(factory, read_units(UNITS_2025)) == 4
+    load_units(factory, read_units("\n".join(line for line in UNITS_2026.splitlines() if "Long Thành" not in line)))
+    with factory() as s:
+        found = {u.commune_code: (u.kind, u.level) for u in s.scalars(select(Unit))}
+    assert found == {
+        "75": ("thành phố", "province"),
+        "26000": ("phường", "commune"),
+        "75.SO.TP": ("cơ quan cấp tỉnh", "province"),
+    }  # 26001 is no longer listed: gone
+    rows = [
+        {"scope": "commune", "deadline": "2026-06-30", "campaign": "Kế hoạch 2026"},
+        {"scope": "cơ quan cấp tỉnh", "deadline": "2026-03-31"},
+        {"scope": "26000", "deadline": "2026-01-15"},
+    ]
+    assert load_deadlines(factory, rows) == 3
+    with factory() as s:
+        got = {r.commune_code: r.deadline for r in build_rows(s, DashboardConfig(), datetime.now(UTC))}
+    assert got == {"26000": date(2026, 1, 15), "75.SO.TP": date(2026, 3, 31), "75": None}
+    with pytest.raises(ValueError, match="scope"):
+        load_deadlines(factory, [{"scope": "district", "deadline": "2026-01-01"}])
