@@ -242,7 +242,7 @@ def create_app(
         jobs.shutdown()
 
     app = FastAPI(
-        title="Số hóa hồ sơ — một cửa",
+        title="Số hóa hồ sơ — Trung tâm Phục vụ hành chính công",
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
