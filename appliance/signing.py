@@ -33,7 +33,9 @@ from appliance.records import DocumentInfo, Dossier, Kind
 from appliance.settings import Settings
 from appliance.sign.batch import BatchResult, PackageJob, SignJob, sign_and_package
 from appliance.sign.package import PackageRequest
+from appliance.sign.policy import sign_policy
 from appliance.sign.token import CertInfo
+from appliance.sign.verify import PdfReport
 from appliance.textindex import fold
 from appliance.workflow import Actor
 
@@ -291,6 +293,7 @@ def sign(
         module=settings.sign.pkcs11_module,
         serial=settings.sign.token_serial,
         tsa_url=settings.sign.tsa_url,
+        policy=sign_policy(settings),  # Circular 15/2025: PSS, key size, trust path and revocation first
     )
     del pin
     by_output = {r.output: r for r in done.signed}
@@ -372,6 +375,11 @@ def _record(
                         "certificate_sha256": result.cert_sha256,
                         "level": result.level,
                         "signing_time": result.signing_time,
+                        "algorithm": result.algorithm,
+                        "algorithm_fallback": result.algorithm_note or None,
+                        "trust_path": " > ".join(result.trust_path) or None,
+                        "revocation": result.revocation,
+                        "revocation_detail": result.revocation_detail or None,
                     },
                 )
                 workflow.move(
@@ -381,3 +389,16 @@ def _record(
                     actor=actor,
                     detail={"package_id": package.package_id, "supersedes": c.supersedes},
                 )
+
+
+# --- verification of what was signed ---------------------------------------------------------------
+def verify_signed(settings: Settings, path: Path) -> PdfReport:
+    """Every signature of a signed document checked as ``appliance verify`` does: the box's pinned roots,
+    revocation now (or the cached answer), integrity, marks."""
+    from appliance.sign.verify import verify_pdf
+
+    policy = sign_policy(settings)
+    now = datetime.now(UTC)
+    return verify_pdf(
+        path.read_bytes(), [], name=path.name, trust=policy.store(now), revocation=policy.revocation_options()
+    )

@@ -54,10 +54,17 @@ def dev_token(data: Path) -> dict[str, str]:
         state.write_text(json.dumps({"conf": str(token.conf), "serial": token.serial, "ca": str(token.ca.pem)}))
         print(f"development token created (serial {token.serial}, PIN 123456)")
     info = json.loads(state.read_text())
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    root = x509.load_pem_x509_certificate(Path(info["ca"]).read_bytes()).fingerprint(hashes.SHA256()).hex()
     return {
         "SOFTHSM2_CONF": info["conf"],
         "APPLIANCE_SIGN__TOKEN_SERIAL": info["serial"],
         "APPLIANCE_SIGN__TRUST_ROOTS": json.dumps([info["ca"]]),
+        # the development CA is pinned like a real root (Circular 15/2025 checks before signing);
+        # it has no CRL or OCSP: revocation is "unknown" and, under the default "warn", shown as such
+        "APPLIANCE_SIGN__TRUSTED_ROOT_SHA256": json.dumps([root]),
         "DEV_TOKEN_CA": info["ca"],
     }
 

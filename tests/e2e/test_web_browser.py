@@ -22,7 +22,7 @@ from PIL import Image
 
 from tests.conftest import need
 from tests.mqtt import Broker, Pki, Running, broker, pki, receiver_config  # noqa: F401 - fixtures
-from tests.softhsm import OFFICER, ORGANISATION, SoftToken, make_token, shared_token  # noqa: F401
+from tests.softhsm import OFFICER, ORGANISATION, SoftToken, ca_sha256, make_token, shared_token  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.sane, pytest.mark.tesseract]
 
@@ -77,7 +77,12 @@ def server(
         device_id="box-001",
         scanner={"device": "test:0", "resolution": 100, "mode": "Gray"},
         ocr={"workers": 2},
-        sign={"token_serial": hsm.serial, "organisation_name": "UBND xã Quảng Phú"},
+        sign={
+            "token_serial": hsm.serial,
+            "organisation_name": "UBND xã Quảng Phú",
+            "trust_roots": [hsm.ca.pem],
+            "trusted_root_sha256": [ca_sha256(hsm.ca)],
+        },
         outbox={
             "host": "127.0.0.1",
             "port": broker.port,
@@ -287,6 +292,12 @@ def test_counter_workflow_in_chromium(server: tuple[str, str], tmp_path: Path) -
         expect(page.locator("#trail")).to_contain_text("Kho dữ liệu tiếp nhận")
         expect(page.locator("#trail")).to_contain_text("Xác nhận ký bằng chứng thư không mang tên mình")
         shot("08b-da-tiep-nhan")
+        # the signature checked in Vietnamese (Circular 15/2025), printable for the citizen
+        page.locator("#verify-link").click()
+        expect(page.locator("#verify-lines")).to_contain_text("RSASSA-PSS")
+        expect(page.locator("#verify-lines")).to_contain_text(OFFICER.common_name)
+        expect(page.locator("#verify-report")).to_be_visible()
+        shot("08c-kiem-tra-chu-ky")
         page.goto(f"{base}/dossiers/{CODE}")
         expect(page.locator(f"#doc-{upload_doc.rsplit('/', 1)[-1]} .doc-state")).to_contain_text(
             "Kho dữ liệu đã tiếp nhận"

@@ -38,7 +38,18 @@ from appliance.sign.package import MANIFEST, verify_package
 from appliance.sign.token import CertInfo, PinState
 from appliance.workflow import Actor
 from tests.integration.test_workflow import AGENCY, ANH, BINH, CODE, code, make_doc, review, trail
-from tests.softhsm import MODULE, OFFICER, OFFICER_NAME, ORG_NAME, ORGANISATION, SPY, SoftToken, make_token, simple_pdf
+from tests.softhsm import (
+    MODULE,
+    OFFICER,
+    OFFICER_NAME,
+    ORG_NAME,
+    ORGANISATION,
+    SPY,
+    SoftToken,
+    ca_sha256,
+    make_token,
+    simple_pdf,
+)
 
 pytestmark = [pytest.mark.softhsm, pytest.mark.slow]
 S = DocState
@@ -62,6 +73,8 @@ def _settings(tmp_path: Path, token: SoftToken, module: Path = MODULE) -> Settin
             "token_serial": token.serial,
             "organisation_name": ORG_NAME,
             "agency_code": AGENCY,
+            "trust_roots": [token.ca.pem],  # the test CA, configured and pinned as a box trusts its roots
+            "trusted_root_sha256": [ca_sha256(token.ca)],
         },
     )
 

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as FormFile
 
-from appliance import audit, db, diskspace, documents, dossiers, pipeline, workflow
+from appliance import audit, db, diskspace, documents, dossiers, pipeline, signing, workflow
 from appliance.capture import ScanRequest
 from appliance.errors import ApplianceError, DiskFull, FormInvalid, NotFound
 from appliance.messages_vi import MESSAGES_VI, message_for
@@ -92,6 +92,7 @@ def _context(ctx: Ctx, doc_id: str, page: int) -> dict[str, Any]:
         "presets": [r for r in scanner_presets(ctx) if not r.preset.batch],
         "camera": ctx.camera is not None,
         "reused_from": reused_from,
+        "signing": next((e for e in reversed(trail) if e.action == "signed" and e.document_id == doc.id), None),
     }
 
 
@@ -449,3 +450,33 @@ def reuse_document(
         log.info("document reused", extra={"doc_id": new_id})
         remember_nonce(ctx, nonce, target)
     return see_other(target)
+
+
+# --- verification (Circular 15/2025: shown in Vietnamese, printable for the citizen) --------------------
+def _signed_path(ctx: Ctx, doc_id: str) -> Path:
+    info = _loaded(ctx, doc_id).info
+    if info is None or not info.signed_path or not Path(info.signed_path).exists():
+        raise HTTPException(404)
+    return Path(info.signed_path)
+
+
+@router.get("/documents/{doc_id}/verify", response_class=HTMLResponse)
+async def verify_document(request: Request, who: Officer, doc_id: str) -> HTMLResponse:
+    from appliance.sign.report import verification_lines
+
+    ctx = ctx_of(request)
+    path = _signed_path(ctx, doc_id)
+    report = await run_in_threadpool(signing.verify_signed, ctx.settings, path)
+    return render(request, "verify.html", doc_id=doc_id, ok=report.ok, lines=verification_lines(report, "vi"))
+
+
+@router.get("/documents/{doc_id}/verify.pdf")
+async def verify_report(request: Request, who: Officer, doc_id: str) -> Response:
+    from appliance.sign.report import report_pdf
+
+    ctx = ctx_of(request)
+    path = _signed_path(ctx, doc_id)
+    report = await run_in_threadpool(signing.verify_signed, ctx.settings, path)
+    data = await run_in_threadpool(report_pdf, report, "vi")
+    name = f"ket-qua-kiem-tra-chu-ky-{doc_id[:8]}.pdf"
+    return Response(data, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{name}"'})
