@@ -19,8 +19,9 @@ import io
 import logging
 import re
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pikepdf
@@ -28,7 +29,7 @@ from pikepdf import Array, Dictionary, Name, Pdf, Stream
 from PIL import ImageCms
 
 from appliance.errors import NoPages, PdfBuildFailed
-from appliance.model import DocumentMeta, EncodedPage, ImageLayer, OcrPage
+from appliance.model import DocumentMeta, EncodedPage, ImageLayer, OcrPage, ReviewWord
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,10 @@ def assemble(pages: Sequence[tuple[EncodedPage, OcrPage]], meta: DocumentMeta) -
     if not pages:
         raise NoPages("cannot assemble a document without pages")
     pdf = Pdf.new()
+    stamp = _pdf_date(_parse_datetime(meta.digitized_at) or datetime.now(UTC))
     try:
         for index, (encoded, ocr) in enumerate(pages):
-            _add_page(pdf, encoded, ocr, index)
+            _add_page(pdf, encoded, ocr, index, stamp)
         _add_pdfa(pdf, meta, len(pages))
         out = io.BytesIO()
         pdf.save(
@@ -74,7 +76,7 @@ def assemble(pages: Sequence[tuple[EncodedPage, OcrPage]], meta: DocumentMeta) -
 # --- pages ----------------------------------------------------------------------------------
 
 
-def _add_page(pdf: Pdf, encoded: EncodedPage, ocr: OcrPage, index: int) -> None:
+def _add_page(pdf: Pdf, encoded: EncodedPage, ocr: OcrPage, index: int, stamp: str) -> None:
     w, h = encoded.width_pt, encoded.height_pt
     if w <= 0 or h <= 0:
         raise ValueError(f"page {index + 1}: empty page box {w}x{h}")
@@ -92,15 +94,64 @@ def _add_page(pdf: Pdf, encoded: EncodedPage, ocr: OcrPage, index: int) -> None:
         ops.append(f"q {_num(sx)} 0 0 {_num(sy)} {_num(-x0 * sx)} {_num(-y0 * sy)} cm /Text Do Q")
     else:
         log.warning("page %d has no text layer (OCR produced none)", index + 1)
-    page = pikepdf.Page(
-        Dictionary(
-            Type=Name.Page,
-            MediaBox=Array([0, 0, _dec(w), _dec(h)]),
-            Resources=Dictionary(XObject=xobjects),
-            Contents=Stream(pdf, "\n".join(ops).encode("ascii")),
-        )
+    page_dict = Dictionary(
+        Type=Name.Page,
+        MediaBox=Array([0, 0, _dec(w), _dec(h)]),
+        Resources=Dictionary(XObject=xobjects),
+        Contents=Stream(pdf, "\n".join(ops).encode("ascii")),
     )
-    pdf.pages.append(page)
+    doubtful = _review_words(encoded, ocr)
+    if doubtful:
+        # Private page data (PDF 32000-1 14.5, allowed in PDF/A): the words to check on the review page.
+        page_dict.LastModified = pikepdf.String(stamp)
+        page_dict.PieceInfo = Dictionary(
+            {
+                PIECE_KEY: Dictionary(
+                    LastModified=pikepdf.String(stamp), Private=Dictionary(LowConfidence=Array(doubtful))
+                )
+            }
+        )
+    pdf.pages.append(pikepdf.Page(page_dict))
+
+
+# Words below this tesseract confidence are listed for the officer (wrong digits score 20-70).
+LOW_WORD_CONF = 75.0
+PIECE_KEY = "/ApplianceReview"
+
+
+def _review_words(encoded: EncodedPage, ocr: OcrPage) -> list[Array]:
+    clean_dpi = encoded.upsampled_from or encoded.dpi
+    w_px = encoded.width_pt / 72.0 * clean_dpi
+    h_px = encoded.height_pt / 72.0 * clean_dpi
+    rows: list[Array] = []
+    for word in ocr.words:
+        if word.conf >= LOW_WORD_CONF or w_px <= 0 or h_px <= 0:
+            continue
+        x0, y0, x1, y1 = word.box
+        box = [round(x0 / w_px, 4), round(y0 / h_px, 4), round(x1 / w_px, 4), round(y1 / h_px, 4)]
+        rows.append(Array([pikepdf.String(word.text), round(word.conf, 1), *box]))
+    return rows
+
+
+def low_confidence_words(pdf: bytes | Path) -> list[ReviewWord]:
+    """The words to check, page by page, read back from a PDF this module wrote (also once signed:
+    signing appends, it does not rewrite the pages). Boxes are fractions of the page, top-left origin."""
+    source = io.BytesIO(pdf) if isinstance(pdf, bytes) else pdf
+    words: list[ReviewWord] = []
+    try:
+        with Pdf.open(source) as doc:
+            for index, page in enumerate(doc.pages):
+                piece = page.obj.get("/PieceInfo")
+                data = piece.get(PIECE_KEY) if isinstance(piece, Dictionary) else None
+                private = data.get("/Private") if isinstance(data, Dictionary) else None
+                rows = private.get("/LowConfidence") if isinstance(private, Dictionary) else None
+                for row in rows if isinstance(rows, Array) else []:
+                    text, conf, x0, y0, x1, y1 = list(row)
+                    box = (float(x0), float(y0), float(x1), float(y1))
+                    words.append(ReviewWord(index, str(text), float(conf), box))
+    except pikepdf.PdfError as err:
+        raise PdfBuildFailed(f"cannot read review words: {err}") from err
+    return words
 
 
 def _image(pdf: Pdf, layer: ImageLayer) -> Stream:

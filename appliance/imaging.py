@@ -233,7 +233,12 @@ def _clean_photo(image: PageImage, opts: CleanOptions, orient: Orienter | None) 
     background = _background(grey, ANALYSIS_DPI)
     paper = float(np.median(background))
     flat: PageImage = cv2.divide(grey, background, scale=255)
-    skew, vertical = _measure_skew(_ink_mask(flat, _percentile(flat, 90)))
+    analysis_ink = _ink_mask(flat, _percentile(flat, 90))
+    skew, vertical = _measure_skew(analysis_ink)
+    if found and _has_glare(background, ANALYSIS_DPI / MM_PER_INCH):
+        flags.add(PageFlag.GLARE)
+    if found and _is_curled(analysis_ink, vertical):
+        flags.add(PageFlag.CURLED)
     if not opts.deskew or abs(skew) < 0.02:
         skew = 0.0
 
@@ -269,6 +274,52 @@ def _clean_photo(image: PageImage, opts: CleanOptions, orient: Orienter | None) 
         perspective=found,
         check_edges=found,
     )
+
+
+GLARE_LEVELS = 18  # brightness above the page's smooth lighting (0..255) that counts as a highlight
+GLARE_MM2 = 150.0  # ... over at least this area
+CURL_DEG = 1.0  # spread of the text lines' angle across the page that counts as bent lines
+
+
+def _has_glare(background: PageImage, px_mm: float) -> bool:
+    """A highlight on the paper: the paper's brightness rises in a blob above a smooth lighting model.
+
+    Uneven light (a gradient, a vignette) fits a quadratic surface; a lamp's reflection does not.
+    The flattening divides most of it out; the page is flagged because text inside the blob may have
+    been washed out (the officer should look, and retake the photo if words are missing)."""
+    k = max(1, round(px_mm / 0.5))  # about 2 mm per sample
+    small = _shrink(background, k).astype(np.float64)
+    h, w = small.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    x, y = (xx / w - 0.5).ravel(), (yy / h - 0.5).ravel()
+    design = np.stack([np.ones_like(x), x, y, x * x, y * y, x * y], axis=1)
+    z = small.ravel()
+    coef, *_ = np.linalg.lstsq(design, z, rcond=None)
+    for _ in range(2):  # refit without the blob itself
+        keep = z - design @ coef < GLARE_LEVELS / 2
+        if keep.sum() < 0.5 * len(z):
+            break
+        coef, *_ = np.linalg.lstsq(design[keep], z[keep], rcond=None)
+    residual = (z - design @ coef).reshape(h, w)
+    area = float(np.count_nonzero(residual > GLARE_LEVELS)) * (k / px_mm) ** 2
+    return area >= GLARE_MM2
+
+
+def _is_curled(ink: Mask, vertical: bool) -> bool:
+    """Text lines that are not straight: their angle differs across a 3 x 3 grid of the page."""
+    if vertical:
+        ink = cv2.rotate(ink, cv2.ROTATE_90_CLOCKWISE)
+    h, w = ink.shape
+    angles = []
+    for i in range(3):
+        for j in range(3):
+            tile = ink[i * h // 3 : (i + 1) * h // 3, j * w // 3 : (j + 1) * w // 3]
+            if cv2.countNonZero(tile) < 0.03 * tile.size:
+                continue
+            angle, turned = _measure_skew(tile)
+            if not turned:
+                angles.append(angle)
+    return len(angles) >= 4 and max(angles) - min(angles) > CURL_DEG
 
 
 def _page_size(quad: Points, found: bool, cut: bool) -> tuple[int, int, float]:

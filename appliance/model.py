@@ -175,3 +175,13 @@ class DocumentMeta:
     digitizer: str | None = None  # the officer
     digitized_at: str | None = None  # ISO 8601 with offset
     language: str = "vi"
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewWord:
+    """A word the officer should check (low OCR confidence), as stored in the PDF for the review page."""
+
+    page: int  # 0-based page index
+    text: str
+    conf: float  # 0..100
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of the page (top-left origin)

@@ -354,3 +354,23 @@ def test_bad_dates_are_left_out_not_guessed() -> None:
         meta = pdf.open_metadata()
         assert "dc:date" not in meta and "xmp:CreateDate" not in meta
         assert "/CreationDate" not in pdf.docinfo
+
+
+def test_low_confidence_words_travel_in_the_pdf() -> None:
+    from appliance.assemble import LOW_WORD_CONF, low_confidence_words
+    from appliance.model import Word
+
+    enc, ocr_page = single(np.full((600, 500), 255, np.uint8), 300, False)
+    words = (
+        Word("Số:", 96.0, (100, 100, 160, 130), 0),
+        Word("38/QĐ-UBND", 41.5, (170, 100, 400, 130), 0),
+        Word("ngày", 74.0, (100, 200, 180, 230), 1),
+    )
+    doubtful = replace(ocr_page, words=words)
+    pdf = assemble([(enc, ocr_page), (enc, doubtful)], DocumentMeta())
+    found = low_confidence_words(pdf)
+    assert [(w.page, w.text) for w in found] == [(1, "38/QĐ-UBND"), (1, "ngày")]
+    assert all(w.conf < LOW_WORD_CONF for w in found)
+    w_px = enc.width_pt / 72 * (enc.upsampled_from or enc.dpi)
+    assert found[0].box[0] == pytest.approx(170 / w_px, abs=1e-3)
+    assert 0 < found[0].box[1] < found[0].box[3] < 1

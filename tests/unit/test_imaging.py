@@ -470,3 +470,47 @@ def test_not_an_image(bad: np.ndarray) -> None:
 
 def test_missing_dpi_falls_back(page: np.ndarray) -> None:
     assert scan(page, dpi=0).dpi == imaging.FALLBACK_DPI
+
+
+# --- issue 14: OCR copy without coloured ink, glare and curl flags ---------------------------------------
+
+
+def test_ocr_copy_lifts_seal_and_tint_but_keeps_text_under_the_seal() -> None:
+    page = corpus.render_layout(seed=5, dpi=150, colour=True, seal=True)
+    img = page.image
+    text = imaging.text_image(img, 150)
+    r, g, b = (img[..., i].astype(int) for i in range(3))
+    red = (r - np.minimum(g, b) > 120) & (r > 150)  # seal ink on paper
+    black_under_red = (r < 60) & (g < 40) & (b < 40)  # text where the seal overlaps it
+    assert red.sum() > 500
+    assert text[red].mean() > 235  # the seal is (nearly) paper in the OCR copy
+    assert text[black_under_red].mean() < 90  # the text under it is still ink
+    assert np.percentile(text, 50) >= 250  # tinted paper becomes white
+
+
+def _hard_photo(seed: int, *, curl: float, glare: float) -> np.ndarray:
+    img, _ = corpus.render_page(seed)
+    params = corpus.PhotoParams(tilt_deg=10.0, tilt_dir_deg=30.0, falloff=0.3, curl=curl, glare=glare, quality=85)
+    return corpus.camera_photo(img, seed=seed, params=params)
+
+
+@pytest.mark.slow
+def test_glare_is_flagged_and_the_page_kept() -> None:
+    clean = shot(_hard_photo(11, curl=0.0, glare=0.9))
+    assert PageFlag.GLARE in clean.flags and clean.perspective
+    assert clean.image.shape[0] > 2000  # still the whole page
+
+
+@pytest.mark.slow
+def test_flat_photo_with_falloff_has_no_glare_or_curl_flag() -> None:
+    clean = shot(_hard_photo(11, curl=0.0, glare=0.0))
+    assert PageFlag.GLARE not in clean.flags and PageFlag.CURLED not in clean.flags
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 5])  # the left and the right edge lifted over the body text
+def test_curled_page_is_flagged(seed: int) -> None:
+    img, _ = corpus.render_page(12)
+    params = corpus.PhotoParams(tilt_deg=5.0, curl=14.0, quality=85)
+    clean = shot(corpus.camera_photo(img, seed=seed, params=params))
+    assert PageFlag.CURLED in clean.flags and clean.perspective
