@@ -1,7 +1,7 @@
 """``python -m provisioning``: the provincial CA, device registry and inventory for provincial IT.
 
-  init-ca | server-cert | csr | issue | renew | revoke | crl | registry add|list|expiring|set-host
-  | broker-acl [--telemetry] | inventory
+  init-ca | server-cert | csr | issue | renew | receiver-cert | web-cert | revoke | crl
+  | registry add|list|expiring|set-host | broker-acl [--telemetry] | broker-config | inventory
 
 The CA directory (``--ca-dir``, env PROVISIONING_CA_DIR, default /var/lib/province-ca) holds ca.crt,
 ca.key (0600) and registry.db; keep it on the provincial controller only, backed up offline.
@@ -58,8 +58,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--host", action="append", required=True, help="DNS name or IP (repeatable)")
     s.add_argument("--out", type=Path, required=True)
 
-    s = sub.add_parser("csr", parents=[common], help="(box side) make a key and a CSR with CN = device id")
-    s.add_argument("--device-id", required=True)
+    s = sub.add_parser(
+        "csr",
+        parents=[common],
+        help="(where the key lives) make a key and a CSR: a box's (CN = device id), its web server's "
+        "(--web: CN = box-DEVICE_ID) or a receiver's (--receiver NAME)",
+    )
+    who = s.add_mutually_exclusive_group(required=True)
+    who.add_argument("--device-id")
+    who.add_argument("--receiver", metavar="NAME", help="a province receiver, e.g. receiver-1")
+    s.add_argument("--web", action="store_true", help="with --device-id: the box's web server key and CSR")
     s.add_argument("--key", type=Path, required=True)
     s.add_argument("--csr", type=Path, required=True)
     s.add_argument("--overwrite", action="store_true")
@@ -72,6 +80,32 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--days", type=int, default=397)
         if name == "renew":
             s.add_argument("--revoke-previous", action="store_true", help="revoke older certificates as superseded")
+
+    s = sub.add_parser(
+        "receiver-cert",
+        parents=[common],
+        help="a receiver's client certificate (CN = NAME, for the broker's receiver ACL entries); from its CSR "
+        "(`csr --receiver NAME` on the receiver host), or with --new-key a key made here in --out (0600)",
+    )
+    s.add_argument("--name", required=True, help="receiver name, e.g. receiver-1")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--csr", type=Path)
+    g.add_argument("--new-key", action="store_true", help="make the key here (copy it to the receiver host)")
+    s.add_argument("--out", type=Path, required=True, help="directory for NAME.crt (and NAME.key)")
+    s.add_argument("--days", type=int, default=397)
+
+    s = sub.add_parser(
+        "web-cert",
+        parents=[common],
+        help="a box's web server certificate (serverAuth; SANs box-DEVICE_ID, box-DEVICE_ID.local, its IPs) "
+        "from the CSR made on the box (`csr --device-id ID --web`)",
+    )
+    s.add_argument("--device-id", required=True)
+    s.add_argument("--csr", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True, help="directory for DEVICE_ID-web.crt")
+    s.add_argument("--ip", action="append", default=[], help="an IP address of the box on the LAN (repeatable)")
+    s.add_argument("--dns", action="append", default=[], help="another DNS name of the box (repeatable)")
+    s.add_argument("--days", type=int, default=397, help="at most 397: browsers refuse longer server certificates")
 
     s = sub.add_parser("revoke", parents=[common], help="revoke a certificate (by serial) or a whole device")
     g = s.add_mutually_exclusive_group(required=True)
@@ -109,6 +143,23 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--receiver", action="append", default=[], help="receiver certificate CN (repeatable)")
     s.add_argument("--telemetry", action="store_true", help="the telemetry listener's ACL, from the registry")
 
+    s = sub.add_parser(
+        "broker-config",
+        parents=[common],
+        help="print the province broker's whole mosquitto.conf (two TLS listeners, CRL, persistence); the files "
+        "it names are in --conf-dir: ca.crt server.crt server.key crl.pem acl acl-telemetry",
+    )
+    s.add_argument("--conf-dir", type=Path, default=Path("/etc/mosquitto/province"))
+    s.add_argument("--data-dir", type=Path, default=Path("/var/lib/mosquitto"), help="persistence database")
+    s.add_argument("--log-file", type=Path, default=Path("/var/log/mosquitto/mosquitto.log"))
+    s.add_argument("--pid-file", type=Path, default=Path("/run/mosquitto/mosquitto.pid"))
+    s.add_argument("--port", type=int, default=8883, help="transfer listener")
+    s.add_argument("--telemetry-port", type=int, default=8884, help="telemetry listener")
+    s.add_argument("--bind", default="0.0.0.0")
+    s.add_argument("--max-packet-size", type=int, default=300 * 1024)
+    s.add_argument("--no-crl", action="store_true", help="no crlfile (only for a broker without revocation)")
+    s.add_argument("--run-as-root", action="store_true", help="throw-away test brokers only")
+
     s = sub.add_parser("inventory", parents=[common], help="write the Ansible inventory from the registry")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--province-name", action="append", default=[], help="CODE=NAME (repeatable)")
@@ -139,9 +190,17 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per comman
         _out(str(out.cert))
         return 0
     if cmd == "csr":
-        enrol.make_key_and_csr(args.device_id, args.key, args.csr, overwrite=args.overwrite)
+        if args.receiver:
+            cn = enrol.check_receiver_name(args.receiver)
+        elif args.web:
+            cn = enrol.web_name(args.device_id)
+        else:
+            cn = registry.check_device_id(args.device_id)
+        enrol.make_key_and_csr(args.device_id or cn, args.key, args.csr, overwrite=args.overwrite, common_name=cn)
         _out(str(args.csr))
         return 0
+    if cmd in ("receiver-cert", "web-cert"):
+        return _service_cert(args)
     if cmd in ("issue", "renew"):
         ca = _ca(args)
         with registry.open_registry(_registry_path(args)) as con:
@@ -157,7 +216,7 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per comman
         ca = _ca(args)
         with registry.open_registry(_registry_path(args)) as con:
             if args.serial:
-                serials = [revoke.revoke(con, args.serial, args.reason or "unspecified").serial]
+                serials = [revoke.revoke_serial(con, args.serial, args.reason or "unspecified")]
             else:
                 serials = revoke.revoke_device(con, args.device_id, args.reason or "cessation_of_operation")
             if args.crl:
@@ -205,6 +264,22 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per comman
             device_ids = listener.registered_devices(con)
         _out(broker.telemetry_acl_text(device_ids, args.receiver))
         return 0
+    if cmd == "broker-config":
+        _out(
+            broker.province_conf(
+                args.conf_dir,
+                data_dir=args.data_dir,
+                port=args.port,
+                telemetry_port=args.telemetry_port,
+                bind=args.bind,
+                crl=not args.no_crl,
+                max_packet_size=args.max_packet_size,
+                log_file=args.log_file,
+                pid_file=args.pid_file,
+                run_as_root=args.run_as_root,
+            )
+        )
+        return 0
     if cmd == "inventory":
         names = dict(item.split("=", 1) for item in args.province_name)
         with registry.open_registry(_registry_path(args)) as con:
@@ -215,3 +290,33 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per comman
         _out(str(args.out))
         return 0
     raise AssertionError(cmd)
+
+
+def _service_cert(args: argparse.Namespace) -> int:
+    """`receiver-cert` and `web-cert`: sign the CSR (or, for a receiver, a key made here) and record it."""
+    ca = _ca(args)
+    with registry.open_registry(_registry_path(args)) as con:
+        if args.command == "web-cert":
+            signed = enrol.issue_web(
+                ca,
+                con,
+                args.csr.read_bytes(),
+                args.device_id,
+                args.out,
+                addresses=tuple(args.ip),
+                names=tuple(args.dns),
+                days=args.days,
+            )
+        else:
+            name = enrol.check_receiver_name(args.name)
+            csr = args.csr
+            if args.new_key:
+                csr = args.out / f"{name}.csr"
+                enrol.make_key_and_csr(name, args.out / f"{name}.key", csr, common_name=name)
+            signed = enrol.issue_receiver(ca, con, csr.read_bytes(), name, args.out, days=args.days)
+        record = registry.service_certificate(con, signed.serial)
+    result = {"cert": str(signed.cert), "serial": signed.serial, "not_after": signed.not_after.isoformat()}
+    if record is not None and record.hosts:
+        result["hosts"] = record.hosts
+    _out(json.dumps(result) if args.json else f"{signed.cert} serial {signed.serial} until {result['not_after']}")
+    return 0

@@ -1,6 +1,10 @@
 """The provincial device registry: one SQLite file that is the source of the Ansible inventory and of
 the certificate state (issued, expiring, revoked), so Ansible, the CA and the dashboard agree.
 
+Receiver certificates (clientAuth, CN = receiver name) and the boxes' web server certificates (serverAuth)
+are recorded in ``service_certificates``: they are revoked and listed in the CRL like device certificates,
+but never count as a device's current certificate.
+
 A device id is ``{commune code}-{box number:02d}`` (e.g. ``19999-01``); it is the certificate CN and the
 MQTT username. Commune codes are the 5-digit administrative-unit codes in force since 1 July 2025, kept as
 strings (leading zeros); the commune's pre-2025 code(s) may be kept for old documents.
@@ -44,6 +48,17 @@ CREATE TABLE IF NOT EXISTS certificates (
 );
 CREATE INDEX IF NOT EXISTS certificates_device ON certificates(device_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS service_certificates (
+    serial      TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,          -- receiver | web
+    name        TEXT NOT NULL,          -- receiver CN, or the device id of a box's web certificate
+    hosts       TEXT NOT NULL DEFAULT '',
+    not_after   TEXT NOT NULL,
+    issued_at   TEXT NOT NULL,
+    revoked_at  TEXT,
+    reason      TEXT
+);
+CREATE INDEX IF NOT EXISTS service_certificates_name ON service_certificates(kind, name);
 """
 
 
@@ -204,6 +219,61 @@ def certificate(con: sqlite3.Connection, serial: str) -> CertRecord:
 def certificates(con: sqlite3.Connection, device_id: str | None = None) -> list[CertRecord]:
     sql = "SELECT serial FROM certificates" + (" WHERE device_id = ?" if device_id else "") + " ORDER BY issued_at"
     return [certificate(con, r["serial"]) for r in con.execute(sql, (device_id,) if device_id else ())]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCert:
+    serial: str
+    kind: str  # receiver | web
+    name: str
+    hosts: str  # space-separated SANs (web certificates)
+    not_after: str
+    revoked_at: str | None
+    reason: str | None
+
+
+def record_service_certificate(
+    con: sqlite3.Connection, *, kind: str, name: str, serial: int, not_after: dt.datetime, hosts: tuple[str, ...] = ()
+) -> ServiceCert:
+    con.execute(
+        "INSERT INTO service_certificates (serial, kind, name, hosts, not_after, issued_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (serial_hex(serial), kind, name, " ".join(hosts), not_after.isoformat(), _now()),
+    )
+    found = service_certificate(con, serial_hex(serial))
+    assert found is not None
+    return found
+
+
+def _service(row: sqlite3.Row) -> ServiceCert:
+    return ServiceCert(
+        row["serial"], row["kind"], row["name"], row["hosts"], row["not_after"], row["revoked_at"], row["reason"]
+    )
+
+
+def service_certificate(con: sqlite3.Connection, serial: str) -> ServiceCert | None:
+    key = serial.upper().replace(":", "")
+    row = con.execute("SELECT * FROM service_certificates WHERE serial = ?", (key,)).fetchone()
+    return _service(row) if row is not None else None
+
+
+def service_certificates(
+    con: sqlite3.Connection, *, kind: str | None = None, name: str | None = None
+) -> list[ServiceCert]:
+    sql = "SELECT * FROM service_certificates WHERE (? IS NULL OR kind = ?) AND (? IS NULL OR name = ?)"
+    return [_service(r) for r in con.execute(sql + " ORDER BY issued_at", (kind, kind, name, name))]
+
+
+def mark_service_revoked(con: sqlite3.Connection, serial: str, reason: str) -> ServiceCert:
+    rec = service_certificate(con, serial)
+    if rec is None:
+        raise RegistryError(f"no certificate with serial {serial}")
+    if rec.revoked_at is None:
+        con.execute(
+            "UPDATE service_certificates SET revoked_at = ?, reason = ? WHERE serial = ?", (_now(), reason, rec.serial)
+        )
+    found = service_certificate(con, rec.serial)
+    assert found is not None
+    return found
 
 
 def mark_revoked(con: sqlite3.Connection, serial: str, reason: str) -> CertRecord:

@@ -29,10 +29,19 @@ REASONS = {
 
 
 def revoke(con: sqlite3.Connection, serial: str, reason: str = "unspecified") -> registry.CertRecord:
-    """Mark a certificate revoked in the registry (idempotent); regenerate the CRL afterwards."""
+    """Mark a device certificate revoked in the registry (idempotent); regenerate the CRL afterwards."""
     if reason not in REASONS:
         raise registry.RegistryError(f"reason must be one of {sorted(REASONS)}")
     return registry.mark_revoked(con, serial, reason)
+
+
+def revoke_serial(con: sqlite3.Connection, serial: str, reason: str = "unspecified") -> str:
+    """Revoke any certificate the CA issued by serial: a device's, a receiver's or a box's web certificate."""
+    if reason not in REASONS:
+        raise registry.RegistryError(f"reason must be one of {sorted(REASONS)}")
+    if registry.service_certificate(con, serial) is not None:
+        return registry.mark_service_revoked(con, serial, reason).serial
+    return registry.mark_revoked(con, serial, reason).serial
 
 
 def revoke_device(con: sqlite3.Connection, device_id: str, reason: str = "cessation_of_operation") -> list[str]:
@@ -56,14 +65,16 @@ def build_crl(ca: Ca, con: sqlite3.Connection, *, days: int = 35) -> x509.Certif
         .add_extension(x509.CRLNumber(registry.next_crl_number(con)), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
-    for rec in registry.certificates(con):
-        if rec.revoked_at is None:
-            continue
+    revoked = [(r.serial, r.revoked_at, r.reason) for r in registry.certificates(con) if r.revoked_at is not None]
+    revoked += [
+        (r.serial, r.revoked_at, r.reason) for r in registry.service_certificates(con) if r.revoked_at is not None
+    ]
+    for serial, revoked_at, reason in revoked:
         entry = (
             x509.RevokedCertificateBuilder()
-            .serial_number(int(rec.serial, 16))
-            .revocation_date(dt.datetime.fromisoformat(rec.revoked_at))
-            .add_extension(x509.CRLReason(REASONS.get(rec.reason or "", x509.ReasonFlags.unspecified)), critical=False)
+            .serial_number(int(serial, 16))
+            .revocation_date(dt.datetime.fromisoformat(revoked_at))
+            .add_extension(x509.CRLReason(REASONS.get(reason or "", x509.ReasonFlags.unspecified)), critical=False)
             .build()
         )
         builder = builder.add_revoked_certificate(entry)

@@ -6,6 +6,7 @@ generated inventory."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,9 +21,8 @@ import yaml
 from cryptography import x509
 
 from provisioning import enrol, registry, revoke
-from provisioning.ca import Ca, issue
+from provisioning.ca import Ca
 from provisioning.cli import main as cli
-from provisioning.listener import registered_devices, write_province_broker
 from tests.mqtt import free_port, wait_for
 
 A, B, C = "19999-01", "19888-01", "19777-01"
@@ -53,7 +53,8 @@ def province(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert cli(["revoke", *base, "--device-id", C, "--reason", "key_compromise", "--crl", str(root / "crl.pem")]) == 0
     assert cli(["server-cert", *base, "--name", "broker", "--host", "localhost", "--host", "127.0.0.1",
                 "--out", str(root / "server")]) == 0  # fmt: skip
-    issue(Ca(ca_dir / "ca.crt", ca_dir / "ca.key"), "receiver-1", root / "server")
+    # the receiver's certificate from the CLI (key made here, as on the province server)
+    assert cli(["receiver-cert", *base, "--name", "receiver-1", "--new-key", "--out", str(root / "server")]) == 0
     return paths
 
 
@@ -70,22 +71,31 @@ def crl_broker(province: dict[str, Path]) -> Iterator[Ports]:
     need("mosquitto")
     root = province["root"]
     ports = Ports(free_port(), free_port())
-    with registry.open_registry(province["ca_dir"] / "registry.db") as con:
-        devices = registered_devices(con)
-    files = write_province_broker(
-        root / "broker",
-        port=ports.transfer,
-        telemetry_port=ports.telemetry,
-        ca=province["ca_dir"] / "ca.crt",
-        cert=root / "server" / "broker.crt",
-        key=root / "server" / "broker.key",
-        crl=root / "crl.pem",
-        receivers=["receiver-1"],
-        devices=devices,
-        bind="127.0.0.1",
-        run_as_root=os.geteuid() == 0,
+    # laid out as the Ansible broker role does: the files in one directory, the ACLs and the whole
+    # mosquitto.conf printed by the CLI (one source for tests and the province)
+    conf_dir = root / "broker"
+    conf_dir.mkdir()
+    for src, dest in (
+        (province["ca_dir"] / "ca.crt", "ca.crt"),
+        (root / "server" / "broker.crt", "server.crt"),
+        (root / "server" / "broker.key", "server.key"),
+        (root / "crl.pem", "crl.pem"),
+    ):
+        shutil.copy(src, conf_dir / dest)
+    base = ["--ca-dir", str(province["ca_dir"]), "--receiver", "receiver-1"]
+    (conf_dir / "acl").write_text(_cli_out(["broker-acl", *base]))
+    (conf_dir / "acl-telemetry").write_text(_cli_out(["broker-acl", "--telemetry", *base]))
+    conf = _cli_out(
+        ["broker-config", "--conf-dir", str(conf_dir), "--data-dir", str(conf_dir), "--log-file",
+         str(conf_dir / "broker.log"), "--pid-file", str(conf_dir / "mosquitto.pid"), "--bind", "127.0.0.1",
+         "--port", str(ports.transfer), "--telemetry-port", str(ports.telemetry),
+         *(["--run-as-root"] if os.geteuid() == 0 else [])]
+    )  # fmt: skip
+    assert "crlfile" in conf and "persistence true" in conf
+    (conf_dir / "mosquitto.conf").write_text(conf)
+    proc = subprocess.Popen(
+        ["mosquitto", "-c", str(conf_dir / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    proc = subprocess.Popen(["mosquitto", "-c", str(files.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def listening() -> bool:
         if proc.poll() is not None:
@@ -100,6 +110,16 @@ def crl_broker(province: dict[str, Path]) -> Iterator[Ports]:
     yield ports
     proc.send_signal(signal.SIGTERM)
     proc.wait(10)
+
+
+def _cli_out(argv: list[str]) -> str:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli(argv) == 0
+    return out.getvalue()
 
 
 class Client:
