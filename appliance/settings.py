@@ -107,6 +107,9 @@ class WebSettings(BaseModel):
     port: int = 8080
     https_cert: Path | None = None  # the box's certificate (PEM); HTTPS when both are set
     https_key: Path | None = None
+    # plain HTTP on an address other than loopback (officers would type their token PIN in clear): refused
+    # unless this is set, or `appliance serve --insecure-http`
+    insecure_http: bool = False
     idle_timeout_min: int = Field(default=30, ge=1)  # signed out after this long without a request
     upload_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)  # per request
     login_max_failures: int = Field(default=5, ge=1)  # wrong passwords before a temporary lockout

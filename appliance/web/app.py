@@ -104,6 +104,10 @@ SECURITY_HEADERS = {
 
 
 _SECURITY_RAW = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
+# over TLS only (a browser ignores it over plain HTTP): the officers' browsers go on using https for a year,
+# so a PIN page is never fetched in clear after the first visit
+HSTS = ("Strict-Transport-Security", "max-age=31536000")
+_HSTS_RAW = (HSTS[0].lower().encode("latin-1"), HSTS[1].encode("latin-1"))
 
 
 class SignedInBeforeBody:
@@ -150,7 +154,8 @@ async def _redirect_to_login(send: Send, *, htmx: bool) -> None:
 
 
 class SecurityHeaders:
-    """Adds SECURITY_HEADERS to every response that lacks them (a route may set its own Cache-Control).
+    """Adds SECURITY_HEADERS to every response that lacks them (a route may set its own Cache-Control),
+    and HSTS to every response served over TLS.
 
     Plain ASGI: no extra task or body streaming per request, unlike ``@app.middleware("http")``."""
 
@@ -162,11 +167,13 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        extra = [*_SECURITY_RAW, _HSTS_RAW] if scope.get("scheme") == "https" else _SECURITY_RAW
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _value in headers}
-                headers.extend((name, value) for name, value in _SECURITY_RAW if name not in present)
+                headers.extend((name, value) for name, value in extra if name not in present)
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -24,10 +24,16 @@ def register(sub: Any) -> None:
     s = sub.add_parser(
         "serve",
         help="serve the officers' web UI",
-        description="Serve the Vietnamese web UI for the counter officers. HTTPS when settings.web.https_cert "
-        "and https_key are set; plain HTTP otherwise (development only).",
+        description="Serve the Vietnamese web UI for the counter officers. HTTPS with the box's certificate from "
+        "the provincial CA when settings.web.https_cert and https_key are set (with HSTS). Without them, plain "
+        "HTTP only on loopback (127.0.0.1, ::1), unless --insecure-http or settings.web.insecure_http.",
     )
     s.add_argument("--host", default=None, help="address to listen on (default: settings.web.host)")
+    s.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="allow plain HTTP on a non-loopback address (passwords and token PINs in clear on the LAN)",
+    )
     s.add_argument("--port", type=int, default=None, help="port (default: settings.web.port)")
     s.add_argument(
         "--dev",
@@ -124,6 +130,34 @@ def _watch(settings: Settings, scheme: str, host: str, port: int) -> None:
     hn.when_listening(local, port, lambda: hn.start_watchdog(checks, status="web UI listening"))
 
 
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_refusal(settings: Settings, host: str, *, insecure_http: bool = False) -> str | None:
+    """Why `serve` must not start (None: it may): half a TLS configuration, or plain HTTP beyond loopback
+    without asking for it (officers type passwords and token PINs into this page)."""
+    cert, key = settings.web.https_cert, settings.web.https_key
+    if (cert is None) != (key is None):
+        return "web.https_cert and web.https_key must be set together"
+    for path in (cert, key):
+        if path is not None and not path.is_file():
+            return f"{path} does not exist (the box's web certificate: ansible-playbook enrol.yml)"
+    if cert is None and not is_loopback(host) and not (insecure_http or settings.web.insecure_http):
+        return (
+            f"refusing plain HTTP on {host}: set web.https_cert and web.https_key (the box's certificate), "
+            "listen on 127.0.0.1, or pass --insecure-http"
+        )
+    return None
+
+
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -131,6 +165,10 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.web.host
     port = args.port or settings.web.port
+    refusal = plain_http_refusal(settings, host, insecure_http=args.insecure_http)
+    if refusal is not None:
+        sys.stderr.write(f"error: {refusal}\n")
+        return 2
     scanner = None
     if not args.no_scanner:
         if args.dev and not (shutil.which("scanimage") and _has_real_scanner()):
