@@ -1,6 +1,6 @@
 """Benchmark: our pipeline (`appliance digitize`) against the anchor OCRmyPDF, on the synthetic corpus.
 
-    python -m bench.run                       # 3 inputs per kind + a 20-page batch, a few minutes
+    python -m bench.run                       # the fixed seed set (5 per kind) + a 20-page batch
     python -m bench.run --pages 10 --batch 50 # bigger
     python -m bench.run --corpus DIR          # an existing corpus (manifest.json from bench.corpus)
     python -m bench.run --no-ours             # anchor only (or --no-anchor)
