@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from appliance import audit, domain, resultcodes, workflow
+from appliance import assemble, audit, domain, resultcodes, workflow
 from appliance.db import DocState, Document, Page, create_document, fields_json
 from appliance.errors import (
     ApplianceError,
@@ -29,11 +30,11 @@ from appliance.errors import (
     NotFound,
 )
 from appliance.messages_vi import MESSAGES_VI, message_for
-from appliance.model import Field, RawPage
+from appliance.model import Field, RawPage, ReviewWord
 from appliance.originals import OriginalStore
 from appliance.records import DocumentInfo, Dossier, Kind, Reuse
 from appliance.settings import SignSettings
-from appliance.textindex import index_text
+from appliance.textindex import fold, index_text
 from appliance.workflow import Actor
 
 REVIEW_FIELDS = (
@@ -125,6 +126,30 @@ def reindex(session: Session, info: DocumentInfo, doc: Document) -> None:
         " ".join(str(v) for v in info.fields.values() if v),
         info.text,
     )
+
+
+# --- what the officer should look at -----------------------------------------------------------------
+def review_words(doc: Document) -> list[ReviewWord]:
+    """The words OCR was unsure of, page by page, from the archived PDF/A ([] when there is none yet)."""
+    if not doc.pdf_path or doc.state == DocState.CAPTURED or not Path(doc.pdf_path).exists():
+        return []
+    try:
+        return assemble.low_confidence_words(Path(doc.pdf_path))
+    except ApplianceError:
+        return []
+
+
+def doubtful_fields(values: Mapping[str, Any], words: Sequence[ReviewWord]) -> dict[str, list[str]]:
+    """Per review field, the unsure words its value contains (compared without diacritics): a wrong digit
+    in a number, date or ID is seen before signing."""
+    unsure = {fold(w.text): w.text for w in words if len(fold(w.text)) >= 1 and any(c.isalnum() for c in w.text)}
+    out: dict[str, list[str]] = {}
+    for name in FIELD_NAMES:
+        tokens = set(fold(str(values.get(name) or "")).split())
+        hits = [text for key, text in unsure.items() if key in tokens]
+        if hits:
+            out[name] = sorted(set(hits))
+    return out
 
 
 # --- the pipeline's last steps ---------------------------------------------------------------------

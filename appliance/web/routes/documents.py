@@ -72,6 +72,8 @@ def _context(ctx: Ctx, doc_id: str, page: int) -> dict[str, Any]:
         reused_from = documents.reused_from(session, doc.id)
     page = min(max(page, 0), max(0, doc.page_count - 1))
     running = ctx.jobs.running_for(doc.id)
+    unsure = documents.review_words(doc)
+    values = dict(loaded.info.fields) if loaded.info else {}
     frozen = workflow.frozen(doc.state) or bool(doc.superseded_by)
     return {
         "doc": doc,
@@ -79,7 +81,10 @@ def _context(ctx: Ctx, doc_id: str, page: int) -> dict[str, Any]:
         "dossier": loaded.dossier,
         "page_index": page,
         "review_fields": documents.REVIEW_FIELDS,
-        "values": dict(loaded.info.fields) if loaded.info else {},
+        "values": values,
+        "unsure_page": [w for w in unsure if w.page == page],
+        "unsure_pages": sorted({w.page for w in unsure}),
+        "doubtful": documents.doubtful_fields(values, unsure),
         "kinds": [(k.value, k) for k in Kind],
         "running": running,
         "editable": doc.state in workflow.PAGES_EDITABLE and not frozen and running is None,
