@@ -80,7 +80,13 @@ def pki(data: Path) -> tuple[Ca, Path]:
     return ca, directory
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # runs main's `finally`, which stops the services it started
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
     data = Path(os.environ.get("APPLIANCE_DATA_DIR", ROOT / "var")).resolve()
     data.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "APPLIANCE_DATA_DIR": str(data), "APPLIANCE_DEVICE_ID": DEVICE}
@@ -150,12 +156,13 @@ def main() -> int:
     web = subprocess.Popen(
         [py, "-m", "appliance", "serve", "--dev", "--host", host, "--port", web_port], env=env, cwd=ROOT
     )
+    children.append(web)
     try:
         return web.wait()
     except KeyboardInterrupt:
         web.send_signal(signal.SIGINT)
         return web.wait()
-    finally:
+    finally:  # Ctrl-C, SIGTERM (a service manager, `kill`) or the web UI ending: stop every service
         for child in reversed(children):
             if child.poll() is None:
                 child.terminate()
