@@ -3,6 +3,7 @@ it started (it used to leave five running)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -78,7 +79,5 @@ def test_sigterm_stops_every_service_of_the_loop(tmp_path: Path) -> None:
         if loop.poll() is None:
             loop.kill()
         for pid in _ours(data):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
