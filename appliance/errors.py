@@ -258,6 +258,53 @@ class CertificateKeyTooSmall(SignError):
     code = "certificate_key_too_small"
 
 
+# Remote signing services (CSC, VNPT SmartCA, Viettel MySign): the officer approves on the phone.
+class RemoteSigningError(SignError):
+    code = "remote_signing_failed"
+
+
+class RemoteSigningFailed(RemoteSigningError):
+    code = "remote_signing_failed"
+
+
+class RemoteSigningNotConfigured(RemoteSigningError):
+    """The officer has no remote signing provider/credential, or the provider is not in the settings."""
+
+    code = "remote_signing_not_configured"
+
+
+class RemoteSigningUnavailable(RemoteSigningError):
+    code = "remote_signing_unavailable"
+
+
+class RemoteSigningRejected(RemoteSigningError):
+    code = "remote_signing_rejected"
+
+
+class RemoteSigningExpired(RemoteSigningError):
+    code = "remote_signing_expired"
+
+
+class RemoteSigningTimeout(RemoteSigningError):
+    code = "remote_signing_timeout"
+
+
+class RemoteSigningQuota(RemoteSigningError):
+    code = "remote_signing_quota"
+
+
+class RemoteSigningBusy(RemoteSigningError):
+    """The officer already has a batch waiting for approval."""
+
+    code = "remote_signing_busy"
+
+
+class RemoteResultNeedsToken(RemoteSigningError):
+    """Results carry the organisation's certificate (Decree 30/2020): not a personal remote credential."""
+
+    code = "remote_result_needs_token"
+
+
 class SignatureAlgorithmUnavailable(SignError):
     """The token cannot make a signature the policy allows (e.g. no RSASSA-PSS under "require")."""
 

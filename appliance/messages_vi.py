@@ -85,6 +85,24 @@ MESSAGES_VI: dict[str, str] = {
     "không đáp ứng Thông tư 15/2025/TT-BKHCN. Hãy đề nghị nhà cung cấp cấp chứng thư số mới.",
     "signature_algorithm_unavailable": "Token không hỗ trợ thuật toán ký số theo quy định (RSASSA-PSS hoặc "
     "ECDSA), nên hệ thống không ký. Hãy báo cho cán bộ CNTT.",
+    "remote_signing_failed": "Dịch vụ ký số từ xa không ký được lô tài liệu này. Không tài liệu nào bị ký dở; "
+    "các tài liệu vẫn chờ ký, hãy thử lại sau.",
+    "remote_signing_not_configured": "Bạn chưa khai báo dịch vụ ký số từ xa (nhà cung cấp, mã chứng thư, mã "
+    "người dùng). Hãy khai báo ở mục «Ký số từ xa» trên trang Ký số, hoặc nhờ cán bộ phụ trách khai báo.",
+    "remote_signing_unavailable": "Chưa kết nối được dịch vụ ký số từ xa (mất mạng hoặc dịch vụ đang dừng). "
+    "Các tài liệu vẫn chờ ký; hãy thử lại khi có mạng.",
+    "remote_signing_rejected": "Yêu cầu ký đã bị từ chối trên điện thoại. Không tài liệu nào được ký; các "
+    "tài liệu vẫn chờ ký.",
+    "remote_signing_expired": "Yêu cầu ký đã hết hạn trước khi được xác nhận trên điện thoại. Không tài liệu "
+    "nào được ký; hãy bấm Ký lại và xác nhận trên điện thoại trong thời gian cho phép.",
+    "remote_signing_timeout": "Đã hết thời gian chờ xác nhận trên điện thoại. Không tài liệu nào được ký; "
+    "hãy bấm Ký lại và xác nhận trên điện thoại.",
+    "remote_signing_quota": "Tài khoản ký số từ xa đã hết lượt ký. Hãy liên hệ nhà cung cấp dịch vụ để gia "
+    "hạn gói; các tài liệu vẫn chờ ký.",
+    "remote_signing_busy": "Bạn đang có một lô tài liệu chờ xác nhận trên điện thoại. Hãy xác nhận hoặc chờ "
+    "lô đó kết thúc rồi ký tiếp.",
+    "remote_result_needs_token": "Kết quả giải quyết phải ký bằng chứng thư số của cơ quan (token của cơ "
+    "quan), không ký bằng chứng thư cá nhân từ xa. Hãy bỏ chọn kết quả hoặc ký bằng token.",
     "outbox_failed": "Không gửi được gói hồ sơ lên tỉnh. Gói vẫn được giữ an toàn trên thiết bị và sẽ tự "
     "gửi lại; nếu lỗi kéo dài hãy báo cho cán bộ CNTT.",
     "broker_unreachable": "Chưa kết nối được máy chủ của tỉnh (mất mạng hoặc máy chủ đang dừng). Các gói "

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -102,6 +102,29 @@ class SignSettings(BaseModel):
     result_code_template: str = "KQ.{agency}.{seq:06d}"
 
 
+class RemoteProvider(BaseModel):
+    """A remote signing service the deploying organisation has a contract with (docs/signing.md)."""
+
+    kind: Literal["csc", "vnpt_smartca", "viettel_mysign"] = "csc"
+    label: str = ""  # shown to officers, e.g. "VNPT SmartCA"
+    url: str  # CSC: the part before /csc/v1/...; vendors: their base URL
+    # Partner credentials of the organisation (CSC OAuth2 bearer token, SmartCA sp_id/sp_password, MySign
+    # client_id/client_secret/profile_id): from the systemd credentials directory or the root-only config,
+    # never logged, never written to the database.
+    token: SecretStr | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    profile_id: str | None = None
+    client_data: str | None = None
+    request_timeout_s: float = Field(default=30.0, gt=0, le=300)
+    poll_interval_s: float = Field(default=2.0, gt=0, le=60)
+
+
+class RemoteSettings(BaseModel):
+    providers: dict[str, RemoteProvider] = {}  # name -> provider; officers pick one by name
+    approval_timeout_s: float = Field(default=300.0, ge=10, le=3600)  # the officer confirms on the phone within
+
+
 class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -165,6 +188,7 @@ class Settings(BaseSettings):
     ocr: OcrSettings = OcrSettings()
     encode: EncodeSettings = EncodeSettings()
     sign: SignSettings = SignSettings()
+    remote: RemoteSettings = RemoteSettings()
     web: WebSettings = WebSettings()
     outbox: OutboxSettings = OutboxSettings()
 

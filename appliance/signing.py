@@ -13,27 +13,48 @@ function that signs, packages and queues a batch with one PIN entry (one token s
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import re
+import shutil
+import threading
+import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from appliance import audit, db, domain, workflow
+from appliance import audit, db, domain, remote_signing, roster, workflow
 from appliance.db import DocState, Document
-from appliance.errors import CertificateMismatch, NothingChosen, NotReadyToSign, PinRequired
+from appliance.errors import (
+    ApplianceError,
+    CertificateMismatch,
+    CertificateRevoked,
+    NothingChosen,
+    NotReadyToSign,
+    PinRequired,
+    RemoteResultNeedsToken,
+    RemoteSigningBusy,
+    RemoteSigningExpired,
+    RemoteSigningFailed,
+    RemoteSigningNotConfigured,
+)
 from appliance.outbox import store as outbox
 from appliance.records import DocumentInfo, Dossier, Kind
+from appliance.remote_signing import RemoteTransaction, SigningProfile
 from appliance.settings import Settings
-from appliance.sign.batch import BatchResult, PackageJob, SignJob, sign_and_package
+from appliance.sign import remote as remote_sign
+from appliance.sign.batch import BatchResult, PackageInfo, PackageJob, SignJob, SignResult, sign_and_package
 from appliance.sign.package import PackageRequest
-from appliance.sign.policy import sign_policy
+from appliance.sign.policy import PSS, CertStatus, sign_policy
+from appliance.sign.remote import Credential as RemoteCredential
+from appliance.sign.remote import CscClient, CscService
 from appliance.sign.token import CertInfo
 from appliance.sign.verify import PdfReport
 from appliance.textindex import fold
@@ -202,26 +223,25 @@ def _choose(session: Session, doc_ids: Sequence[str]) -> list[_Chosen]:
     return chosen
 
 
-def sign(
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    chosen: list[_Chosen]
+    jobs: list[SignJob]
+    packages: list[PackageJob]
+    members: list[list[_Chosen]]
+    signed_dir: Path
+
+
+def _plan(
     factory: sessionmaker[Session],
     settings: Settings,
-    *,
     actor: Actor,
     doc_ids: Sequence[str],
-    pin: str,
-    certificates: Sequence[CertInfo] = (),
-    confirm_certificate: bool = False,
-) -> Signed:
-    """Sign, package and queue the chosen documents with one PIN entry.
-
-    ``certificates`` are the token's (read without a login for the signing page); when the personal one
-    does not name the officer, ``confirm_certificate`` must be True (else CertificateMismatch, before the
-    PIN is used)."""
-    doc_ids = list(dict.fromkeys(doc_ids))[:MAX_BATCH]
-    if not doc_ids:
-        raise NothingChosen("no document chosen")
-    if not pin:
-        raise PinRequired("no PIN typed")
+    *,
+    package_role: str = "organisation",
+) -> _Plan:
+    """The documents (refused unless ready), their signing jobs and one package per dossier, kind, result
+    code and superseded package: the same for the token and for a remote signing service."""
     with db.transaction(factory) as session:
         chosen = _choose(session, doc_ids)
         history: dict[str | None, list[dict[str, Any]]] = {}
@@ -233,13 +253,6 @@ def sign(
             code: (d.deciding_agency or d.receiving_unit if d else None) or settings.commune_code
             for code, d in opened.items()
         }
-    personal = any(c.kind != Kind.RESULT for c in chosen)
-    check = check_certificate(certificates, actor) if personal else None
-    if check is not None and not check.matches and not confirm_certificate:
-        raise CertificateMismatch(
-            f"certificate {check.common_name!r} does not name {actor.username}", subject=check.subject
-        )
-
     signed_dir = settings.data_dir / "signed"
     packages_dir = settings.data_dir / "packages"
     signed_dir.mkdir(parents=True, exist_ok=True)
@@ -276,7 +289,7 @@ def sign(
             tthc_code=tthc.get(dossier_code),
             result_code=result_code or None,
             fields={f"{c.doc_id}.pdf": c.fields for c in group},
-            role="organisation",
+            role=package_role,
             commune_code=settings.commune_code,
             agency_code=settings.sign.agency_code,
             supersedes=supersedes or None,
@@ -285,6 +298,38 @@ def sign(
         )
         packages.append(PackageJob(request=request, output=packages_dir / name))
         members.append(group)
+
+    return _Plan(chosen, jobs, packages, members, signed_dir)
+
+
+def sign(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    *,
+    actor: Actor,
+    doc_ids: Sequence[str],
+    pin: str,
+    certificates: Sequence[CertInfo] = (),
+    confirm_certificate: bool = False,
+) -> Signed:
+    """Sign, package and queue the chosen documents with one PIN entry.
+
+    ``certificates`` are the token's (read without a login for the signing page); when the personal one
+    does not name the officer, ``confirm_certificate`` must be True (else CertificateMismatch, before the
+    PIN is used)."""
+    doc_ids = list(dict.fromkeys(doc_ids))[:MAX_BATCH]
+    if not doc_ids:
+        raise NothingChosen("no document chosen")
+    if not pin:
+        raise PinRequired("no PIN typed")
+    plan = _plan(factory, settings, actor, doc_ids)
+    chosen, jobs, packages, members, signed_dir = plan.chosen, plan.jobs, plan.packages, plan.members, plan.signed_dir
+    personal = any(c.kind != Kind.RESULT for c in chosen)
+    check = check_certificate(certificates, actor) if personal else None
+    if check is not None and not check.matches and not confirm_certificate:
+        raise CertificateMismatch(
+            f"certificate {check.common_name!r} does not name {actor.username}", subject=check.subject
+        )
 
     done: BatchResult = sign_and_package(
         jobs,
@@ -320,9 +365,11 @@ def _record(
     check: CertCheck | None,
     now: datetime,
     signed_dir: Path,
+    source: str = "token",
 ) -> None:
     """signed -> queued for every document and the packages in the outbox, in one transaction; refused
-    (NotReadyToSign) when a document is no longer exactly what was signed."""
+    (NotReadyToSign) when a document is no longer exactly what was signed. The certificates used go to the
+    officers' roster (appliance.roster)."""
     with db.transaction(factory) as session:
         for package, group in zip(done.packages, members, strict=True):  # the first write takes the lock
             outbox.enqueue(
@@ -389,6 +436,30 @@ def _record(
                     actor=actor,
                     detail={"package_id": package.package_id, "supersedes": c.supersedes},
                 )
+        _remember(session, actor, done, source, now)
+
+
+def _remember(session: Session, actor: Actor, done: BatchResult, source: str, now: datetime) -> None:
+    """Every certificate a batch used, in the roster: the officer's under the officer, the organisation's
+    under the organisation; PSS as the signatures show it, revocation as checked before signing."""
+    algorithms = {r.cert_sha256: (r.algorithm, r.algorithm_note) for r in done.signed}
+    for cert, status in zip(done.certificates, done.checks or [None] * len(done.certificates), strict=False):
+        if cert.is_ca:
+            continue
+        algorithm, note = algorithms.get(cert.sha256, ("", ""))
+        pss = True if algorithm == PSS else (False if note == "token_without_pss" else None)
+        officer = cert.role == "officer"
+        roster.record_seen(
+            session,
+            username=actor.username if officer else roster.ORGANISATION,
+            cert=cert,
+            source=source,
+            name_matches=names_officer(cert, actor) if officer else True,
+            pss=pss,
+            revocation=status.revocation if status is not None else None,
+            signed=True,
+            now=now,
+        )
 
 
 # --- verification of what was signed ---------------------------------------------------------------
@@ -402,3 +473,391 @@ def verify_signed(settings: Settings, path: Path) -> PdfReport:
     return verify_pdf(
         path.read_bytes(), [], name=path.name, trust=policy.store(now), revocation=policy.revocation_options()
     )
+
+
+# --- remote signing services (CSC API v1): approval on the phone ---------------------------------------
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A batch hashed and waiting for the officer's approval on the phone."""
+
+    id: str
+    documents: tuple[str, ...]
+    expires_at: datetime
+    provider: str
+
+
+_running: set[str] = set()
+_running_lock = threading.Lock()
+
+
+def remote_profile(session: Session, settings: Settings, *, actor: Actor) -> SigningProfile | None:
+    """The officer's remote signing service when one is set and configured on this box (else the token)."""
+    row = remote_signing.profile(session, username=actor.username)
+    return row if row is not None and row.provider in settings.remote.providers else None
+
+
+def _client(settings: Settings, provider: str) -> CscClient:
+    conf = settings.remote.providers.get(provider)
+    if conf is None:
+        raise RemoteSigningNotConfigured(f"remote signing provider {provider!r} is not configured")
+    if conf.kind != "csc":
+        raise RemoteSigningNotConfigured(f"remote signing provider kind {conf.kind!r} is not available yet")
+    token = conf.token.get_secret_value() if conf.token is not None else None
+    return CscClient(CscService(conf.url, token, conf.client_data, conf.request_timeout_s))
+
+
+def start_remote(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    *,
+    actor: Actor,
+    doc_ids: Sequence[str],
+    confirm_certificate: bool = False,
+) -> Pending:
+    """Hash the chosen documents for the officer's remote credential and store the batch as waiting.
+
+    Refusals come first, before anything is sent for approval: nothing chosen, no remote service set,
+    a batch already waiting, a result among the documents (the organisation's certificate is on the
+    token), the credential's certificate unusable, untrusted, revoked or not naming the officer (unless
+    confirmed), an algorithm the policy refuses. Then the documents are prepared (mark, field, signed
+    attributes) and the batch is committed; `continue_remote` asks for the approval."""
+    from appliance.sign import pades
+    from appliance.sign.policy import check_certificate as policy_check
+    from appliance.sign.policy import choose_algorithm
+    from appliance.sign.token import check_cert_usable
+
+    doc_ids = list(dict.fromkeys(doc_ids))[:MAX_BATCH]
+    if not doc_ids:
+        raise NothingChosen("no document chosen")
+    with db.transaction(factory) as session:
+        prof = remote_profile(session, settings, actor=actor)
+        if prof is None:
+            raise RemoteSigningNotConfigured(f"{actor.username} has no remote signing service")
+        if remote_signing.pending(session, username=actor.username):
+            raise RemoteSigningBusy(f"{actor.username} already has a batch waiting for approval")
+        provider, credential_id, user_id = prof.provider, prof.credential_id, prof.user_id
+    plan = _plan(factory, settings, actor, doc_ids, package_role="officer")
+    if any(c.kind == Kind.RESULT for c in plan.chosen):
+        raise RemoteResultNeedsToken("results are signed with the organisation's certificate on the token")
+    client = _client(settings, provider)
+    if not credential_id:
+        listed = client.list_credentials(user_id)
+        if not listed:
+            raise RemoteSigningNotConfigured(f"the provider lists no credential for user {user_id!r}")
+        credential_id = listed[0]
+    credential = client.credential(credential_id)
+    now = datetime.now(UTC)
+    cert = credential.info(now)
+    matches = names_officer(cert, actor)
+    policy = sign_policy(settings)
+    try:
+        check_cert_usable(cert, now)
+        algorithm = choose_algorithm(cert, credential.mechanisms, policy.signature_policy)
+        status = policy_check(credential.cert_der, list(credential.chain_der), policy, policy.store(now), now)
+    except CertificateRevoked:
+        with db.transaction(factory) as session:
+            roster.record_seen(
+                session, username=actor.username, cert=cert, source=f"remote:{provider}"[:32],
+                name_matches=matches, pss=credential.offers_pss, revocation="revoked", now=now,
+            )  # fmt: skip
+        raise
+    with db.transaction(factory) as session:  # presented: in the roster even if the officer never approves
+        roster.record_seen(
+            session, username=actor.username, cert=cert, source=f"remote:{provider}"[:32],
+            name_matches=matches, pss=credential.offers_pss, revocation=status.revocation, now=now,
+        )  # fmt: skip
+    check = CertCheck(cert.subject, cert.common_name, cert.serial, matches)
+    if not matches and not confirm_certificate:
+        raise CertificateMismatch(
+            f"certificate {cert.common_name!r} does not name {actor.username}", subject=cert.subject
+        )
+
+    txn_id = str(uuid.uuid4())
+    workdir = settings.data_dir / "remote" / txn_id
+    workdir.mkdir(parents=True, exist_ok=True)
+    chain = _chain_ders(status.chain_pem)
+    signer = remote_sign.external_signer(credential, algorithm.name, chain)
+    prepared = []
+    try:
+        for c, job in zip(plan.chosen, plan.jobs, strict=True):
+            mark = pades.officer_mark(job.signer_name or cert.common_name, now)
+            prep = pades.prepare_pdf(
+                job.input.read_bytes(),
+                signer,
+                mark,
+                when=now,
+                tsa_url=settings.sign.tsa_url,
+                reason=job.reason,
+                location=job.location,
+                signer_name=cert.common_name,
+            )
+            path = workdir / f"{c.doc_id}.prepared.pdf"
+            path.write_bytes(prep.data)
+            prepared.append(
+                {
+                    "doc_id": c.doc_id,
+                    "reviewed_at": c.reviewed_at.isoformat() if c.reviewed_at else None,
+                    "path": str(path),
+                    "digest": prep.document_digest.hex(),
+                    "start": prep.reserved_start,
+                    "end": prep.reserved_end,
+                    "signed_attrs": prep.signed_attrs.hex(),
+                    "field_name": prep.field_name,
+                    "level": prep.level,
+                    "signing_time": prep.signing_time.isoformat(),
+                    "mark": list(prep.mark.lines),
+                    "box": list(prep.box),
+                    "bytes_in": len(job.input.read_bytes()),
+                }
+            )
+        expires = now + timedelta(seconds=settings.remote.approval_timeout_s)
+        with db.transaction(factory) as session:
+            session.add(
+                RemoteTransaction(
+                    id=txn_id,
+                    username=actor.username,
+                    provider=provider,
+                    credential_id=credential_id,
+                    state=remote_signing.WAITING,
+                    doc_ids=[c.doc_id for c in plan.chosen],
+                    plan={
+                        "actor": {
+                            "username": actor.username,
+                            "full_name": actor.full_name,
+                            "id_number": actor.id_number,
+                        },
+                        "credential": credential.to_json(),
+                        "algorithm": algorithm.name,
+                        "algorithm_note": algorithm.note,
+                        "status": dataclasses.asdict(status),
+                        "check": dataclasses.asdict(check),
+                        "documents": prepared,
+                    },
+                    created_at=now,
+                    expires_at=expires,
+                )
+            )
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    log.info("remote batch %s: %d document(s) hashed, waiting for approval", txn_id[:8], len(prepared))
+    return Pending(txn_id, tuple(c.doc_id for c in plan.chosen), expires, provider)
+
+
+def _chain_ders(chain_pem: Sequence[str]) -> list[bytes]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    return [x509.load_pem_x509_certificate(p.encode()).public_bytes(serialization.Encoding.DER) for p in chain_pem]
+
+
+def _fail(factory: sessionmaker[Session], settings: Settings, txn_id: str, err: ApplianceError) -> None:
+    with db.transaction(factory) as session:
+        txn = session.get(RemoteTransaction, txn_id)
+        if txn is not None and txn.state == remote_signing.WAITING:
+            txn.state, txn.error_code, txn.finished_at = remote_signing.FAILED, err.code, datetime.now(UTC)
+    shutil.rmtree(settings.data_dir / "remote" / txn_id, ignore_errors=True)
+    log.warning("remote batch %s ended: %s", txn_id[:8], err.code)
+
+
+def continue_remote(factory: sessionmaker[Session], settings: Settings, txn_id: str) -> Signed | None:
+    """Ask for the officer's approval of a waiting batch (one `credentials/authorize`), get every document's
+    signature in one `signatures/signHash`, then the packages' (same approval), write everything and record
+    signed -> queued with `_record`. Rejected, expired, timed out or a document changed: the batch ends
+    failed with its error code, nothing is written and the documents stay reviewed. None when the batch is
+    not waiting (already done, failed, or continued by another thread)."""
+    with _running_lock:
+        if txn_id in _running:
+            return None
+        _running.add(txn_id)
+    try:
+        return _continue(factory, settings, txn_id)
+    finally:
+        with _running_lock:
+            _running.discard(txn_id)
+
+
+def _continue(factory: sessionmaker[Session], settings: Settings, txn_id: str) -> Signed | None:
+    from appliance.sign import pades
+    from appliance.sign.package import write_package
+
+    with db.transaction(factory) as session:
+        txn = session.get(RemoteTransaction, txn_id)
+        if txn is None or txn.state != remote_signing.WAITING:
+            return None
+        plan_json, provider, doc_ids = dict(txn.plan), txn.provider, list(txn.doc_ids)
+        expires = txn.expires_at if txn.expires_at.tzinfo else txn.expires_at.replace(tzinfo=UTC)
+    actor = Actor(**plan_json["actor"])
+    left = (expires - datetime.now(UTC)).total_seconds()
+    parts: list[Path] = []
+    try:
+        if left <= 0:
+            raise RemoteSigningExpired("the batch was not approved in time")
+        plan = _plan(factory, settings, actor, doc_ids, package_role="officer")
+        docs = {d["doc_id"]: d for d in plan_json["documents"]}
+        for c in plan.chosen:
+            was = docs[c.doc_id]["reviewed_at"]
+            if was != (c.reviewed_at.isoformat() if c.reviewed_at else None):
+                raise NotReadyToSign(f"document {c.doc_id} changed while it waited for approval")
+        credential = RemoteCredential.from_json(plan_json["credential"])
+        algorithm, note = plan_json["algorithm"], plan_json["algorithm_note"]
+        status = CertStatus(**{**plan_json["status"], "trust_path": tuple(plan_json["status"]["trust_path"]),
+                               "chain_pem": tuple(plan_json["status"]["chain_pem"])})  # fmt: skip
+        check = CertCheck(**plan_json["check"])
+        chain = _chain_ders(status.chain_pem)
+        client = _client(settings, provider)
+        attrs = [bytes.fromhex(docs[c.doc_id]["signed_attrs"]) for c in plan.chosen]
+        total = len(attrs) + len(plan.packages)
+        pinned = credential.scal >= 2
+        hashes = [hashlib.sha256(a).digest() for a in attrs]
+        sad = client.approve(
+            credential, len(attrs) if pinned else total, hashes=hashes if pinned else (), timeout_s=left
+        )
+        tsa = settings.sign.tsa_url if any(docs[c.doc_id]["level"] == "B-T" for c in plan.chosen) else None
+        cms = client.sign(credential, algorithm, attrs, sad, extra_chain=chain, tsa_url=tsa)
+        now = datetime.now(UTC)
+        cert = credential.info(now)
+        signed_results: list[SignResult] = []
+        signed_bytes: dict[Path, bytes] = {}
+        for c, job, der in zip(plan.chosen, plan.jobs, cms, strict=True):
+            d = docs[c.doc_id]
+            prepared = pades.PreparedPdf(
+                data=Path(d["path"]).read_bytes(),
+                document_digest=bytes.fromhex(d["digest"]),
+                reserved_start=int(d["start"]),
+                reserved_end=int(d["end"]),
+                signed_attrs=bytes.fromhex(d["signed_attrs"]),
+                field_name=d["field_name"],
+                level=d["level"],
+                signing_time=datetime.fromisoformat(d["signing_time"]),
+                mark=pades.Mark("officer", tuple(d["mark"])),
+                box=(d["box"][0], d["box"][1], d["box"][2], d["box"][3]),
+            )
+            data = pades.finish_pdf(prepared, der)
+            part = job.output.with_name(job.output.name + ".part")
+            part.write_bytes(data)
+            parts.append(part)
+            signed_bytes[job.output] = data
+            signed_results.append(
+                SignResult(
+                    output=job.output,
+                    field_name=prepared.field_name,
+                    level=prepared.level,
+                    signing_time=pades.iso_vn(prepared.signing_time),
+                    mark=prepared.mark.lines,
+                    box=prepared.box,
+                    cert_sha256=cert.sha256,
+                    cert_subject=cert.subject,
+                    bytes_added=len(data) - int(d["bytes_in"]),
+                    cert_serial=cert.serial,
+                    algorithm=algorithm,
+                    algorithm_note=note,
+                    trust_path=status.trust_path,
+                    revocation=status.revocation,
+                    revocation_source=status.revocation_source,
+                    revocation_detail=status.revocation_detail,
+                )
+            )
+        # The packages name the signed PDFs' digests, so they are signed in a second signHash (same SAD
+        # under SCAL 1: no second approval).
+        asics: list[bytes] = []
+        for pkg in plan.packages:
+            files = {p.name: signed_bytes[p] if p in signed_bytes else p.read_bytes() for p in pkg.request.pdfs}
+            write_package(pkg.request, files, cert, _collect(asics), _scratch(pkg.output), now)
+            _scratch(pkg.output).unlink(missing_ok=True)
+        cades = [remote_sign.cades_signed_attrs(credential, algorithm, asic, now) for asic in asics]
+        if pinned and cades:
+            sad = client.approve(
+                credential, len(cades), hashes=[hashlib.sha256(a).digest() for a in cades], timeout_s=left
+            )
+        package_cms = dict(zip(asics, client.sign(credential, algorithm, cades, sad, extra_chain=chain), strict=True))
+        del sad
+        infos: list[PackageInfo] = []
+        for pkg in plan.packages:
+            files = {p.name: signed_bytes[p] if p in signed_bytes else p.read_bytes() for p in pkg.request.pdfs}
+            part = pkg.output.with_name(pkg.output.name + ".part")
+            parts.append(part)
+            info = write_package(pkg.request, files, cert, lambda asic: package_cms[asic], part, now)
+            infos.append(
+                dataclasses.replace(info, path=pkg.output, algorithm=algorithm, algorithm_note=note,
+                                    revocation=status.revocation)
+            )  # fmt: skip
+        for part in parts:  # all made: into place (a failed rename takes back the others)
+            part.replace(part.with_name(part.name.removesuffix(".part")))
+        parts = []
+        done = BatchResult(tuple(signed_results), tuple(infos), cert.subject, cert.serial, (cert,), (status,))
+        by_output = {r.output: r for r in done.signed}
+        try:
+            _record(factory, actor, plan.chosen, plan.members, done, by_output, check, now, plan.signed_dir,
+                    source=f"remote:{provider}"[:32])  # fmt: skip
+        except NotReadyToSign:
+            for r in done.signed:
+                r.output.unlink(missing_ok=True)
+            for p in done.packages:
+                p.path.unlink(missing_ok=True)
+            raise
+    except KeyError as err:  # a package signature missing: the ASiC manifest changed between the passes
+        for part in parts:
+            part.unlink(missing_ok=True)
+        failure = RemoteSigningFailed(f"a package changed while it was being signed: {type(err).__name__}")
+        _fail(factory, settings, txn_id, failure)
+        raise failure from err
+    except ApplianceError as err:
+        for part in parts:
+            part.unlink(missing_ok=True)
+        _fail(factory, settings, txn_id, err)
+        raise
+    with db.transaction(factory) as session:
+        txn = session.get(RemoteTransaction, txn_id)
+        if txn is not None:
+            txn.state, txn.finished_at, txn.signed_count = remote_signing.DONE, datetime.now(UTC), len(done.signed)
+    shutil.rmtree(settings.data_dir / "remote" / txn_id, ignore_errors=True)
+    log.info("remote batch %s signed: %d document(s), %d package(s)", txn_id[:8], len(done.signed), len(infos))
+    return Signed(tuple(c.doc_id for c in plan.chosen), tuple(p.package_id for p in infos), cert.subject)
+
+
+def _collect(into: list[bytes]) -> Callable[[bytes], bytes]:
+    """A `sign` for `write_package` that only keeps what would be signed (the first pass)."""
+
+    def sign(asic: bytes) -> bytes:
+        into.append(asic)
+        return b""
+
+    return sign
+
+
+def _scratch(output: Path) -> Path:
+    return output.with_name(output.name + ".dry")
+
+
+def resume_remote(factory: sessionmaker[Session], settings: Settings) -> list[str]:
+    """At start-up: continue every batch still waiting (a restart does not lose the officer's approval
+    request); returns the ids handled. Errors end their batch (recorded) and are logged, not raised."""
+    with db.transaction(factory) as session:
+        ids = [t.id for t in remote_signing.pending(session)]
+    for txn_id in ids:
+        try:
+            continue_remote(factory, settings, txn_id)
+        except ApplianceError as err:
+            log.warning("remote batch %s could not be completed: %s", txn_id[:8], err.code)
+    return ids
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteState:
+    id: str
+    state: str  # waiting | done | failed
+    documents: int
+    seconds_left: int
+    error_code: str | None
+    provider: str
+
+
+def remote_state(session: Session, *, txn_id: str, username: str) -> RemoteState | None:
+    """What the officer's page shows about one of their batches."""
+    txn = session.get(RemoteTransaction, txn_id)
+    if txn is None or txn.username != username:
+        return None
+    expires = txn.expires_at if txn.expires_at.tzinfo else txn.expires_at.replace(tzinfo=UTC)
+    left = max(0, int((expires - datetime.now(UTC)).total_seconds()))
+    return RemoteState(txn.id, txn.state, len(txn.doc_ids), left, txn.error_code, txn.provider)

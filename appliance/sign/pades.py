@@ -367,3 +367,121 @@ def sign_pdf(
     return SignedPdf(
         data=signed, field_name=field_name, level=level, signing_time=when, mark=mark, box=box, rotate=rotate
     )
+
+
+# --- interrupted signing (remote signing services: appliance.sign.remote) ----------------------------
+@dataclass(frozen=True, slots=True)
+class PreparedPdf:
+    """A PDF with its mark and a reserved signature hole, waiting for a signature made elsewhere.
+
+    `data` is the whole prepared file (the input as a prefix); `signed_attrs` the DER of the CMS signed
+    attributes whose hash the remote service signs. Everything here is JSON-safe once hex-encoded, so a
+    batch survives a restart while the officer approves it on the phone."""
+
+    data: bytes
+    document_digest: bytes
+    reserved_start: int
+    reserved_end: int
+    signed_attrs: bytes
+    field_name: str
+    level: str  # "B-B" or "B-T" (a timestamp is asked for when the signature arrives)
+    signing_time: dt.datetime
+    mark: Mark
+    box: tuple[float, float, float, float]
+
+
+def prepare_pdf(
+    data: bytes,
+    signer: Any,
+    mark: Mark,
+    *,
+    when: dt.datetime,
+    tsa_url: str | None = None,
+    reason: str | None = None,
+    location: str | None = None,
+    signer_name: str | None = None,
+) -> PreparedPdf:
+    """The first half of `sign_pdf` (pyHanko's `digest_doc_for_signing`): the same field, mark, metadata and
+    signing time, the document hashed and its signed attributes made by `signer` (an ExternalSigner with
+    the remote certificate and the mechanism that will sign); no signature yet."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.misc import PdfError
+    from pyhanko.sign import fields, signers
+    from pyhanko.sign.general import SigningError
+    from pyhanko.sign.timestamps import HTTPTimeStamper, TimestampRequestError
+
+    when = when.astimezone(VN_TZ).replace(microsecond=0)
+    try:
+        writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
+        page, rotate = _page_box(writer)
+        box = mark_box(page, mark, rotate)
+        field_name = _field_name(writer.prev, mark.role)
+    except (PdfError, ValueError, KeyError) as err:
+        raise PdfSignFailed(f"cannot open the PDF for signing: {err}") from err
+    spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=0, box=box)  # type: ignore[arg-type]
+    cls = _pdf_signer_class()
+    style = _stamp_style(rotate)
+
+    async def attempt(timestamper: Any) -> tuple[Any, Any, Any]:
+        meta = signers.PdfSignatureMetadata(
+            field_name=field_name,
+            md_algorithm="sha256",
+            subfilter=fields.SigSeedSubFilter.PADES,
+            reason=reason,
+            location=location,
+            name=signer_name,
+        )
+        pdf_signer = cls(
+            meta, signer, timestamper=timestamper, stamp_style=style, new_field_spec=spec, system_time=when
+        )
+        w = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
+        prep, _tbs, output = await pdf_signer.async_digest_doc_for_signing(
+            w, appearance_text_params={"mark": mark.text.replace("%", "%%")}
+        )
+        attrs = await signer.signed_attrs(prep.document_digest, "sha256", use_pades=True)
+        return prep, output, attrs
+
+    level = "B-B"
+    try:
+        if tsa_url:
+            try:
+                prep, output, attrs = asyncio.run(attempt(HTTPTimeStamper(tsa_url, timeout=TSA_TIMEOUT_S)))
+                level = "B-T"
+            except (TimestampRequestError, SigningError) as err:
+                if not isinstance(err, TimestampRequestError) and "timestamp" not in str(err).lower():
+                    raise
+                log.warning("timestamp server %s did not answer (%s); preparing PAdES B-B", tsa_url, type(err).__name__)
+                prep, output, attrs = asyncio.run(attempt(None))
+        else:
+            prep, output, attrs = asyncio.run(attempt(None))
+    except (SigningError, PdfError) as err:
+        raise PdfSignFailed(f"pyHanko could not prepare the signature: {err}") from err
+    prepared = output.getvalue()
+    if not prepared.startswith(data):
+        raise PdfSignFailed("the prepared PDF does not extend the original bytes")
+    return PreparedPdf(
+        data=prepared,
+        document_digest=prep.document_digest,
+        reserved_start=prep.reserved_region_start,
+        reserved_end=prep.reserved_region_end,
+        signed_attrs=attrs.dump(),
+        field_name=field_name,
+        level=level,
+        signing_time=when,
+        mark=mark,
+        box=box,
+    )
+
+
+def finish_pdf(prepared: PreparedPdf, signature_cms: bytes) -> bytes:
+    """The second half: the CMS made over `prepared.signed_attrs` written into the reserved hole."""
+    from pyhanko.sign.signers.pdf_byterange import PreparedByteRangeDigest
+    from pyhanko.sign.signers.pdf_signer import PdfTBSDocument
+
+    digest = PreparedByteRangeDigest(prepared.document_digest, prepared.reserved_start, prepared.reserved_end)
+    out = io.BytesIO(prepared.data)
+    try:
+        asyncio.run(PdfTBSDocument.async_finish_signing(out, digest, signature_cms))
+    except Exception as err:  # noqa: BLE001 - pyHanko raises several kinds for a CMS that does not fit
+        raise PdfSignFailed(f"cannot embed the remote signature: {err}") from err
+    return out.getvalue()

@@ -29,6 +29,7 @@ from appliance.web.assets import StaticAssets
 from appliance.web.auth import LoginThrottle, lookup_session
 from appliance.web.context import SESSION_COOKIE, BadCsrf, Ctx, Forbidden, NeedLogin, NeedPasswordChange
 from appliance.web.jobs import Jobs
+from appliance.web.routes import signing as remote_batches
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +246,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if resume:  # finish what a crash or power cut interrupted, without anyone running a command
             jobs.resume()
+            remote_batches.resume(factory, settings)  # batches waiting for approval on the phone
         yield
         jobs.shutdown()
 

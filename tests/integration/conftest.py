@@ -12,6 +12,7 @@ from appliance import db
 from appliance.settings import Settings, load_settings
 
 # SoftHSM2 token, test CA and NSS db fixtures for the signing tests.
+from tests.csc import csc_server  # noqa: F401
 from tests.softhsm import fresh_hsm, hsm, nssdb, odd_token, shared_token  # noqa: F401
 
 OFFICER_PW = "mat-khau-can-bo-1"
