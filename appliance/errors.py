@@ -260,7 +260,7 @@ class CertificateKeyTooSmall(SignError):
 
 # Remote signing services (CSC, VNPT SmartCA, Viettel MySign): the officer approves on the phone.
 class RemoteSigningError(SignError):
-    code = "remote_signing_failed"
+    code = "remote_signing_error"
 
 
 class RemoteSigningFailed(RemoteSigningError):

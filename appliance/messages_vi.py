@@ -85,6 +85,8 @@ MESSAGES_VI: dict[str, str] = {
     "không đáp ứng Thông tư 15/2025/TT-BKHCN. Hãy đề nghị nhà cung cấp cấp chứng thư số mới.",
     "signature_algorithm_unavailable": "Token không hỗ trợ thuật toán ký số theo quy định (RSASSA-PSS hoặc "
     "ECDSA), nên hệ thống không ký. Hãy báo cho cán bộ CNTT.",
+    "remote_signing_error": "Ký số từ xa không thực hiện được. Không tài liệu nào bị ký dở; các tài liệu vẫn "
+    "chờ ký, hãy thử lại sau.",
     "remote_signing_failed": "Dịch vụ ký số từ xa không ký được lô tài liệu này. Không tài liệu nào bị ký dở; "
     "các tài liệu vẫn chờ ký, hãy thử lại sau.",
     "remote_signing_not_configured": "Bạn chưa khai báo dịch vụ ký số từ xa (nhà cung cấp, mã chứng thư, mã "
