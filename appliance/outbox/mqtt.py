@@ -35,6 +35,7 @@ class Event:
     mid: int = 0
     reason_code: int = 0
     reason: str = ""
+    retain: bool = False  # a message: the broker's stored copy (sent on subscribing), not a live publish
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,7 @@ class Link:
         self.events.put(Event("disconnected", reason_code=getattr(reason_code, "value", 0), reason=str(reason_code)))
 
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
-        self.events.put(Event("message", topic=msg.topic, payload=bytes(msg.payload)))
+        self.events.put(Event("message", topic=msg.topic, payload=bytes(msg.payload), retain=bool(msg.retain)))
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, reason_code: Any, _p: Any) -> None:
         code = int(getattr(reason_code, "value", 0))

@@ -4,6 +4,14 @@ One package is transferred at a time (a higher-priority one pre-empts it between
 wait for their receipts. Every state change is committed before the action it describes; what the
 receiver holds is asked again (init -> offset) after every reconnect or restart, so a transfer resumes
 from the receiver's last stored byte and a resent segment is harmless.
+
+Receivers announce themselves on their retained state topic. When one goes offline and every receiver is
+offline, the transfer waits without counting a failed attempt; when one announces "online" (a live
+publish: it has just (re)connected, after its own restart or the broker's), the sender asks again at once
+(init) instead of waiting out `response_timeout_s` for answers that a dead receiver will never give.
+
+The bytes published (segments = payload, everything = wire, segments sent again = resent) are logged
+and kept in `outbox-traffic.json` for the health publisher (appliance.outbox.traffic).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from appliance import db, delivery
 from appliance.errors import OutboxError
-from appliance.outbox import protocol, store
+from appliance.outbox import protocol, store, traffic
 from appliance.outbox.mqtt import Event, Link, LinkConfig
 from appliance.outbox.protocol import Receipt, Topics
 from appliance.outbox.shaping import TokenBucket, backoff, in_window, parse_windows
@@ -40,6 +48,7 @@ log = logging.getLogger(__name__)
 
 MAX_CORRUPT_RESENDS = 3
 SETTLE_S = 0.5  # after connecting, before starting a package
+TRAFFIC_EVERY_S = 15.0  # how often the byte counters are written for the health publisher
 Tamper = Callable[[int, bytes], bytes]  # fault injection for tests: (offset, bytes) -> bytes on the wire
 
 
@@ -115,10 +124,15 @@ class Sender:
         self._last_sweep = 0.0
         self._last_preempt_check = 0.0
         self._connected_at = 0.0
+        self.traffic_file = traffic.path_for(settings.data_dir)
+        self._traffic_base: traffic.Traffic | None = None
+        self._traffic_saved = (0, 0, 0)
+        self._traffic_at = 0.0
 
     # --- main loop ---
     def run(self, stop: threading.Event | None = None, *, until_empty: bool = False) -> None:
         stop = stop or threading.Event()
+        self._traffic_base = traffic.start(self.traffic_file)
         self.link.start()
         try:
             while not stop.is_set():
@@ -137,6 +151,27 @@ class Sender:
             if self.transfer is not None:
                 self.transfer.file.close()
             self.link.stop()
+            self._save_traffic(force=True)
+            st = self.stats
+            log.info(
+                "outbox sender stopping: payload %d bytes, wire %d bytes, resent %d bytes (%d segments, %d inits)",
+                st.payload_bytes, st.wire_bytes, st.resent_bytes, st.segments, st.inits,
+            )  # fmt: skip
+
+    def _save_traffic(self, *, force: bool = False) -> None:
+        """Write the running totals (base + this run) when they changed, at most every TRAFFIC_EVERY_S."""
+        st = self.stats
+        now_counts = (st.payload_bytes, st.wire_bytes, st.resent_bytes)
+        if self._traffic_base is None or now_counts == self._traffic_saved:
+            return
+        if not force and time.monotonic() - self._traffic_at < TRAFFIC_EVERY_S:
+            return
+        self._traffic_at = time.monotonic()
+        try:
+            traffic.write(self.traffic_file, self._traffic_base.plus(*now_counts))
+            self._traffic_saved = now_counts
+        except OSError as err:
+            log.warning("cannot write %s: %s", self.traffic_file, err)
 
     def paused(self) -> str | None:
         """Why packages may not go now (None = they may)."""
@@ -147,6 +182,7 @@ class Sender:
         return None
 
     def _step(self) -> float:
+        self._save_traffic()
         if not self.link.connected.is_set():
             return 1.0
         now = time.monotonic()
@@ -157,6 +193,14 @@ class Sender:
         if t is None:
             return self._begin_next()
         pause = self.paused() if t.priority >= store.PRIORITY_PACKAGE else None
+        if pause == "receiver offline" and t.phase != "yield":
+            if t.phase != "wait":  # nobody will answer: wait for a receiver's "online", no attempt counted
+                log.info("package %s waits: every receiver is offline", t.package_id[:12])
+                t.phase = "wait"
+                t.inflight.clear()
+            return 1.0
+        if t.phase == "wait":
+            return 1.0
         if t.inflight and now - t.last_progress > self.o.response_timeout_s:
             self._fail(t, f"no answer from the receiver within {self.o.response_timeout_s:g} s", "outbox_failed")
             return 0.0
@@ -295,9 +339,23 @@ class Sender:
                 if t is not None and f"/{t.package_id}/" in ev.topic:
                     self._fail(t, msg, "broker_denied")
         elif ev.kind == "message":
-            self._on_message(ev.topic, ev.payload)
+            self._on_message(ev.topic, ev.payload, retained=ev.retain)
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _receiver_back(self, name: str) -> None:
+        """A receiver has just connected (after its restart, or the broker's): what was in flight to a
+        receiver that died is lost, and a transfer waiting on it would sit out the response timeout. Ask
+        again now; a package in back-off after such a wait is due again."""
+        t = self.transfer
+        if t is not None:
+            log.info("receiver %s is online: asking where %s resumes", name, t.package_id[:12])
+            self._send_init(t)
+            return
+        with db.transaction(self.factory) as s:
+            due = store.due_again(s, now=db.utcnow())
+        if due:
+            log.info("receiver %s is online: %d package(s) in back-off are due again", name, due)
+
+    def _on_message(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
         if topic == self.topics.receipts:
             try:
                 receipt = protocol.parse_receipt(json.loads(payload))
@@ -307,10 +365,14 @@ class Sender:
                 self._apply_receipt(receipt)
             return
         if topic.startswith("province/receivers/"):
+            name = topic.split("/")[2]
             try:
-                self.receivers[topic.split("/")[2]] = str(json.loads(payload).get("state"))
+                self.receivers[name] = str(json.loads(payload).get("state"))
             except (ValueError, AttributeError):
-                self.receivers.pop(topic.split("/")[2], None)
+                self.receivers.pop(name, None)
+                return
+            if self.receivers[name] == "online" and not retained:
+                self._receiver_back(name)
             return
         if topic != self.topics.response:
             return
@@ -350,7 +412,13 @@ class Sender:
                         item.next_try_at = None
                 t.file.close()
                 self.transfer = None
-                log.info("package %s transferred (%d bytes); waiting for the receipt", t.package_id[:12], t.size)
+                st = self.stats
+                log.info(
+                    "package %s transferred (%d bytes); waiting for the receipt. This run: payload %d bytes, "
+                    "wire %d bytes, resent %d bytes",
+                    t.package_id[:12], t.size, st.payload_bytes, st.wire_bytes, st.resent_bytes,
+                )  # fmt: skip
+                self._save_traffic(force=True)
             else:
                 t.acked = 0
                 self._fail(t, f"receiver could not assemble the package: {resp.reason_description}", "outbox_failed")

@@ -181,3 +181,13 @@ def purge_archive(session: Session, *, now: datetime, retention_days: int) -> li
         removed.append(item.path)
     session.flush()
     return removed
+
+
+def due_again(session: Session, *, now: datetime) -> int:
+    """Packages being sent that wait out a back-off become due now (a receiver has come back); how many."""
+    items = session.scalars(
+        select(OutboxItem).where(OutboxItem.state == PackageState.SENDING, OutboxItem.next_try_at > now)
+    ).all()
+    for item in items:
+        item.next_try_at = now
+    return len(items)

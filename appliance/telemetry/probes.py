@@ -214,11 +214,26 @@ def outbox(settings: Settings, now: datetime, link_rtt_ms: float | None = None) 
     from sqlalchemy.orm import Session
 
     from appliance import db
-    from appliance.outbox import store
+    from appliance.outbox import store, traffic
 
+    sent = traffic.read(traffic.path_for(settings.data_dir))  # written by the sender (another process)
+    counted = Outbox(depth=None, oldest_age_s=None, last_receipt_at=None, receipted_bytes_24h=None)
+    if sent is not None:
+        try:
+            since = datetime.fromisoformat(sent.since) if sent.since else None
+        except ValueError:
+            since = None
+        counted = counted.model_copy(
+            update={
+                "payload_bytes": sent.payload_bytes,
+                "wire_bytes": sent.wire_bytes,
+                "resent_bytes": sent.resent_bytes,
+                "bytes_since": since if since is not None and since.tzinfo is not None else None,
+            }
+        )
     url = settings.db_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return Outbox(depth=None, oldest_age_s=None, last_receipt_at=None, receipted_bytes_24h=None)
+        return counted
     engine = db.make_engine(url)
     try:
         with Session(engine) as s:
@@ -231,12 +246,14 @@ def outbox(settings: Settings, now: datetime, link_rtt_ms: float | None = None) 
             )
     finally:
         engine.dispose()
-    return Outbox(
-        depth=depth,
-        oldest_age_s=round((now - oldest).total_seconds(), 1) if oldest else None,
-        last_receipt_at=last,
-        receipted_bytes_24h=int(day or 0),
-        link_rtt_ms=link_rtt_ms,
+    return counted.model_copy(
+        update={
+            "depth": depth,
+            "oldest_age_s": round((now - oldest).total_seconds(), 1) if oldest else None,
+            "last_receipt_at": last,
+            "receipted_bytes_24h": int(day or 0),
+            "link_rtt_ms": link_rtt_ms,
+        }
     )
 
 

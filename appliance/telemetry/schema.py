@@ -120,6 +120,12 @@ class Outbox(_Model):
     last_receipt_at: Instant | None
     receipted_bytes_24h: Bytes | None  # what the link actually carried in the last day
     link_rtt_ms: float | None = None  # MQTT PUBACK round trip of the previous telemetry publish
+    # what the sender published since `bytes_since` (counters that only grow; null before its first run):
+    # segment bytes, everything published (topics + payloads), segment bytes sent more than once
+    payload_bytes: Bytes | None = None
+    wire_bytes: Bytes | None = None
+    resent_bytes: Bytes | None = None
+    bytes_since: Instant | None = None
 
 
 class FleetRun(_Model):

@@ -105,7 +105,17 @@ def reading(
         ),
         cpu_temp_c=52.0,
         clock=Clock(synchronized=True, source="timedatectl"),
-        outbox=Outbox(depth=2, oldest_age_s=600, last_receipt_at=at, receipted_bytes_24h=10**6, link_rtt_ms=80.0),
+        outbox=Outbox(
+            depth=2,
+            oldest_age_s=600,
+            last_receipt_at=at,
+            receipted_bytes_24h=10**6,
+            link_rtt_ms=80.0,
+            payload_bytes=50 * 2**20,
+            wire_bytes=51 * 2**20,
+            resent_bytes=3 * 2**20,
+            bytes_since=at - timedelta(days=9),
+        ),  # fmt: skip
         fleet=FleetRun(finished_at=at - timedelta(days=1), result="ok"),
     )
 
@@ -273,6 +283,8 @@ def test_commune_page_has_svg_history_and_counters(client: TestClient) -> None:
     assert html.count("<svg") == 4 and "<polyline" in html
     assert "Ổ đĩa đã dùng (%)" in html and "Chỉ số Quyết định 766" in html
     assert re.search(r"<td>10</td><td>8</td><td>5</td>", html)
+    # what the box's sender published (from the reading's outbox counters)
+    assert "dữ liệu 50.0 MB, trên đường truyền 51.0 MB, gửi lại 3.0 MB" in html
     assert client.get("/device/nope").status_code == 404
 
 

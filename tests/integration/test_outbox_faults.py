@@ -244,3 +244,65 @@ def test_receiver_disk_full_then_freed(broker: Broker, pki: Pki, tmp_path: Path)
         _assert_delivered_once(factory, rx_dir, [pkg])
     finally:
         subprocess.run(["umount", "-l", str(rx_dir)], check=False)
+
+
+def _receiver_process(pki: Pki, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+    c = pki.clients["receiver-1"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "province", "serve", "--no-verify", "--port", str(port), "--name", "receiver-1",
+         "--ca", str(pki.ca.cert), "--cert", str(c.cert), "--key", str(c.key), "--data-dir", str(data_dir),
+         "--dashboard-port", "0", "--no-telemetry"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_receiver_killed_and_restarted_resumes_when_it_announces_online(
+    fresh_broker: Broker, pki: Pki, tmp_path: Path
+) -> None:
+    """kill -9 of the only receiver mid-transfer: the segments in flight to it are never answered. The box
+    waits without counting an attempt and, once the restarted receiver says "online", asks where to resume
+    (init) at once: well inside the 30 s response timeout it would otherwise sit out."""
+    import time
+
+    from tests.integration.test_receiver import Monitor
+
+    timeout = 30.0
+    pkg = raw_package(tmp_path, 4_000_000, 9)
+    settings = box_settings(tmp_path / "box", pki, fresh_broker.port, rate_kbit=8000, response_timeout_s=timeout)
+    factory = queue_packages(settings, [pkg])
+    states = Monitor(fresh_broker, pki, ("province/receivers/+/state",))
+    sender = Sender(settings, factory)
+    rx = _receiver_process(pki, fresh_broker.port, tmp_path / "rx")
+    box = None
+    try:
+        wait_for(lambda: b'"online"' in b"".join(p for _t, p in list(states.messages)), 30, "receiver online")
+        box = Running(sender, until_empty=True)
+        wait_for(lambda: sender.stats.segments >= 3, 30, "the first segments")
+        rx.send_signal(signal.SIGKILL)  # its will says "offline"; what it had in flight is gone
+        rx.wait(10)
+        wait_for(lambda: sender.paused() == "receiver offline", 10, "the box to see the receiver offline")
+        inits_before = sender.stats.inits
+        time.sleep(1.0)
+        rx = _receiver_process(pki, fresh_broker.port, tmp_path / "rx")
+        restarted = time.monotonic()
+        box.thread.join(timeout)
+        took = time.monotonic() - restarted
+        assert not box.thread.is_alive(), "the transfer did not finish after the receiver came back"
+    finally:
+        if box is not None:
+            box.stop()
+        rx.send_signal(signal.SIGTERM)
+        rx.wait(10)
+        states.close()
+    # resumed on the announcement, not on the timeout: an init right after "online", no failed attempt
+    assert took < timeout / 2, f"took {took:.1f} s after the receiver restarted"
+    assert sender.stats.inits > inits_before
+    row = outbox_rows(factory)[pkg.package_id]
+    assert row.state == "receipted" and row.attempts == 0, (row.state, row.attempts, row.reason)
+    _assert_delivered_once(factory, tmp_path / "rx", [pkg])
+    # the bytes published are counted and kept for the health publisher
+    from appliance.outbox import traffic
+
+    kept = traffic.read(traffic.path_for(settings.data_dir))
+    assert kept is not None and kept.payload_bytes == sender.stats.payload_bytes >= pkg.size
+    assert kept.wire_bytes > kept.payload_bytes and kept.resent_bytes == sender.stats.resent_bytes
