@@ -78,10 +78,41 @@ def _tesseract_path() -> str:
     return path
 
 
+_SETPRIV = shutil.which("setpriv")  # util-linux: the child dies with us (PR_SET_PDEATHSIG), no preexec_fn
+TMP_PREFIX = "appliance-ocr-"
+_swept = False
+
+
+def _bound_to_us(args: list[str]) -> list[str]:
+    """tesseract killed when this process dies, even by SIGKILL (no orphan left using the CPU)."""
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *args] if _SETPRIV else args
+
+
+def sweep_temp(root: Path | None = None) -> list[str]:
+    """Remove the temporary folders of OCR runs whose process is gone (a kill -9 leaves them behind).
+
+    Folder names carry the owner's pid: ``appliance-ocr-<pid>-<random>``."""
+    removed = []
+    for folder in (root or Path(tempfile.gettempdir())).glob(f"{TMP_PREFIX}*"):
+        pid = folder.name.removeprefix(TMP_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or Path(f"/proc/{pid}").exists():
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+    return removed
+
+
+def _sweep_once() -> None:
+    global _swept
+    if not _swept:
+        _swept = True
+        sweep_temp()
+
+
 def _run(args: list[str], *, timeout_s: float, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(
-            args,
+            _bound_to_us(args),
             input=stdin,
             capture_output=True,
             env=_env(),
@@ -119,7 +150,8 @@ def recognize(page: CleanPage, opts: OcrOptions = OcrOptions()) -> OcrPage:
         size = (round(w * zoom), round(h * zoom))
         image = np.asarray(cv2.resize(_grey(image), size, interpolation=cv2.INTER_CUBIC), dtype=np.uint8)
         dpi = round(PHOTO_OCR_DPI)
-    with tempfile.TemporaryDirectory(prefix="appliance-ocr-") as tmp:
+    _sweep_once()
+    with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
         src = Path(tmp) / "page.pgm"
         src.write_bytes(_pgm(image))
         base = Path(tmp) / "out"
