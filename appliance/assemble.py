@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 import pikepdf
@@ -205,7 +206,51 @@ def _text_form(pdf: Pdf, text_pdf: bytes, index: int) -> tuple[pikepdf.Object, t
     # PDF/A forbids transparency groups; tesseract does not emit one, but never carry it over.
     if Name.Group in form:
         del form[Name.Group]
+    _close_gaps(form)
     return form, box
+
+
+GLYPH_EM = 0.5  # tesseract's GlyphLessFont: every glyph is half an em wide (/DW 500)
+
+
+def _close_gaps(form: pikepdf.Object) -> None:
+    """Stretch each word's trailing space up to the next word of its line, in place.
+
+    Tesseract writes every word (with a trailing space) at its own position, scaled to the word's
+    width; in a justified line the gaps between words are wide, and text extractors (poppler's
+    pdftotext, copy and paste) then split the line into columns and mix it with the next line. With
+    the gaps closed the line reads as one run of text; the words stay where they are on the page.
+    """
+    try:
+        ops = pikepdf.parse_content_stream(form)
+    except pikepdf.PdfError:
+        return
+    out: list[tuple[list[Any], pikepdf.Operator]] = []
+    size = 0.0
+    pending: tuple[int, int] | None = None  # (index in out of the word's Tz, glyphs incl. the space)
+    for instruction in ops:
+        if not isinstance(instruction, pikepdf.ContentStreamInstruction):
+            return  # an inline image: not tesseract's text layer, leave it alone
+        op = instruction.operator
+        name = str(op)
+        args = list(instruction.operands)
+        if name == "Tf" and len(args) == 2:
+            size = float(args[1])
+        elif name == "TJ" and args and isinstance(args[0], Array) and out and str(out[-1][1]) == "Tz":
+            glyphs = sum(len(bytes(x)) // 2 for x in args[0] if isinstance(x, pikepdf.String))
+            pending = (len(out) - 1, glyphs)
+        elif name == "Td" and len(args) == 2 and pending is not None:
+            dx, dy = float(args[0]), float(args[1])
+            index, glyphs = pending
+            if dy == 0 and dx > 0 and glyphs and size > 0:
+                stretch = 100.0 * dx / (glyphs * GLYPH_EM * size)
+                if stretch > float(out[index][0][0]):
+                    out[index] = ([Decimal(f"{stretch:.3f}")], out[index][1])
+            pending = None
+        elif name in ("ET", "Tm", "T*", "BT"):
+            pending = None
+        out.append((args, op))
+    form.write(pikepdf.unparse_content_stream(out))
 
 
 # --- PDF/A ----------------------------------------------------------------------------------

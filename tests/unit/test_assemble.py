@@ -23,7 +23,7 @@ from appliance.assemble import assemble
 from appliance.encode import encode
 from appliance.errors import NoPages, PdfBuildFailed
 from appliance.model import CleanPage, DocumentMeta, EncodedPage, Encoding, OcrPage
-from bench.corpus import cer, cer_unordered, normalise, render_page
+from bench.corpus import cer_unordered, normalise, render_page
 from tests.conftest import need
 
 META = DocumentMeta(
@@ -179,7 +179,9 @@ def test_text_layer_is_the_same_as_tesseracts(pdf_file: Path, items: list[Item],
     layer.write_bytes(items[0].ocr.text_pdf)
     ours = run("pdftotext", "-f", "1", "-l", "1", str(pdf_file), "-")
     theirs = run("pdftotext", str(layer), "-")
-    assert normalise(ours) and cer(theirs, ours) == 0.0
+    # the same words; lines may read better than tesseract's own layer (gaps closed, see _close_gaps)
+    assert normalise(ours) and sorted(normalise(ours).split()) == sorted(normalise(theirs).split())
+    assert cer_unordered(items[0].truth, ours) <= cer_unordered(items[0].truth, theirs)
 
 
 @pytest.mark.tesseract
