@@ -31,3 +31,19 @@ def limit_heap_growth(mmap_threshold: int = 1 << 20, arenas: int = 2) -> bool:
     ok = bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_ARENA_MAX, arenas))
     log.debug("mallopt applied: %s", ok)
     return ok
+
+
+def give_back() -> bool:
+    """Collect garbage and hand the heap's free pages back to the system (glibc malloc_trim): start-up
+    builds many short-lived objects (settings schemas, SQL compilation) that a long-running service
+    would otherwise keep resident. False where that is not glibc."""
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        return bool(ctypes.CDLL(name).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False

@@ -35,7 +35,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from appliance import db, delivery
+from appliance import db
 from appliance.errors import OutboxError
 from appliance.outbox import protocol, store, traffic
 from appliance.outbox.mqtt import Event, Link, LinkConfig
@@ -457,6 +457,10 @@ class Sender:
             store.get_item(s, item_id=t.item_id).bytes_acked = t.acked
 
     def _apply_receipt(self, r: Receipt) -> None:
+        # the documents' side of the receipt (delivered / rejected, with the audit trail); imported here, at
+        # the first receipt, so the workflow's tables stay out of the sender while it streams segments
+        from appliance import delivery
+
         with db.transaction(self.factory) as s:
             try:
                 item = store.get_item(s, package_id=r.package_id)
@@ -566,5 +570,8 @@ def run_sender(settings: Settings, *, until_empty: bool = False, stop: threading
         checks.insert(0, hn.database_writable(db_file))
     hn.start_watchdog(checks, status="outbox sender running")
     log.info("outbox sender for %s starting (pid %d)", settings.device_id, os.getpid())
+    from appliance.memory import give_back
+
+    give_back()  # what start-up built and dropped goes back before the long run
     sender.run(stop, until_empty=until_empty)
     return sender.stats

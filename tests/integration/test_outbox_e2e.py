@@ -145,10 +145,10 @@ def test_cli_add_run_status_and_province_packages(
 
 
 @pytest.mark.slow
-def test_sender_process_holds_at_most_64_mb_while_sending_a_big_package(
+def test_sender_process_holds_at_most_66_mb_while_sending_a_big_package(
     broker: Broker, pki: Pki, tmp_path: Path
 ) -> None:
-    """`appliance outbox run` as its own process: peak RSS (sampled) ≤ 64 MB; segments are read from the
+    """`appliance outbox run` as its own process: peak RSS (sampled) ≤ 66 MB; segments are read from the
     file one at a time, so the package size does not show (the 200 MB figure: bench/outbox_bench.py)."""
     import psutil
 
@@ -182,4 +182,7 @@ def test_sender_process_holds_at_most_64_mb_while_sending_a_big_package(
         rx.stop()
     assert outbox_rows(factory)[pkg.package_id].state == "receipted"
     assert rx.obj.stats.bytes == size
-    assert 0 < peak <= 64 * 2**20, f"peak RSS {peak / 2**20:.1f} MB"
+    # 66 MB: the sender now also applies receipts to the documents (the workflow's delivery step, about
+    # 1 MB of table mappings, loaded at the first receipt) and follows the receivers' status; measured
+    # 63.9-64.4 MB on x86 with a 40 MB package (it was 63.9-64.0 before those)
+    assert 0 < peak <= 66 * 2**20, f"peak RSS {peak / 2**20:.1f} MB"
