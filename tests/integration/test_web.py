@@ -72,6 +72,7 @@ def test_every_form_rejects_a_missing_or_wrong_csrf_token(client: TestClient) ->
         "/documents/00000000-0000-0000-0000-000000000000/split",
         "/documents/00000000-0000-0000-0000-000000000000/correct",
         "/sign",
+        "/sign/remote-profile",
         "/track/1/retry",
         "/backlog/scan",
         "/backlog/upload",
