@@ -272,3 +272,19 @@ def test_appended_update_is_not_whole_file(tmp_path: Path) -> None:
     (report,) = validate_signatures(out)
     assert report.intact
     assert not report.whole_file
+
+
+def test_a_png_with_pdf_text_in_a_chunk_is_read_as_an_image(tmp_path: Path) -> None:
+    """A tEXt chunk holding "%PDF-" within the first KB once made the file be taken for a PDF."""
+    from PIL import Image, PngImagePlugin
+
+    from appliance.capture import files
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "%PDF-1.7 not a PDF at all")
+    path = tmp_path / "trang.png"
+    Image.new("L", (200, 300), 255).save(path, pnginfo=info)
+    assert b"%PDF-" in path.read_bytes()[:1024]
+    files.probe(path)
+    pages = files.load_file(path)
+    assert len(pages) == 1 and pages[0].image.shape[:2] == (300, 200)
