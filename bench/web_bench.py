@@ -40,11 +40,11 @@ def _text(rng: random.Random, n: int = 350) -> str:
 def seed(data_dir: Path, documents: int) -> tuple[str, list[str], list[str]]:
     """Fill the database; returns (session cookie token, dossier codes, document ids)."""
     from appliance import db
-    from appliance.settings import load_settings
-    from appliance.web.auth import create_user, start_session
     from appliance.records import DocumentInfo, Dossier
-from appliance.web.models import Role
+    from appliance.settings import load_settings
     from appliance.textindex import fold
+    from appliance.web.auth import create_user, start_session
+    from appliance.web.models import Role
 
     settings = load_settings(data_dir=data_dir)
     engine = db.make_engine(settings.db_url)

@@ -198,8 +198,8 @@ def test_buffer_is_bounded_and_keeps_incidents(tmp_path: Path) -> None:
 # --- Decision 766 counters ----------------------------------------------------------------------
 def test_daily_counters_from_the_appliance_database(tmp_path: Path) -> None:
     from appliance import db
-    from appliance.telemetry.counters import counters, local_day
     from appliance.records import DocumentInfo, Dossier, Reuse
+    from appliance.telemetry.counters import counters, local_day
 
     settings = load_settings(data_dir=tmp_path, commune_code="19999", device_id="box-001")
     engine = db.make_engine(settings.db_url)

@@ -18,11 +18,11 @@ from PIL import Image
 from appliance import db, pipeline
 from appliance.capture.uvc import UvcCamera
 from appliance.originals import OriginalStore
+from appliance.records import Separator
 from appliance.settings import Settings, load_settings
 from appliance.web.app import create_app
 from appliance.web.auth import create_user
 from appliance.web.jobs import Job, Jobs
-from appliance.records import Separator
 from appliance.web.models import Role
 from bench.corpus import render_page
 from tests.integration.test_web import CODE, OFFICER_PW, login

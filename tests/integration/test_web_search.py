@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from appliance import db
 from appliance.originals import OriginalStore
+from appliance.records import DocumentInfo
 from appliance.settings import Settings, load_settings
+from appliance.textindex import fold
 from appliance.web.app import SESSION_COOKIE, create_app
 from appliance.web.auth import create_user, start_session
-from appliance.records import DocumentInfo
 from appliance.web.models import Role
-from appliance.textindex import fold
 from appliance.web.search import fts_query, search
 
 CODE = "000.00.19.H12-230412-0007"
@@ -182,7 +182,10 @@ def test_migration_indexes_rows_written_before_it(settings: Settings) -> None:
                 "INSERT INTO web_documents (document_id, kind, backlog, fields, text, text_folded) "
                 "VALUES ('d-old', 'component', 0, '{}', :body, :folded)"
             ),
-            {"body": "Quyết định công nhận hộ gia đình văn hóa", "folded": fold("Quyết định công nhận hộ gia đình văn hóa")},
+            {
+                "body": "Quyết định công nhận hộ gia đình văn hóa",
+                "folded": fold("Quyết định công nhận hộ gia đình văn hóa"),
+            },
         )
     old = "d-old"
     with factory() as session:
