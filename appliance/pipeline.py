@@ -114,7 +114,10 @@ def _prepare(index: int, raw: RawPage, opts: PipelineOptions) -> _Prepared:
         t = time.perf_counter()
         codes = qr.find_qr(clean.image)
         timings["qr"] = time.perf_counter() - t
-    image = clean.image
+    image, ocr_copy = clean.image, clean.ocr_image
+    if ocr_copy is not None and ocr_copy.shape[:2] == image.shape[:2]:
+        # OCR's own grey copy (seals and tint lifted) is the one grey page kept while OCR waits
+        return _Prepared(index, label, replace(clean, image=ocr_copy, ocr_image=None), encoded, codes, timings)
     grey: PageImage = image if image.ndim == 2 else np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
     return _Prepared(index, label, replace(clean, image=grey), encoded, codes, timings)
 

@@ -22,3 +22,10 @@ def test_messages_are_one_sentence_or_two_and_end_with_a_full_stop() -> None:
     for code, text in MESSAGES_VI.items():
         assert text.strip() == text and text.endswith("."), code
         assert "\n" not in text, code
+
+
+def test_every_page_flag_has_a_vietnamese_label() -> None:
+    from appliance.model import PageFlag
+    from appliance.web.routes.common import FLAG_LABELS
+
+    assert {f.value for f in PageFlag} <= set(FLAG_LABELS)

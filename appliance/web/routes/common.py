@@ -32,6 +32,8 @@ FLAG_LABELS = {
     "too_dark": "Quá tối",
     "low_confidence": "Chữ khó đọc",
     "no_page_found": "Không thấy mép giấy",
+    "glare": "Bị lóa sáng",
+    "curled": "Trang bị cong",
 }
 NOTICES = {
     "saved": "Đã lưu.",
