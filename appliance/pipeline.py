@@ -788,6 +788,21 @@ def resume(
     return Resumed(tuple(finished), tuple(failed))
 
 
+def remove_stale_folders(folders: Iterable[Path], before: datetime) -> list[str]:
+    """Remove the folders last changed before ``before`` (names of those removed); newer ones belong to
+    work going on now. A folder that vanished meanwhile is skipped."""
+    removed: list[str] = []
+    for folder in folders:
+        try:
+            if not folder.is_dir() or folder.stat().st_mtime >= before.timestamp():
+                continue
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+    return removed
+
+
 def sweep_intakes(store: Storage, before: datetime) -> list[str]:
     """Remove intake folders a crash left behind (names of the removed folders).
 
@@ -800,17 +815,7 @@ def sweep_intakes(store: Storage, before: datetime) -> list[str]:
         return []
     with db.transaction(store.factory) as session:
         pending = set(session.scalars(select(records.Intake.id).where(records.Intake.state == "pending")))
-    removed: list[str] = []
-    for folder in root.iterdir():
-        if not folder.is_dir() or folder.name in pending:
-            continue
-        try:
-            if folder.stat().st_mtime >= before.timestamp():
-                continue
-        except FileNotFoundError:
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder.name)
+    removed = remove_stale_folders((f for f in root.iterdir() if f.name not in pending), before)
     if removed:
         log.info("removed %d intake folder(s) left by an interrupted upload", len(removed))
     return removed

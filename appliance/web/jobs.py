@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import logging
-import shutil
 import threading
 import time
 import uuid
@@ -260,15 +259,7 @@ class Jobs:
         root = self.settings.data_dir / UPLOADS_DIR
         if not root.is_dir():
             return []
-        removed: list[str] = []
-        for folder in root.glob("upload-*"):
-            try:
-                if not folder.is_dir() or folder.stat().st_mtime >= before.timestamp():
-                    continue
-            except FileNotFoundError:
-                continue
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder.name)
+        removed = pipeline.remove_stale_folders(root.glob("upload-*"), before)
         if removed:
             log.info("removed %d upload folder(s) left by an interrupted request", len(removed))
         return removed
