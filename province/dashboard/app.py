@@ -313,6 +313,8 @@ def create_app(
 
     @app.post("/incidents/{incident_id}/handled")
     def handled(incident_id: str, me: Posted) -> Response:
+        if not me.operator:  # a viewer account reads; marking handled is an operator's act
+            raise HTTPException(403, "Tài khoản chỉ được xem, không được đánh dấu đã xử lý")
         by = (me.full_name or me.username)[:200]  # the signed-in account, not a name typed in the form
         with factory() as s, s.begin():
             row = s.get(IncidentRow, incident_id)

@@ -58,6 +58,7 @@ class Account(AccountBase):
     password_hash: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    role: Mapped[str | None] = mapped_column(String(16))  # "operator" | "viewer"; None (older rows): operator
 
 
 class DashboardSession(AccountBase):
@@ -108,9 +109,17 @@ def _aware(when: datetime) -> datetime:
 
 
 # --- accounts -----------------------------------------------------------------------------------
-def set_account(factory: sessionmaker[Session], *, username: str, full_name: str, password: str) -> None:
+OPERATOR, VIEWER = "operator", "viewer"
+ROLES = (OPERATOR, VIEWER)  # a viewer reads every page; only an operator marks incidents handled
+
+
+def set_account(
+    factory: sessionmaker[Session], *, username: str, full_name: str, password: str, role: str | None = None
+) -> None:
     """Create the account, or give an existing one this name and password and enable it again (its open
-    sessions end)."""
+    sessions end). ``role``: operator (the default for a new account) or viewer; None keeps an existing one."""
+    if role is not None and role not in ROLES:
+        raise AccountError(f"role: one of {', '.join(ROLES)}")
     if not 2 <= len(username) <= 64 or not set(username) <= USERNAME_CHARS:
         raise AccountError("username: 2-64 characters among a-z 0-9 . _ -")
     if len(password) < 10:
@@ -118,9 +127,17 @@ def set_account(factory: sessionmaker[Session], *, username: str, full_name: str
     with _ready(factory)() as s, s.begin():
         acc = s.get(Account, username)
         if acc is None:
-            s.add(Account(username=username, full_name=full_name or username, password_hash=hash_password(password)))
+            s.add(
+                Account(
+                    username=username,
+                    full_name=full_name or username,
+                    password_hash=hash_password(password),
+                    role=role or OPERATOR,
+                )
+            )
         else:
             acc.full_name = full_name or acc.full_name
+            acc.role = role or acc.role
             acc.password_hash, acc.active = hash_password(password), True
             s.execute(delete(DashboardSession).where(DashboardSession.username == username))
 
@@ -152,6 +169,11 @@ class SignedIn:
     username: str
     full_name: str
     csrf: str
+    role: str = OPERATOR
+
+    @property
+    def operator(self) -> bool:
+        return self.role == OPERATOR
 
 
 class Throttle:
@@ -231,20 +253,21 @@ class Gate:
                     Account.username,
                     Account.full_name,
                     Account.active,
+                    Account.role,
                 )
                 .join(Account, Account.username == DashboardSession.username)
                 .where(DashboardSession.id == key)
             ).first()
             if row is None:
                 return None
-            last_seen, csrf, username, full_name, active = row
+            last_seen, csrf, username, full_name, active, role = row
             now = utcnow()
             if now - _aware(last_seen) > self.idle or not active:
                 s.execute(delete(DashboardSession).where(DashboardSession.id == key))
                 return None
             if now - _aware(last_seen) > timedelta(seconds=30):  # at most two writes a minute per session
                 s.execute(update(DashboardSession).where(DashboardSession.id == key).values(last_seen=now))
-        return SignedIn(username, full_name, csrf)
+        return SignedIn(username, full_name, csrf, role or OPERATOR)
 
     def sign_out(self, token: str | None) -> None:
         if token:

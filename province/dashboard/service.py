@@ -108,6 +108,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     a.add_argument("action", choices=["add", "passwd", "disable", "list", "dev"])
     a.add_argument("username", nargs="?", default="")
     a.add_argument("--full-name", default="", help="for add: the person's name, shown on what they mark handled")
+    a.add_argument(
+        "--role",
+        choices=["operator", "viewer"],
+        default=None,
+        help="for add: operator (default for a new account; may mark incidents handled) or viewer (reads only)",
+    )
     a.set_defaults(handler=_accounts)
 
 
@@ -240,7 +246,8 @@ def _accounts(args: argparse.Namespace) -> int:
         elif args.action == "passwd" and args.username not in {n for n, _, _ in auth.list_accounts(factory)}:
             raise SystemExit(f"error: no account {args.username!r}")
         else:
-            auth.set_account(factory, username=args.username, full_name=args.full_name, password=_password())
+            role = args.role if args.action == "add" else None
+            auth.set_account(factory, username=args.username, full_name=args.full_name, password=_password(), role=role)
     except auth.AccountError as err:
         raise SystemExit(f"error: {err}") from err
     return 0

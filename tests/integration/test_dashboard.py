@@ -32,7 +32,7 @@ from appliance.telemetry.schema import (
     Token,
 )
 from province.dashboard.app import create_app
-from province.dashboard.auth import set_account
+from province.dashboard.auth import AccountError, set_account
 from province.dashboard.metrics import GAUGES
 from province.dashboard.readiness import DashboardConfig, connectivity
 from province.telemetry import Ingest, load_deadlines, load_units, open_telemetry
@@ -491,3 +491,19 @@ def test_province_accounts_command(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert client.get("/", follow_redirects=False).status_code == 303  # its session ended with it
     assert main(["accounts", "list", "--db-url", url]) == 0
     assert "nguyen.a\tNguyễn Văn A\tdisabled" in capsys.readouterr().out
+
+
+def test_a_viewer_reads_but_only_an_operator_marks_an_incident_handled(factory: sessionmaker[Session]) -> None:
+    app = create_app(factory, ALWAYS_OPEN)
+    set_account(factory, username="it-xem", full_name="Lê Xem", password=PASSWORD, role="viewer")
+    viewer = TestClient(app, client=LOOPBACK)
+    assert sign_in(viewer, username="it-xem").status_code == 303
+    inc = viewer.get("/incidents").text
+    assert "Máy quét báo lỗi kẹt giấy" in inc and "/handled" not in inc  # no button for a viewer
+    r = viewer.post(INCIDENT, data={"csrf": csrf_of(inc)}, follow_redirects=False)
+    assert r.status_code == 403
+    operator = signed_in(app, factory)  # it-test: a new account is an operator
+    inc = operator.get("/incidents").text
+    assert operator.post(INCIDENT, data={"csrf": csrf_of(inc)}, follow_redirects=False).status_code == 303
+    with pytest.raises(AccountError):
+        set_account(factory, username="it-x", full_name="X", password=PASSWORD, role="admin")
