@@ -199,6 +199,21 @@ class Throttle:
                 or self._recent("c:" + client, now) >= self.per_client
             )
 
+    def reserve(self, username: str, client: str) -> float | None:
+        """Count this attempt as a failure before the password is checked, atomically with the lockout
+        check (parallel wrong passwords cannot outrun it): None when locked, else a stamp that
+        :meth:`succeeded` gives back."""
+        now = time.monotonic()
+        with self._lock:
+            if (
+                self._recent("u:" + username, now) >= self.per_account
+                or self._recent("c:" + client, now) >= self.per_client
+            ):
+                return None
+            for key in ("u:" + username, "c:" + client):
+                self._failures.setdefault(key, deque()).append(now)
+            return now
+
     def failed(self, username: str, client: str) -> None:
         now = time.monotonic()
         with self._lock:
@@ -206,9 +221,12 @@ class Throttle:
                 self._failures.setdefault(key, deque()).append(now)
                 self._recent(key, now)
 
-    def succeeded(self, username: str) -> None:
+    def succeeded(self, username: str, client: str | None = None, stamp: float | None = None) -> None:
         with self._lock:
             self._failures.pop("u:" + username, None)
+            q = self._failures.get("c:" + client) if client is not None else None
+            if q is not None and stamp is not None and stamp in q:
+                q.remove(stamp)
 
 
 @dataclass
@@ -223,7 +241,8 @@ class Gate:
     def sign_in(self, username: str, password: str, client: str) -> str | None:
         """A new session's cookie token for the right password, else None (also while locked out)."""
         name = username.strip().lower()
-        if self.throttle.locked(name, client):
+        stamp = self.throttle.reserve(name, client)
+        if stamp is None:
             check_password(None, password)  # the same work as a real attempt
             log.warning("sign-in refused while locked out: client=%s", client)
             return None
@@ -231,12 +250,11 @@ class Gate:
             acc = s.get(Account, name)
             ok = check_password(acc.password_hash if acc else None, password)
             if acc is None or not ok or not acc.active:
-                self.throttle.failed(name, client)
-                log.warning("failed dashboard sign-in from client=%s", client)
+                log.warning("failed dashboard sign-in from client=%s", client)  # the reservation stays
                 return None
             token = secrets.token_urlsafe(32)
             s.add(DashboardSession(id=token_hash(token), username=name, csrf=secrets.token_urlsafe(32)))
-        self.throttle.succeeded(name)
+        self.throttle.succeeded(name, client, stamp)
         log.info("dashboard sign-in: %s from %s", name, client)
         return token
 

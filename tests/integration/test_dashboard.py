@@ -507,3 +507,20 @@ def test_a_viewer_reads_but_only_an_operator_marks_an_incident_handled(factory: 
     assert operator.post(INCIDENT, data={"csrf": csrf_of(inc)}, follow_redirects=False).status_code == 303
     with pytest.raises(AccountError):
         set_account(factory, username="it-x", full_name="X", password=PASSWORD, role="admin")
+
+
+def test_parallel_wrong_passwords_cannot_outrun_the_lockout(factory: sessionmaker[Session]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    set_account(factory, username="it-test", full_name="Phạm IT", password=PASSWORD)
+    app = create_app(factory, ALWAYS_OPEN)
+
+    def attempt(_i: int) -> int:
+        return int(sign_in(TestClient(app, client=LOOPBACK), password="sai-mat-khau-roi").status_code)
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        codes = list(pool.map(attempt, range(40)))
+    assert codes.count(401) == 40
+    throttle = app.state.gate.throttle  # exactly the allowed number was evaluated, the rest refused while locked
+    assert len(throttle._failures.get("u:it-test", ())) == throttle.per_account
+    assert sign_in(TestClient(app, client=LOOPBACK)).status_code == 401  # locked, even with the right one
