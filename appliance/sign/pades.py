@@ -292,6 +292,24 @@ def _pdf_signer_class() -> Any:
     return FixedTimePdfSigner
 
 
+def _new_field(data: bytes, mark: Mark) -> tuple[str, Any, Any, Any, int]:
+    """The signature field for ``mark`` on page 1 of ``data``: (field name, field spec, stamp style, the
+    mark's box, the page's rotation)."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.misc import PdfError
+    from pyhanko.sign import fields
+
+    try:
+        writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
+        page, rotate = _page_box(writer)
+        box = mark_box(page, mark, rotate)
+        field_name = _field_name(writer.prev, mark.role)
+    except (PdfError, ValueError, KeyError) as err:
+        raise PdfSignFailed(f"cannot open the PDF for signing: {err}") from err
+    spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=0, box=box)  # type: ignore[arg-type]
+    return field_name, spec, _stamp_style(rotate), box, rotate
+
+
 def sign_pdf(
     data: bytes,
     signer: Any,
@@ -311,16 +329,8 @@ def sign_pdf(
     from pyhanko.sign.timestamps import HTTPTimeStamper, TimestampRequestError
 
     when = when.astimezone(VN_TZ).replace(microsecond=0)
-    try:
-        writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
-        page, rotate = _page_box(writer)
-        box = mark_box(page, mark, rotate)
-        field_name = _field_name(writer.prev, mark.role)
-    except (PdfError, ValueError, KeyError) as err:
-        raise PdfSignFailed(f"cannot open the PDF for signing: {err}") from err
-    spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=0, box=box)  # type: ignore[arg-type]
+    field_name, spec, style, box, rotate = _new_field(data, mark)
     cls = _pdf_signer_class()
-    style = _stamp_style(rotate)
 
     def attempt(timestamper: Any) -> bytes:
         meta = signers.PdfSignatureMetadata(
@@ -411,16 +421,8 @@ def prepare_pdf(
     from pyhanko.sign.timestamps import HTTPTimeStamper, TimestampRequestError
 
     when = when.astimezone(VN_TZ).replace(microsecond=0)
-    try:
-        writer = IncrementalPdfFileWriter(io.BytesIO(data), strict=False)
-        page, rotate = _page_box(writer)
-        box = mark_box(page, mark, rotate)
-        field_name = _field_name(writer.prev, mark.role)
-    except (PdfError, ValueError, KeyError) as err:
-        raise PdfSignFailed(f"cannot open the PDF for signing: {err}") from err
-    spec = fields.SigFieldSpec(sig_field_name=field_name, on_page=0, box=box)  # type: ignore[arg-type]
+    field_name, spec, style, box, rotate = _new_field(data, mark)
     cls = _pdf_signer_class()
-    style = _stamp_style(rotate)
 
     async def attempt(timestamper: Any) -> tuple[Any, Any, Any]:
         meta = signers.PdfSignatureMetadata(
