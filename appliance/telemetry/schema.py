@@ -137,6 +137,24 @@ class FleetRun(_Model):
     version: str | None = None
 
 
+class RosterEntry(_Model):
+    """One officer's (or the organisation's) certificate as the box last saw it (appliance.roster).
+
+    Only what the certificate itself shows travels: no PIN, no account data beyond the username."""
+
+    username: Short  # "" for the organisation's certificate
+    role: Literal["officer", "organisation"]
+    verdict: Literal["missing", "valid", "expiring", "expired", "revoked", "mismatch"]
+    subject: Annotated[str, Field(max_length=500)] | None = None
+    serial: Annotated[str, Field(max_length=80)] | None = None
+    issuer: Annotated[str, Field(max_length=500)] | None = None
+    not_after: Instant | None = None
+    key: Annotated[str, Field(max_length=32)] | None = None  # "rsa-2048", "ec-256"
+    pss: bool | None = None  # the token / credential offers RSASSA-PSS (Circular 15/2025)
+    revocation: Annotated[str, Field(max_length=16)] | None = None  # good / revoked / unknown / not_checked
+    last_seen: Instant | None = None
+
+
 class ReadingError(_Model):
     item: str
     error: str  # "timeout after 5 s" or the exception's one-line text
@@ -162,6 +180,7 @@ class Reading(_Model):
     clock: Clock | None = None
     outbox: Outbox | None = None
     fleet: FleetRun | None = None
+    roster: Annotated[list[RosterEntry], Field(max_length=500)] | None = None  # officers' certificates
     errors: list[ReadingError] = []  # readings that failed or timed out (their field stays null)
 
 
