@@ -129,15 +129,30 @@ def test_the_older_dashboard_form_is_read() -> None:
     assert (dept.kind, dept.level) == ("cơ quan cấp tỉnh", "province")
 
 
-def test_the_shipped_quang_tri_table_loads_and_says_what_it_is() -> None:
+def test_the_shipped_quang_tri_table_loads_and_says_what_it_is(factory: sessionmaker[Session]) -> None:
     table = SHIPPED / "44-quang-tri.csv"
     text = table.read_text(encoding="utf-8")
-    assert text.startswith("#")  # provenance and completeness in the header
+    assert text.startswith("#") and "thanglequoc/vietnamese-provinces-database" in text  # provenance in the header
     rows = read_units(table)
-    assert rows and all(u.province_code == "44" for u in rows)
+    assert all(u.province_code == "44" and u.province_name == "Quảng Trị" for u in rows)
     assert {u.code for u in rows if u.kind in units.PROVINCE_KINDS} == {"44"}
+    communes = [u for u in rows if u.level == "commune"]
+    # 78 commune-level units: 69 xã, 8 phường, 1 đặc khu (Cồn Cỏ); 5-digit codes of Decision 19/2025/QĐ-TTg
+    assert len(communes) == 78 and all(len(u.code) == 5 and u.code.isdigit() for u in communes)
+    assert {k: sum(u.kind == k for u in communes) for k in units.COMMUNE_KINDS} == {"xã": 69, "phường": 8, "đặc khu": 1}
+    assert {u.code: u.name for u in communes if u.kind != "xã"} == {
+        "18880": "Đồng Hới", "18859": "Đồng Thuận", "18871": "Đồng Sơn", "19009": "Ba Đồn", "19066": "Bắc Gianh",
+        "19333": "Đông Hà", "19351": "Nam Đông Hà", "19360": "Quảng Trị", "19742": "Cồn Cỏ",
+    }  # fmt: skip
+    with db.transaction(factory) as s:
+        loaded = units.load(s, rows, mappings=read_mapping(SHIPPED / "44-quang-tri-mapping.csv"), version="QĐ19/2025",
+                            effective=date(2025, 7, 1), source=table.name)  # fmt: skip
+        assert (loaded.added, loaded.closed) == (79, 0)
+        dong_hoi = units.on(s, "18880", date(2026, 1, 1))
+        assert dong_hoi is not None and units.label(dong_hoi) == "phường Đồng Hới"
+        assert [u.code for u in units.today_for(s, "tỉnh Quảng Bình").today] == ["44"]  # the former province
     readme = (SHIPPED / "README.md").read_text(encoding="utf-8")
-    assert "78" in readme and "Decision 19/2025" in readme
+    assert "78" in readme and "Decision 19/2025" in readme and "1027/CTK-CSCL" in readme
 
 
 # --- receiving centre and deciding agency ------------------------------------------------------------
