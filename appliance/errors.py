@@ -293,6 +293,12 @@ class RemoteSigningQuota(RemoteSigningError):
     code = "remote_signing_quota"
 
 
+class RemoteCertificateRefused(RemoteSigningError):
+    """The provider refused to sign: the credential's certificate is expired or revoked (MySign 13004)."""
+
+    code = "remote_certificate_refused"
+
+
 class RemoteSigningBusy(RemoteSigningError):
     """The officer already has a batch waiting for approval."""
 

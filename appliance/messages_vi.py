@@ -101,6 +101,8 @@ MESSAGES_VI: dict[str, str] = {
     "hãy bấm Ký lại và xác nhận trên điện thoại.",
     "remote_signing_quota": "Tài khoản ký số từ xa đã hết lượt ký. Hãy liên hệ nhà cung cấp dịch vụ để gia "
     "hạn gói; các tài liệu vẫn chờ ký.",
+    "remote_certificate_refused": "Nhà cung cấp dịch vụ ký số từ xa báo chứng thư số của bạn đã hết hạn hoặc "
+    "bị thu hồi. Không tài liệu nào được ký; hãy liên hệ nhà cung cấp để gia hạn hoặc cấp lại chứng thư.",
     "remote_signing_busy": "Bạn đang có một lô tài liệu chờ xác nhận trên điện thoại. Hãy xác nhận hoặc chờ "
     "lô đó kết thúc rồi ký tiếp.",
     "remote_result_needs_token": "Kết quả giải quyết phải ký bằng chứng thư số của cơ quan (token của cơ "

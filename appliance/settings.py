@@ -107,17 +107,17 @@ class RemoteProvider(BaseModel):
 
     kind: Literal["csc", "vnpt_smartca", "viettel_mysign"] = "csc"
     label: str = ""  # shown to officers, e.g. "VNPT SmartCA"
-    url: str  # CSC: the part before /csc/v1/...; vendors: their base URL
-    # Partner credentials of the organisation (CSC OAuth2 bearer token, SmartCA sp_id/sp_password, MySign
-    # client_id/client_secret/profile_id): from the systemd credentials directory or the root-only config,
-    # never logged, never written to the database.
+    url: str  # CSC: the part before /csc/v1/...; vendors: their base URL (before /sca/sp769/v1, /vtss/service)
+    # Partner credentials of the organisation (CSC OAuth2 bearer token; SmartCA sp_id/sp_password as
+    # client_id/client_secret; MySign client_id/client_secret/profile_id): from the systemd credentials
+    # directory or the root-only config, never logged, never written to the database.
     token: SecretStr | None = None
     client_id: str | None = None
     client_secret: SecretStr | None = None
     profile_id: str | None = None
     client_data: str | None = None
     request_timeout_s: float = Field(default=30.0, gt=0, le=300)
-    poll_interval_s: float = Field(default=2.0, gt=0, le=60)
+    poll_interval_s: float = Field(default=2.0, gt=0, le=60)  # SmartCA / MySign: status polled this often
 
 
 class RemoteSettings(BaseModel):

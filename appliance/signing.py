@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import re
 import shutil
@@ -54,7 +55,7 @@ from appliance.sign.batch import BatchResult, PackageInfo, PackageJob, SignJob, 
 from appliance.sign.package import PackageRequest
 from appliance.sign.policy import PSS, CertStatus, sign_policy
 from appliance.sign.remote import Credential as RemoteCredential
-from appliance.sign.remote import CscClient, CscService
+from appliance.sign.remote import CscClient, CscService, RemoteService
 from appliance.sign.token import CertInfo
 from appliance.sign.verify import PdfReport
 from appliance.textindex import fold
@@ -475,7 +476,7 @@ def verify_signed(settings: Settings, path: Path) -> PdfReport:
     )
 
 
-# --- remote signing services (CSC API v1): approval on the phone ---------------------------------------
+# --- remote signing services (CSC API v1, VNPT SmartCA, Viettel MySign): approval on the phone --------
 @dataclass(frozen=True, slots=True)
 class Pending:
     """A batch hashed and waiting for the officer's approval on the phone."""
@@ -496,14 +497,36 @@ def remote_profile(session: Session, settings: Settings, *, actor: Actor) -> Sig
     return row if row is not None and row.provider in settings.remote.providers else None
 
 
-def _client(settings: Settings, provider: str) -> CscClient:
+def _service(settings: Settings, provider: str) -> RemoteService:
+    """The adapter of a configured provider: CSC API v1, VNPT SmartCA or Viettel MySign."""
+    from appliance.sign.vendor import MySignClient, SmartCaClient
+
     conf = settings.remote.providers.get(provider)
     if conf is None:
         raise RemoteSigningNotConfigured(f"remote signing provider {provider!r} is not configured")
-    if conf.kind != "csc":
-        raise RemoteSigningNotConfigured(f"remote signing provider kind {conf.kind!r} is not available yet")
-    token = conf.token.get_secret_value() if conf.token is not None else None
-    return CscClient(CscService(conf.url, token, conf.client_data, conf.request_timeout_s))
+    if conf.kind == "csc":
+        token = conf.token.get_secret_value() if conf.token is not None else None
+        return CscClient(CscService(conf.url, token, conf.client_data, conf.request_timeout_s))
+    if not conf.client_id or conf.client_secret is None:
+        raise RemoteSigningNotConfigured(f"provider {provider!r} has no partner id or secret configured")
+    if conf.kind == "vnpt_smartca":
+        return SmartCaClient(
+            conf.url,
+            conf.client_id,
+            conf.client_secret,
+            request_timeout_s=conf.request_timeout_s,
+            poll_interval_s=conf.poll_interval_s,
+        )
+    if not conf.profile_id:
+        raise RemoteSigningNotConfigured(f"provider {provider!r} has no MySign profile_id configured")
+    return MySignClient(
+        conf.url,
+        conf.client_id,
+        conf.client_secret,
+        conf.profile_id,
+        request_timeout_s=conf.request_timeout_s,
+        poll_interval_s=conf.poll_interval_s,
+    )
 
 
 def start_remote(
@@ -539,13 +562,8 @@ def start_remote(
     plan = _plan(factory, settings, actor, doc_ids, package_role="officer")
     if any(c.kind == Kind.RESULT for c in plan.chosen):
         raise RemoteResultNeedsToken("results are signed with the organisation's certificate on the token")
-    client = _client(settings, provider)
-    if not credential_id:
-        listed = client.list_credentials(user_id)
-        if not listed:
-            raise RemoteSigningNotConfigured(f"the provider lists no credential for user {user_id!r}")
-        credential_id = listed[0]
-    credential = client.credential(credential_id)
+    credential = _service(settings, provider).find_credential(credential_id, user_id)
+    credential_id = credential.credential_id or credential_id
     now = datetime.now(UTC)
     cert = credential.info(now)
     matches = names_officer(cert, actor)
@@ -626,6 +644,7 @@ def start_remote(
                             "full_name": actor.full_name,
                             "id_number": actor.id_number,
                         },
+                        "user_id": user_id,  # the provider's id of the officer (not a secret)
                         "credential": credential.to_json(),
                         "algorithm": algorithm.name,
                         "algorithm_note": algorithm.note,
@@ -661,11 +680,13 @@ def _fail(factory: sessionmaker[Session], settings: Settings, txn_id: str, err: 
 
 
 def continue_remote(factory: sessionmaker[Session], settings: Settings, txn_id: str) -> Signed | None:
-    """Ask for the officer's approval of a waiting batch (one `credentials/authorize`), get every document's
-    signature in one `signatures/signHash`, then the packages' (same approval), write everything and record
-    signed -> queued with `_record`. Rejected, expired, timed out or a document changed: the batch ends
-    failed with its error code, nothing is written and the documents stay reviewed. None when the batch is
-    not waiting (already done, failed, or continued by another thread)."""
+    """Have a waiting batch signed by its provider in two rounds (`_round`): every document's hash in one
+    request, then their packages' (CSC: one `credentials/authorize` for both, each round one
+    `signatures/signHash`; SmartCA / MySign: one sign request per round, polled until the officer confirms
+    on the phone). Then write everything and record signed -> queued with `_record`. Rejected, expired,
+    timed out or a document changed: the batch ends failed with its error code, nothing is written and the
+    documents stay reviewed. None when the batch is not waiting (already done, failed, or continued by
+    another thread)."""
     with _running_lock:
         if txn_id in _running:
             return None
@@ -705,17 +726,19 @@ def _continue(factory: sessionmaker[Session], settings: Settings, txn_id: str) -
                                "chain_pem": tuple(plan_json["status"]["chain_pem"])})  # fmt: skip
         check = CertCheck(**plan_json["check"])
         chain = _chain_ders(status.chain_pem)
-        client = _client(settings, provider)
+        rounds: dict[str, dict[str, Any]] = dict(plan_json.get("rounds") or {})
         attrs = [bytes.fromhex(docs[c.doc_id]["signed_attrs"]) for c in plan.chosen]
-        total = len(attrs) + len(plan.packages)
-        pinned = credential.scal >= 2
-        hashes = [hashlib.sha256(a).digest() for a in attrs]
-        sad = client.approve(
-            credential, len(attrs) if pinned else total, hashes=hashes if pinned else (), timeout_s=left
+        batch = _service(settings, provider).batch(
+            credential,
+            algorithm,
+            user_id=str(plan_json.get("user_id") or ""),
+            extra_chain=chain,
+            total=len(attrs) + len(plan.packages),
+            deadline=expires,
         )
         tsa = settings.sign.tsa_url if any(docs[c.doc_id]["level"] == "B-T" for c in plan.chosen) else None
-        cms = client.sign(credential, algorithm, attrs, sad, extra_chain=chain, tsa_url=tsa)
-        now = datetime.now(UTC)
+        cms = _round(factory, txn_id, rounds, "documents", attrs, batch, tsa)
+        now = datetime.fromisoformat(rounds["documents"]["done_at"])  # the same after a restart
         cert = credential.info(now)
         signed_results: list[SignResult] = []
         signed_bytes: dict[Path, bytes] = {}
@@ -758,20 +781,15 @@ def _continue(factory: sessionmaker[Session], settings: Settings, txn_id: str) -
                     revocation_detail=status.revocation_detail,
                 )
             )
-        # The packages name the signed PDFs' digests, so they are signed in a second signHash (same SAD
-        # under SCAL 1: no second approval).
+        # The packages name the signed PDFs' digests, so they are signed in a second round (CSC: a second
+        # signHash under the same SAD at SCAL 1; a vendor: a second request, confirmed on the phone).
         asics: list[bytes] = []
         for pkg in plan.packages:
             files = {p.name: signed_bytes[p] if p in signed_bytes else p.read_bytes() for p in pkg.request.pdfs}
             write_package(pkg.request, files, cert, _collect(asics), _scratch(pkg.output), now)
             _scratch(pkg.output).unlink(missing_ok=True)
         cades = [remote_sign.cades_signed_attrs(credential, algorithm, asic, now) for asic in asics]
-        if pinned and cades:
-            sad = client.approve(
-                credential, len(cades), hashes=[hashlib.sha256(a).digest() for a in cades], timeout_s=left
-            )
-        package_cms = dict(zip(asics, client.sign(credential, algorithm, cades, sad, extra_chain=chain), strict=True))
-        del sad
+        package_cms = dict(zip(asics, _round(factory, txn_id, rounds, "packages", cades, batch, None), strict=True))
         infos: list[PackageInfo] = []
         for pkg in plan.packages:
             files = {p.name: signed_bytes[p] if p in signed_bytes else p.read_bytes() for p in pkg.request.pdfs}
@@ -814,6 +832,48 @@ def _continue(factory: sessionmaker[Session], settings: Settings, txn_id: str) -
     shutil.rmtree(settings.data_dir / "remote" / txn_id, ignore_errors=True)
     log.info("remote batch %s signed: %d document(s), %d package(s)", txn_id[:8], len(done.signed), len(infos))
     return Signed(tuple(c.doc_id for c in plan.chosen), tuple(p.package_id for p in infos), cert.subject)
+
+
+def _round(
+    factory: sessionmaker[Session],
+    txn_id: str,
+    rounds: dict[str, dict[str, Any]],
+    stage: str,
+    signed_attrs: Sequence[bytes],
+    batch: remote_sign.RemoteBatch,
+    tsa_url: str | None,
+) -> list[bytes]:
+    """One round of a remote batch ("documents" or "packages"), stored as it goes so a restart neither
+    asks again for what is signed nor sends a request the provider already has: the provider's transaction
+    id as soon as the request is sent, then the CMS of each blob (public, like the signed PDFs they go
+    into) and when. A round whose blobs differ from what was sent is refused."""
+    hashes = [hashlib.sha256(a).hexdigest() for a in signed_attrs]
+    state = rounds.setdefault(stage, {})
+    if state.get("hashes") not in (None, hashes):
+        raise RemoteSigningFailed(f"the {stage} changed while they waited for approval")
+    if "cms" in state:
+        return [bytes.fromhex(c) for c in state["cms"]]
+
+    def submitted(ref: str) -> None:
+        state.update(ref=ref, hashes=hashes)
+        _save_rounds(factory, txn_id, rounds, ref)
+
+    cms = batch.sign(stage, signed_attrs, ref=state.get("ref"), submitted=submitted, tsa_url=tsa_url)
+    state.update(hashes=hashes, cms=[c.hex() for c in cms], done_at=datetime.now(UTC).isoformat())
+    _save_rounds(factory, txn_id, rounds, None)
+    return cms
+
+
+def _save_rounds(
+    factory: sessionmaker[Session], txn_id: str, rounds: dict[str, dict[str, Any]], ref: str | None
+) -> None:
+    with db.transaction(factory) as session:
+        txn = session.get(RemoteTransaction, txn_id)
+        if txn is None or txn.state != remote_signing.WAITING:
+            raise RemoteSigningFailed(f"remote batch {txn_id[:8]} is no longer waiting")
+        txn.plan = {**txn.plan, "rounds": json.loads(json.dumps(rounds))}
+        if ref is not None:
+            txn.provider_ref = ref[:200]
 
 
 def _collect(into: list[bytes]) -> Callable[[bytes], bytes]:

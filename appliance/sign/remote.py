@@ -13,6 +13,12 @@ CSC API v1 (Cloud Signature Consortium 1.0.4.0) through pyHanko's `CSCSigner`:
 The SAD and the OAuth token are kept in memory only: never logged, never written. Library and HTTP errors
 are mapped here to `RemoteSigningRejected`, `RemoteSigningExpired`, `RemoteSigningTimeout`,
 `RemoteSigningUnavailable` or `RemoteSigningFailed`.
+
+What every provider shares lives here too: `RemoteService` / `RemoteBatch` (the seam appliance.signing
+drives: find the officer's credential, then sign a batch in rounds, the documents and then their
+packages), `post_json` (one HTTP call, errors mapped in one place) and `cms_from_raw` (a raw signature
+value from a provider that returns one, checked against the certificate and wrapped into the same CMS
+pyHanko makes for the token). The VNPT SmartCA and Viettel MySign adapters are in appliance.sign.vendor.
 """
 
 from __future__ import annotations
@@ -23,13 +29,14 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from appliance.errors import (
     RemoteSigningExpired,
     RemoteSigningFailed,
+    RemoteSigningNotConfigured,
     RemoteSigningRejected,
     RemoteSigningTimeout,
     RemoteSigningUnavailable,
@@ -104,9 +111,12 @@ class Credential:
         )
 
 
-def external_signer(credential: Credential, algorithm: str, extra_chain: Sequence[bytes] = ()) -> Any:
+def external_signer(
+    credential: Credential, algorithm: str, extra_chain: Sequence[bytes] = (), signature_value: bytes | None = None
+) -> Any:
     """pyHanko's ExternalSigner for the preparing half: the remote certificate and the mechanism that will
-    sign (it is named inside the signed attributes, so both halves must agree)."""
+    sign (it is named inside the signed attributes, so both halves must agree). With `signature_value`
+    (a provider's raw signature) it makes the finished CMS instead."""
     from asn1crypto import x509 as asn1_x509  # type: ignore[import-untyped]
     from pyhanko.sign.signers.pdf_cms import ExternalSigner
     from pyhanko_certvalidator.registry import SimpleCertificateStore
@@ -116,7 +126,98 @@ def external_signer(credential: Credential, algorithm: str, extra_chain: Sequenc
     cert = asn1_x509.Certificate.load(credential.cert_der)
     key_bytes = (cert.public_key.bit_size + 7) // 8
     size = key_bytes if cert.public_key.algorithm == "rsa" else 2 * key_bytes + 9  # ECDSA: DER of (r, s)
-    return ExternalSigner(cert, store, signature_value=size, signature_mechanism=mechanism(algorithm))
+    value = signature_value if signature_value is not None else size
+    return ExternalSigner(cert, store, signature_value=value, signature_mechanism=mechanism(algorithm))
+
+
+def check_raw(credential: Credential, algorithm: str, data: bytes, raw: bytes) -> None:
+    """A provider's raw signature over `data` must verify with the credential's key under `algorithm`:
+    anything else (a CMS blob, a signature over other bytes) is refused before it reaches a document."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    from appliance.sign.policy import ECDSA, PSS
+
+    key = x509.load_der_x509_certificate(credential.cert_der).public_key()
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            pad: padding.AsymmetricPadding = (
+                padding.PSS(padding.MGF1(hashes.SHA256()), 32) if algorithm == PSS else padding.PKCS1v15()
+            )
+            key.verify(raw, data, pad, hashes.SHA256())
+        elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm == ECDSA:
+            key.verify(raw, data, ec.ECDSA(hashes.SHA256()))
+        else:
+            raise RemoteSigningFailed(f"no check for a {type(key).__name__} key under {algorithm}")
+    except InvalidSignature as err:
+        raise RemoteSigningFailed(
+            "the provider's signature does not verify with the credential's certificate (not a raw signature?)"
+        ) from err
+
+
+def cms_from_raw(
+    credential: Credential,
+    algorithm: str,
+    signed_attrs: bytes,
+    raw: bytes,
+    *,
+    extra_chain: Sequence[bytes] = (),
+    tsa_url: str | None = None,
+) -> bytes:
+    """The CMS (DER) around a provider's raw signature of `signed_attrs`, checked first, with a signature
+    timestamp when `tsa_url` is given: the same structure CSCSigner and the token path produce."""
+    from asn1crypto import cms
+    from pyhanko.sign.timestamps import HTTPTimeStamper
+
+    check_raw(credential, algorithm, signed_attrs, raw)
+    signer = external_signer(credential, algorithm, extra_chain, signature_value=raw)
+    timestamper = HTTPTimeStamper(tsa_url, timeout=10) if tsa_url else None
+    try:
+        result = asyncio.run(
+            signer.async_sign_prescribed_attributes(
+                "sha256", cms.CMSAttributes.load(signed_attrs), timestamper=timestamper
+            )
+        )
+    except Exception as err:  # noqa: BLE001 - mapped in one place
+        raise _translate(err, "timestamp") from err
+    der: bytes = result.dump()
+    return der
+
+
+class RemoteBatch(Protocol):
+    """One batch's requests to a provider. `sign` is called once per round ("documents", then "packages")
+    and returns one CMS (DER) per signed-attributes blob. `ref` is the provider's transaction of this round
+    when an earlier run already sent it (a restart), and `submitted(ref)` is called, before waiting, with
+    the reference of a request just sent, so the caller stores it."""
+
+    def sign(
+        self,
+        stage: str,
+        signed_attrs: Sequence[bytes],
+        *,
+        ref: str | None,
+        submitted: Callable[[str], None],
+        tsa_url: str | None,
+    ) -> list[bytes]: ...
+
+
+class RemoteService(Protocol):
+    """A configured provider: finds the officer's credential and opens a batch on it."""
+
+    def find_credential(self, credential_id: str, user_id: str) -> Credential: ...
+
+    def batch(
+        self,
+        credential: Credential,
+        algorithm: str,
+        *,
+        user_id: str,
+        extra_chain: Sequence[bytes],
+        total: int,
+        deadline: dt.datetime,
+    ) -> RemoteBatch: ...
 
 
 def mechanism(algorithm: str) -> Any:
@@ -200,6 +301,39 @@ def _error_for(status: int, body: dict[str, Any], stage: str) -> SignError:
     return RemoteSigningFailed(f"the signing service refused the request: {detail}")
 
 
+def post_json(
+    url: str,
+    body: dict[str, Any],
+    *,
+    stage: str,
+    timeout_s: float,
+    headers: dict[str, str] | None = None,
+    refused: Callable[[int, dict[str, Any], str], SignError] = _error_for,
+) -> Any:
+    """One JSON POST to a provider; its answer parsed (an object, a list, or {} when not JSON). An HTTP
+    error becomes `refused(status, body, stage)`, a library error goes through `_translate`. Neither the
+    request body nor the headers (partner secrets, tokens) ever reach an error or a log line."""
+    import aiohttp
+
+    async def go() -> Any:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url, json=body, headers=headers or {}, timeout=aiohttp.ClientTimeout(total=timeout_s)) as answer,
+        ):
+            text = await answer.text()
+            if answer.status >= 400:
+                raise refused(answer.status, _body(text), stage)
+            try:
+                return json.loads(text)
+            except ValueError:
+                return {}
+
+    try:
+        return asyncio.run(go())
+    except Exception as err:  # noqa: BLE001 - mapped in one place
+        raise _translate(err, stage) from err
+
+
 class CscClient:
     """A CSC API v1 service (one deploying organisation's endpoint and token)."""
 
@@ -212,28 +346,36 @@ class CscClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.service.token}"} if self.service.token else {}
 
-    async def _post(self, http: Any, endpoint: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        import aiohttp
-
-        async with http.post(
-            self._url(endpoint), json=body, headers=self._headers(), timeout=aiohttp.ClientTimeout(total=timeout_s)
-        ) as response:
-            text = await response.text()
-            if response.status >= 400:
-                raise _error_for(response.status, _body(text), endpoint)
-            return _body(text)
-
     def _run(self, endpoint: str, body: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
-        import aiohttp
+        answer = post_json(
+            self._url(endpoint),
+            body,
+            stage=endpoint,
+            timeout_s=timeout_s or self.service.request_timeout_s,
+            headers=self._headers(),
+        )
+        return answer if isinstance(answer, dict) else {}
 
-        async def go() -> dict[str, Any]:
-            async with aiohttp.ClientSession() as http:
-                return await self._post(http, endpoint, body, timeout_s or self.service.request_timeout_s)
+    def find_credential(self, credential_id: str, user_id: str) -> Credential:
+        """The officer's credential: the one named, else the first `credentials/list` gives for the user."""
+        if not credential_id:
+            listed = self.list_credentials(user_id)
+            if not listed:
+                raise RemoteSigningNotConfigured(f"the provider lists no credential for user {user_id!r}")
+            credential_id = listed[0]
+        return self.credential(credential_id)
 
-        try:
-            return asyncio.run(go())
-        except Exception as err:  # noqa: BLE001 - mapped in one place
-            raise _translate(err, endpoint) from err
+    def batch(
+        self,
+        credential: Credential,
+        algorithm: str,
+        *,
+        user_id: str,
+        extra_chain: Sequence[bytes],
+        total: int,
+        deadline: dt.datetime,
+    ) -> RemoteBatch:
+        return CscBatch(self, credential, algorithm, extra_chain=extra_chain, total=total, deadline=deadline)
 
     def list_credentials(self, user_id: str | None = None) -> list[str]:
         body: dict[str, Any] = {"maxResults": 50}
@@ -357,6 +499,53 @@ class CscClient:
                 )
             )
         return [r.dump() for r in results]
+
+
+class CscBatch:
+    """A batch on a CSC credential: the approval (`credentials/authorize`, the SAD) is asked once and kept
+    in memory for every round under SCAL 1 (`numSignatures` = the whole batch); a SCAL 2 credential pins
+    the SAD to hashes, so each round is approved with its own. CSC has no transaction to resume: `ref` is
+    not used (a restart asks for the approval again)."""
+
+    def __init__(
+        self,
+        client: CscClient,
+        credential: Credential,
+        algorithm: str,
+        *,
+        extra_chain: Sequence[bytes],
+        total: int,
+        deadline: dt.datetime,
+    ) -> None:
+        self.client, self.credential, self.algorithm = client, credential, algorithm
+        self.extra_chain, self.total, self.deadline = tuple(extra_chain), total, deadline
+        self._sad: str | None = None
+
+    def sign(
+        self,
+        stage: str,
+        signed_attrs: Sequence[bytes],
+        *,
+        ref: str | None,
+        submitted: Callable[[str], None],
+        tsa_url: str | None,
+    ) -> list[bytes]:
+        if not signed_attrs:
+            return []
+        pinned = self.credential.scal >= 2
+        if self._sad is None or pinned:
+            left = (self.deadline - dt.datetime.now(dt.UTC)).total_seconds()
+            if left <= 0:
+                raise RemoteSigningExpired(f"the batch was not approved in time ({stage})")
+            self._sad = self.client.approve(
+                self.credential,
+                len(signed_attrs) if pinned else max(self.total, len(signed_attrs)),
+                hashes=[hashlib.sha256(a).digest() for a in signed_attrs] if pinned else (),
+                timeout_s=left,
+            )
+        return self.client.sign(
+            self.credential, self.algorithm, signed_attrs, self._sad, extra_chain=self.extra_chain, tsa_url=tsa_url
+        )
 
 
 def _with_token(info: Any, token: str | None) -> Any:
