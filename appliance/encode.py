@@ -130,14 +130,32 @@ def g4_bytes(mask: Mask) -> bytes:
 
 
 def jpeg_bytes(image: PageImage, quality: int, full_chroma: bool = True) -> bytes:
-    """Baseline JPEG (JFIF) of a grey or RGB image.
+    """Baseline JPEG (JFIF) of a grey or RGB image, with optimised Huffman tables.
 
     ``full_chroma`` keeps colour at full resolution (4:4:4): on a 100 dpi background, 4:2:0
     would halve it again and wash thin blue signature strokes and seal lettering out to grey.
+
+    Encoded by OpenCV, not Pillow: with optimised tables libjpeg writes the whole stream at the
+    end and cannot suspend, so Pillow must guess an output buffer up front (one byte per pixel
+    below quality 95). A noisy 4:4:4 colour page needs more, and Pillow then fails with "broken
+    data stream" (Pillow issue #148). OpenCV's destination grows as needed; both use
+    libjpeg-turbo and write the same bytes for the same settings.
     """
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, "JPEG", quality=quality, optimize=True, subsampling=0 if full_chroma else 2)
-    return buf.getvalue()
+    if image.ndim == 3:
+        image = _u8img(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))  # OpenCV's channel order
+    sampling = cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444 if full_chroma else cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420
+    params = [
+        cv2.IMWRITE_JPEG_QUALITY,
+        quality,
+        cv2.IMWRITE_JPEG_OPTIMIZE,
+        1,
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+        sampling,
+    ]
+    ok, data = cv2.imencode(".jpg", image, params)
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for a {image.shape} image at quality {quality}")
+    return data.tobytes()
 
 
 def _tiff_strip(tiff: bytes) -> bytes:
@@ -310,7 +328,7 @@ def _background(img: PageImage, ink: Mask, dpi: float, background_dpi: float) ->
     h, w = keep.shape
     factor = dpi / background_dpi
     whole = round(factor)
-    if whole >= 2 and abs(factor - whole) < 0.15:
+    if whole >= 2 and abs(factor - whole) < 0.15 and min(h, w) >= whole:
         # Exact integer reduction (OpenCV's fast path). The last < `whole` rows/columns are
         # dropped: the layer is stretched over the page by at most that, invisible at this dpi.
         hc, wc = (h // whole) * whole, (w // whole) * whole

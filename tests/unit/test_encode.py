@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import pikepdf
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from appliance.encode import encode, g4_bytes
+from appliance.encode import encode, g4_bytes, jpeg_bytes
 from appliance.model import CleanPage, EncodedPage, EncodeOptions, Encoding, ImageLayer
 from bench.corpus import degrade_scan, render_page
 
@@ -356,3 +356,67 @@ def test_despeckle_handles_sparse_components_of_any_size(bw: int, bh: int) -> No
     out = _despeckle(ink, 300.0)
     assert out[14, 14] and not out[1390, 1390]
     assert out[10 : 10 + bh, 10].all()
+
+
+# --- any size, any noise, any quality (issue 11: "broken data stream" on a noisy page) ------
+
+
+def noisy_page(w: int, h: int, colour: bool, paper: int, sigma: float, seed: int) -> np.ndarray:
+    """A page of paper level `paper` with lines of dark 'text' and strong sensor noise."""
+    rng = np.random.default_rng(seed)
+    page = np.full((h, w, 3) if colour else (h, w), paper, np.float32)
+    for y in range(h // 10, h - h // 10, max(2, h // 40)):
+        page[y : y + max(1, h // 150), w // 10 : w - w // 10] = max(0, paper - 180)
+    if colour:
+        page[h // 3 : h // 2, w // 2 : w * 3 // 4] = (200, 30, 30)  # a red seal's area
+    page += rng.normal(0.0, sigma, page.shape).astype(np.float32)
+    return np.clip(page, 0, 255).astype(np.uint8)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    w=st.integers(1, 1800),
+    h=st.integers(1, 2400),
+    colour=st.booleans(),
+    paper=st.integers(0, 255),
+    sigma=st.floats(0.0, 90.0),
+    quality=st.integers(10, 95),  # the range settings.encode.jpeg_quality accepts
+    dpi=st.sampled_from([150.0, 200.0, 300.0]),
+    seed=st.integers(0, 2**16),
+)
+@example(w=1654, h=2339, colour=True, paper=250, sigma=60.0, quality=90, dpi=200.0, seed=11)  # the report
+@example(w=1653, h=2337, colour=False, paper=250, sigma=90.0, quality=95, dpi=200.0, seed=1)
+@example(w=1, h=2339, colour=True, paper=20, sigma=30.0, quality=45, dpi=300.0, seed=2)  # thinner than 3 px
+def test_noisy_page_of_any_size_encodes_at_any_quality(
+    w: int, h: int, colour: bool, paper: int, sigma: float, quality: int, dpi: float, seed: int
+) -> None:
+    image = noisy_page(w, h, colour, paper, sigma, seed)
+    enc = encode(clean(image, dpi, colour=colour), EncodeOptions(jpeg_quality=quality))
+    assert (enc.width_pt, enc.height_pt) == pytest.approx((w * 72 / dpi, h * 72 / dpi))
+    background = decode_jpeg(enc.background)  # a whole JPEG of the declared size and mode
+    assert background.size > 0
+    if enc.mask is not None:
+        assert decode_mask(enc.mask).shape == (enc.mask.height, enc.mask.width)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    w=st.integers(1, 700),
+    h=st.integers(1, 700),
+    colour=st.booleans(),
+    full_chroma=st.booleans(),
+    quality=st.integers(10, 95),
+    seed=st.integers(0, 2**16),
+)
+@example(w=300, h=400, colour=True, full_chroma=True, quality=90, seed=0)  # > 1 byte per pixel
+def test_jpeg_layer_of_pure_noise_is_complete(
+    w: int, h: int, colour: bool, full_chroma: bool, quality: int, seed: int
+) -> None:
+    # Uniform noise is the worst case for JPEG: it may need more bytes than the image has pixels.
+    image = np.random.default_rng(seed).integers(0, 256, (h, w, 3) if colour else (h, w), dtype=np.uint8)
+    data = jpeg_bytes(image, quality, full_chroma=full_chroma)
+    layer = ImageLayer(data=data, width=w, height=h, filter="DCTDecode", colour=colour)
+    decoded = decode_jpeg(layer).astype(np.int16)
+    assert data[-2:] == b"\xff\xd9"  # ends with EOI: nothing cut off
+    if quality >= 90 and (full_chroma or not colour):
+        assert np.abs(decoded - image).mean() < 12  # the pixels, not a grey placeholder
