@@ -30,8 +30,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from appliance.readiness import Thresholds, checks, verdict
 from appliance.telemetry.schema import AlertState, Counters, Incident, OpenAlert, Reading, Status, parse_message
 from appliance.units import UnitRecord
+from province import roster
 from province.dashboard import readiness
 from province.telemetry_db import (
+    AgencyDayCounters,
     AlertRow,
     DayCounters,
     Device,
@@ -80,9 +82,10 @@ class AlertPolicy:
     outbox_age_s: float = 48 * 3600.0
 
 
-def device_alerts(d: Device, policy: AlertPolicy, now: datetime) -> dict[str, str]:
-    """Alerts worth acting on for one box right now: key -> plain Vietnamese message."""
-    out: dict[str, str] = {}
+def device_alerts(d: Device, policy: AlertPolicy, now: datetime, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Alerts worth acting on for one box right now: key -> plain Vietnamese message. `extra`: those worked
+    out from other tables (the roster's, `province.roster.alerts_for`)."""
+    out: dict[str, str] = dict(extra or {})
     for tok in d.reading.get("tokens") or []:
         if tok.get("pin_state") == "locked":
             out["pin_locked"] = f"Token {tok.get('serial')} đã bị khóa mã PIN"
@@ -155,10 +158,11 @@ def sync_alerts(
     now: datetime,
     notify: Notify | None = None,
     changed: list[dict[str, Any]] | None = None,
+    extra: dict[str, str] | None = None,
 ) -> list[AlertRow]:
     """Open new alerts, close the ones that cleared; newly opened ones go to `notify`; when the set of open
     alerts changed, the new set (`alert_state`) is appended to `changed`."""
-    want = device_alerts(d, policy, now)
+    want = device_alerts(d, policy, now, extra)
     open_rows = {
         a.key: a
         for a in s.scalars(select(AlertRow).where(AlertRow.device_id == d.device_id, AlertRow.closed_at.is_(None)))
@@ -278,8 +282,10 @@ class Ingest:
                     continue
                 self.stats.messages += 1
                 self._one(s, devices, parts[1], parts[2], payload, now, registered.get(parts[1]))
+            s.flush()
+            extra = roster.alerts_for(s, set(devices), self.policy.cert_days, now)
             for d in devices.values():
-                sync_alerts(s, d, self.policy, now, self.notify, changed)
+                sync_alerts(s, d, self.policy, now, self.notify, changed, extra.get(d.device_id))
             if self.keep_rows and devices:
                 cfg = self.rows_config or readiness.DashboardConfig()
                 s.flush()
@@ -419,6 +425,8 @@ class Ingest:
             row.reused = msg.reused
             row.backlog_digitized = msg.backlog_digitized
             row.at = msg.at
+            if msg.by_deciding_agency is not None:  # a box that does not split keeps its earlier rows
+                self._agency_counters(s, msg, commune)
         else:
             if s.get(IncidentRow, msg.incident_id) is None:
                 s.add(
@@ -433,6 +441,28 @@ class Ingest:
                     )
                 )
         flag_commune(d, msg.commune_code, registered)
+
+    def _agency_counters(self, s: Session, msg: Counters, commune: str) -> None:
+        """Replace the box's per-deciding-agency rows of that day with the ones just received."""
+        s.execute(
+            delete(AgencyDayCounters).where(
+                AgencyDayCounters.device_id == msg.device_id, AgencyDayCounters.day == msg.day
+            )
+        )
+        s.add_all(
+            AgencyDayCounters(
+                device_id=msg.device_id,
+                day=msg.day,
+                agency=a.agency,
+                commune_code=commune,
+                dossiers_received=a.dossiers_received,
+                components_digitized=a.components_digitized,
+                results_electronic=a.results_electronic,
+                reused=a.reused,
+                at=msg.at,
+            )
+            for a in msg.by_deciding_agency or []
+        )
 
     def _reading(self, s: Session, d: Device, r: Reading) -> None:
         last = self._last_history.get(d.device_id)
@@ -458,7 +488,10 @@ class Ingest:
         items = checks(r, lang="vi", limits=self.limits)
         d.reading_at = r.at
         d.version = r.version
-        d.reading = r.model_dump(mode="json")
+        d.reading = r.model_dump(mode="json", exclude={"roster"})  # the roster has its own table
+        if r.roster is not None:
+            roster.store_roster(s, d.device_id, r.roster, r.at)
+            d.roster_at = r.at
         d.items = [
             {"item": c.item, "level": c.level, "reason": c.reason, "action": c.action} for c in items if c.level != "ok"
         ]
@@ -485,8 +518,10 @@ class Ingest:
         changed: list[dict[str, Any]] = []
         cutoff = now - timedelta(seconds=self.policy.lost_after_s)
         with self.factory() as s, s.begin():
-            for d in s.scalars(select(Device).where(Device.last_seen < cutoff)):
-                sync_alerts(s, d, self.policy, now, self.notify, changed)
+            silent = list(s.scalars(select(Device).where(Device.last_seen < cutoff)))
+            extra = roster.alerts_for(s, {d.device_id for d in silent}, self.policy.cert_days, now)
+            for d in silent:
+                sync_alerts(s, d, self.policy, now, self.notify, changed, extra.get(d.device_id))
         self._sink(changed)
 
 

@@ -47,6 +47,7 @@ class Device(TelemetryBase):
     min_cert_days: Mapped[int | None] = mapped_column(Integer)
     pin_locked: Mapped[bool] = mapped_column(Boolean, default=False)
     messages: Mapped[int] = mapped_column(Integer, default=0)
+    roster_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # reading of its roster (tm_roster)
 
 
 class History(TelemetryBase):
@@ -76,6 +77,24 @@ class DayCounters(TelemetryBase):
     results_electronic: Mapped[int] = mapped_column(Integer, default=0)
     reused: Mapped[int] = mapped_column(Integer, default=0)
     backlog_digitized: Mapped[int] = mapped_column(Integer, default=0)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AgencyDayCounters(TelemetryBase):
+    """One deciding agency's share of a box's day (telemetry `Counters.by_deciding_agency`, Decree 118/2025);
+    a box's rows of a day are replaced together whenever its counters for that day are resent.
+    `commune_code` is the receiving centre: the unit the box is recorded at."""
+
+    __tablename__ = "tm_agency_counters"
+
+    device_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True, index=True)
+    agency: Mapped[str] = mapped_column(String(64), primary_key=True)  # "*": the box's smallest agencies together
+    commune_code: Mapped[str] = mapped_column(String(20), index=True)
+    dossiers_received: Mapped[int] = mapped_column(Integer, default=0)
+    components_digitized: Mapped[int] = mapped_column(Integer, default=0)
+    results_electronic: Mapped[int] = mapped_column(Integer, default=0)
+    reused: Mapped[int] = mapped_column(Integer, default=0)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -166,6 +185,45 @@ class UnitRow(TelemetryBase):
     deadline: Mapped[date | None] = mapped_column(Date)
     first_package_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RosterRow(TelemetryBase):
+    """One line of a box's officers' certificate roster (telemetry `Reading.roster`), as of its newest reading
+    that carried one: every line of a box is replaced together. No commune column: a line belongs to the unit
+    its box is recorded at (`tm_devices.commune_code`, the registered commune), never to one a box claims."""
+
+    __tablename__ = "tm_roster"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(100), index=True)
+    username: Mapped[str] = mapped_column(String(64))  # "" for the organisation's certificate
+    role: Mapped[str] = mapped_column(String(16))  # officer | organisation
+    verdict: Mapped[str] = mapped_column(String(16))  # as the box judged it at `reading_at` (appliance.roster)
+    subject: Mapped[str | None] = mapped_column(String(500))
+    common_name: Mapped[str] = mapped_column(String(200), default="")  # CN of the subject, for names
+    serial: Mapped[str | None] = mapped_column(String(80))
+    issuer: Mapped[str | None] = mapped_column(String(500))
+    not_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    key: Mapped[str | None] = mapped_column(String(32))
+    pss: Mapped[bool | None] = mapped_column(Boolean)
+    revocation: Mapped[str | None] = mapped_column(String(16))
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reading_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ExpectedOfficer(TelemetryBase):
+    """An officer provincial IT expects at a unit (`province officers FILE.csv`, province.roster): matched
+    against the boxes' rosters by account (`username`) or, without one, by the certificate's name."""
+
+    __tablename__ = "tm_expected_officers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    commune_code: Mapped[str] = mapped_column(String(20), index=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    username: Mapped[str] = mapped_column(String(64), default="")
+    position: Mapped[str] = mapped_column(String(200), default="")
+    line: Mapped[int] = mapped_column(Integer, default=0)  # in the file it came from
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 def open_telemetry(url: str) -> sessionmaker[Session]:

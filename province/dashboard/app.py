@@ -1,7 +1,9 @@
 """The readiness dashboard web app (FastAPI, Jinja2 rendered on the server, no JavaScript needed).
 
 Routes: `/` communes with verdicts (filter: province, verdict, q; sort), `/device/{id}` one box with
-history charts, `/alerts`, `/incidents` (+ mark handled), `/rollout`, `/export.csv`, `/metrics`, and
+history charts, `/alerts`, `/incidents` (+ mark handled), `/rollout`, `/statistics` (Decision 766 per
+deciding agency and per receiving centre, `/statistics.csv`), `/export.csv`, `/certificates` (the
+officers' certificates per unit, `/certificates/{code}` one unit, `/certificates.csv`), `/metrics`, and
 `/login` / `/logout`. Every page needs a signed-in provincial IT account and every POST the session's CSRF
 token (`province.dashboard.auth`); `/metrics` is for Prometheus: a bearer token when one is configured,
 otherwise loopback clients only.
@@ -26,7 +28,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from province.dashboard import auth, readiness
+from province import roster
+from province.dashboard import auth, readiness, statistics
 from province.dashboard.auth import Gate, SignedIn
 from province.dashboard.charts import line_chart
 from province.dashboard.metrics import metrics_text
@@ -46,6 +49,9 @@ def _env() -> Environment:
     env.filters["local"] = _local
     env.filters["num"] = lambda v, fmt="{:.0f}": "—" if v is None else fmt.format(v)
     return env
+
+
+CERTIFICATE_LINES = 2000  # officers' lines on one /certificates page (the CSV has them all)
 
 
 class SignInRequired(Exception):
@@ -351,6 +357,159 @@ def create_app(
             nav=nav,
             provinces=provinces,
             f={"province": province},
+        )
+
+    @app.get("/certificates", response_class=HTMLResponse)
+    def certificates(me: Me, province: str = "", show: str = "attention", page: int = 1) -> HTMLResponse:
+        """Officers' certificates: counts per unit (grouped by province), then the officers' lines that need
+        attention (every line with `show=all`)."""
+        now = datetime.now(UTC)
+        with factory() as s:
+            units = roster.units_view(s, now, province=province)
+            provinces = readiness.summaries(s)[0]
+        nav = pages(len(units), page)
+        shown = units[(nav["page"] - 1) * config.page_size : nav["page"] * config.page_size]
+        groups: dict[tuple[str, str], list[roster.UnitCertificates]] = {}
+        for u in shown:
+            groups.setdefault((u.province_code, u.province_name), []).append(u)
+        lines = [(u, o) for u in units for o in u.lines if show == "all" or o.verdict != roster.VALID]
+        officers = [o for u in units for o in u.officers]
+        totals = {
+            "units": len(units),
+            "usable": sum(1 for o in officers if o.usable),
+            "without": sum(1 for o in officers if not o.usable),
+            "expiring": sum(1 for o in officers if o.verdict == roster.EXPIRING),
+            "never_seen": sum(1 for o in officers if o.verdict == roster.NEVER_SEEN),
+            "no_org": sum(1 for u in units if (u.reported or u.has_list) and not u.org_usable),
+        }
+        return render(
+            "certificates.html",
+            me,
+            groups=groups,
+            lines=lines[:CERTIFICATE_LINES],
+            more=max(0, len(lines) - CERTIFICATE_LINES),
+            totals=totals,
+            provinces=provinces,
+            nav=nav,
+            f={"province": province, "show": show},
+        )
+
+    @app.get("/certificates/{code}", response_class=HTMLResponse)
+    def certificate_unit(me: Me, code: str) -> HTMLResponse:
+        with factory() as s:
+            found = roster.units_view(s, datetime.now(UTC), communes={code})
+        if not found:
+            raise HTTPException(404, "Không có đơn vị này")
+        u = found[0]
+        lines = [(u, o) for o in u.lines]
+        return render("certificate_unit.html", me, u=u, lines=lines)
+
+    @app.get("/certificates.csv")
+    def certificates_csv(_me: Me, province: str = "", by: str = "officer") -> Response:
+        """For the report to the provincial People's Committee: one line per officer (and organisation
+        certificate) of every unit, or one line per unit with its counts (`by=unit`)."""
+        with factory() as s:
+            units = roster.units_view(s, datetime.now(UTC), province=province)
+        buf = io.StringIO()
+        out = csv.writer(buf)
+        if by == "unit":
+            out.writerow(
+                [
+                    "ma_tinh", "tinh", "ma_don_vi", "don_vi", "thiet_bi", "can_bo", "co_chung_thu_dung_duoc",
+                    "khong_co_chung_thu_dung_duoc", "sap_het_han", "chua_thay_ky", "chung_thu_to_chuc",
+                    "to_chuc_het_han",
+                ]
+            )  # fmt: skip
+            for u in units:
+                org = u.organisation
+                out.writerow(
+                    [
+                        u.province_code, u.province_name, u.commune_code, u.name, " ".join(u.devices),
+                        len(u.officers), u.usable, u.without, u.count(roster.EXPIRING), u.count(roster.NEVER_SEEN),
+                        u.org_label, org.not_after.date().isoformat() if org and org.not_after else "",
+                    ]
+                )  # fmt: skip
+            name = "chung-thu-so-don-vi.csv"
+        else:
+            out.writerow(
+                [
+                    "ma_tinh", "tinh", "ma_don_vi", "don_vi", "loai", "ho_ten", "chuc_danh", "tai_khoan",
+                    "danh_gia", "con_ngay", "het_han", "chu_the", "so_serial", "noi_cap", "khoa", "pss",
+                    "thu_hoi", "lan_cuoi_thay", "thiet_bi",
+                ]
+            )  # fmt: skip
+            for u in units:
+                for o in u.lines:
+                    out.writerow(
+                        [
+                            u.province_code, u.province_name, u.commune_code, u.name,
+                            "tổ chức" if o.role == "organisation" else "cán bộ", o.full_name, o.position,
+                            o.username, o.label, "" if o.days_left is None else o.days_left,
+                            o.not_after.isoformat() if o.not_after else "", o.subject or "", o.serial or "",
+                            o.issuer or "", o.key or "", "" if o.pss is None else ("có" if o.pss else "không"),
+                            o.revocation or "", o.last_seen.isoformat() if o.last_seen else "", o.device_id or "",
+                        ]
+                    )  # fmt: skip
+            name = "chung-thu-so-can-bo.csv"
+        return Response(
+            "\ufeff" + buf.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    @app.get("/statistics", response_class=HTMLResponse)
+    def statistics_page(me: Me, month: str = "", province: str = "") -> HTMLResponse:
+        """Decision 766 figures of a month (or the last `rates_days` days) per deciding agency across all
+        boxes, and per receiving centre."""
+        chosen = statistics.period(month, today=datetime.now(UTC).astimezone(LOCAL).date(), days=config.rates_days)
+        with factory() as s:
+            agencies = statistics.per_agency(s, chosen, province=province)
+            centres = statistics.per_centre(s, chosen, province=province)
+            provinces = readiness.summaries(s)[0]
+        return render(
+            "statistics.html",
+            me,
+            period=chosen,
+            agencies=agencies,
+            centres=centres,
+            total=statistics.total(centres),
+            provinces=provinces,
+            f={"month": month, "province": province},
+            cfg=config,
+        )
+
+    @app.get("/statistics.csv")
+    def statistics_csv(_me: Me, month: str = "", province: str = "", by: str = "agency") -> Response:
+        """The same figures as a CSV: one line per deciding agency, or per receiving centre (`by=centre`)."""
+        chosen = statistics.period(month, today=datetime.now(UTC).astimezone(LOCAL).date(), days=config.rates_days)
+        with factory() as s:
+            if by == "centre":
+                lines = statistics.per_centre(s, chosen, province=province)
+            else:
+                lines = statistics.per_agency(s, chosen, province=province)
+        buf = io.StringIO()
+        out = csv.writer(buf)
+        unit = "trung_tam_tiep_nhan" if by == "centre" else "co_quan_giai_quyet"
+        out.writerow(
+            [
+                "tu_ngay", "den_ngay", f"ma_{unit}", unit, "ho_so_tiep_nhan", "ho_so_co_thanh_phan_so_hoa",
+                "ty_le_so_hoa_pct", "ket_qua_dien_tu", "ty_le_ket_qua_dien_tu_pct", "ho_so_tai_su_dung", "so_thiet_bi",
+            ]
+        )  # fmt: skip
+        first, last = chosen.bounds
+        for ln in lines:
+            out.writerow(
+                [
+                    first, last, ln.code, ln.name, ln.received, ln.digitized,
+                    "" if ln.digitized_pct is None else ln.digitized_pct, ln.results,
+                    "" if ln.results_pct is None else ln.results_pct, ln.reused, ln.boxes,
+                ]
+            )  # fmt: skip
+        name = f"chi-so-766-{'trung-tam' if by == 'centre' else 'co-quan'}-{first}-{last}.csv"
+        return Response(
+            "\ufeff" + buf.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
 
     @app.get("/export.csv")

@@ -1,7 +1,8 @@
 """Running ingest + dashboard: inside `province serve` (threads next to the receiver), or alone with
 `province dashboard`; `province units FILE.csv` loads the administrative units the province expects,
 `province rollout FILE.csv` the rollout deadlines, and
-`province devices FILE` the device registry (which commune each box is registered for), and
+`province devices FILE` the device registry (which commune each box is registered for),
+`province officers FILE.csv` the officers expected per unit (province.roster), and
 `province accounts add|passwd|disable|list|dev` the provincial IT accounts that may sign in."""
 
 from __future__ import annotations
@@ -99,6 +100,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     r.add_argument("registry", type=Path)
     r.set_defaults(handler=_devices)
+    f = sub.add_parser(
+        "officers",
+        parents=[common],
+        help="load (reload) the officers expected per unit: commune_code,full_name[,username][,position]",
+        description="Each officer listed is looked for on the rosters of the unit's boxes (by username when "
+        "given, else by the certificate's name); one no box has seen is listed as 'chưa thấy ký'. A file replaces "
+        "the lists of the units it names; a bad line stops the load and nothing is stored. Lines starting with # "
+        "are skipped.",
+    )
+    f.add_argument("csv", type=Path)
+    f.add_argument("--replace-all", action="store_true", help="the file is the whole list: other units' lists go")
+    f.set_defaults(handler=_officers)
     a = sub.add_parser(
         "accounts",
         parents=[common],
@@ -218,6 +231,21 @@ def registry_rows(path: Path) -> list[dict[str, Any]]:
 def _devices(args: argparse.Namespace) -> int:
     n = load_registry(open_telemetry(_url(args)), registry_rows(args.registry))
     print(f"{n} device(s) loaded")  # noqa: T201
+    return 0
+
+
+def _officers(args: argparse.Namespace) -> int:
+    from province.roster import ExpectedFileError, load_expected, read_expected
+
+    try:
+        records = read_expected(args.csv)
+        n = load_expected(open_telemetry(_url(args)), records, replace_all=args.replace_all)
+    except OSError as err:
+        raise SystemExit(f"error: {args.csv}: {err.strerror or err}") from err
+    except ExpectedFileError as err:
+        raise SystemExit(f"error: {args.csv}: {err}") from err
+    units = len({r.commune_code for r in records})
+    print(f"{n} officer(s) of {units} unit(s) loaded")  # noqa: T201
     return 0
 
 
