@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -184,6 +184,21 @@ class Reading(_Model):
     errors: list[ReadingError] = []  # readings that failed or timed out (their field stays null)
 
 
+MAX_AGENCIES = 200  # deciding agencies in one day's split; the box folds the smallest beyond into OTHER_AGENCIES
+OTHER_AGENCIES = "*"
+
+
+class AgencyCounts(_Model):
+    """One deciding agency's share of a day's dossiers (Decree 118/2025: a centre also receives dossiers that
+    another commune or a provincial agency decides). Backlog work has no dossier and is not split."""
+
+    agency: Annotated[str, Field(min_length=1, max_length=64)]  # unit or agency code, or OTHER_AGENCIES
+    dossiers_received: Count
+    components_digitized: Count
+    results_electronic: Count
+    reused: Count
+
+
 class Counters(_Model):
     """Decision 766 counters for one local day (the box's timezone), recomputed and resent daily."""
 
@@ -199,6 +214,15 @@ class Counters(_Model):
     results_electronic: Count  # results issued electronically (signed, with a result code)
     reused: Count  # dossiers that reused already digitized data
     backlog_digitized: Count = 0
+    # the same day split per deciding agency (Decree 118/2025); null from a box that does not split
+    by_deciding_agency: Annotated[list[AgencyCounts], Field(max_length=MAX_AGENCIES)] | None = None
+
+    @field_validator("by_deciding_agency")
+    @classmethod
+    def _one_row_per_agency(cls, rows: list[AgencyCounts] | None) -> list[AgencyCounts] | None:
+        if rows is not None and len({r.agency for r in rows}) != len(rows):
+            raise ValueError("an agency appears more than once")
+        return rows
 
 
 class Incident(_Model):
