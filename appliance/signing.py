@@ -563,6 +563,7 @@ def start_remote(
     if any(c.kind == Kind.RESULT for c in plan.chosen):
         raise RemoteResultNeedsToken("results are signed with the organisation's certificate on the token")
     credential = _service(settings, provider).find_credential(credential_id, user_id)
+    kind = settings.remote.providers[provider].kind
     credential_id = credential.credential_id or credential_id
     now = datetime.now(UTC)
     cert = credential.info(now)
@@ -645,6 +646,8 @@ def start_remote(
                             "id_number": actor.id_number,
                         },
                         "user_id": user_id,  # the provider's id of the officer (not a secret)
+                        # approvals on the phone: one under a CSC SAD at SCAL 1, else one per round
+                        "confirmations": 1 if kind == "csc" and credential.scal < 2 else 2,
                         "credential": credential.to_json(),
                         "algorithm": algorithm.name,
                         "algorithm_note": algorithm.note,
@@ -911,6 +914,8 @@ class RemoteState:
     seconds_left: int
     error_code: str | None
     provider: str
+    confirmations: int = 1  # on the phone for the whole batch: CSC at SCAL 1 one, else two (documents, packages)
+    step: int = 1  # which of them the batch waits for
 
 
 def remote_state(session: Session, *, txn_id: str, username: str) -> RemoteState | None:
@@ -920,4 +925,6 @@ def remote_state(session: Session, *, txn_id: str, username: str) -> RemoteState
         return None
     expires = txn.expires_at if txn.expires_at.tzinfo else txn.expires_at.replace(tzinfo=UTC)
     left = max(0, int((expires - datetime.now(UTC)).total_seconds()))
-    return RemoteState(txn.id, txn.state, len(txn.doc_ids), left, txn.error_code, txn.provider)
+    confirmations = int(txn.plan.get("confirmations") or 1)
+    step = 2 if confirmations > 1 and "cms" in (txn.plan.get("rounds") or {}).get("documents", {}) else 1
+    return RemoteState(txn.id, txn.state, len(txn.doc_ids), left, txn.error_code, txn.provider, confirmations, step)

@@ -159,6 +159,7 @@ def test_a_batch_is_one_request_waits_for_the_phone_and_verifies_like_a_token_si
         with db.transaction(store.factory) as session:
             shown = signing.remote_state(session, txn_id=pending.id, username=ANH.username)
             assert shown is not None and shown.state == "waiting" and shown.seconds_left > 0
+            assert (shown.confirmations, shown.step) == (2, 1)  # the documents now, their package next
             txn = session.get(remote_signing.RemoteTransaction, pending.id)
             assert txn is not None and txn.provider_ref in vendor_server.transactions
             stored = str(txn.plan)
@@ -330,3 +331,50 @@ def test_wrong_partner_credentials_are_refused_before_anything_is_hashed(
     assert "wrong" not in str(caught.value)
     with db.transaction(store.factory) as session:
         assert remote_signing.pending(session) == []
+
+
+def test_the_officer_page_tells_of_two_confirmations_on_the_phone(
+    shared_token: SoftToken,
+    vendor_server: VendorServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The web UI with a vendor: the officer picks MySign in their profile, signs without a PIN and is told
+    to expect two confirmations (the documents, then their package) until the batch is signed."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from appliance.web.app import create_app
+    from appliance.web.auth import create_user
+    from appliance.web.models import Role
+    from tests.integration.conftest import OFFICER_PW
+    from tests.integration.test_web import _csrf, login
+
+    settings = _settings(tmp_path, shared_token, vendor_server, MYSIGN)
+    app = create_app(settings, resume=False)
+    factory = app.state.ctx.factory
+    with db.transaction(factory) as session:
+        create_user(session, username=ANH.username, full_name=ANH.full_name, role=Role.OFFICER, password=OFFICER_PW)
+    store = pipeline.storage(settings)
+    docs = [_reviewed(store.factory, store.originals, tmp_path, kind=Kind.COMPONENT) for _ in range(2)]
+    vendor_server.phone.hold.clear()
+    with TestClient(app, raise_server_exceptions=False) as c:
+        csrf = login(c, ANH.username, OFFICER_PW)
+        form = {"csrf": csrf, "provider": MYSIGN.name, "credential_id": "", "user_id": MYSIGN_USER}
+        assert c.post("/sign/remote-profile", data=form, follow_redirects=False).status_code == 303
+        page = c.get("/sign").text
+        assert "Viettel MySign" in page and 'name="pin"' not in page
+        r = c.post("/sign", data={"csrf": _csrf(page), "doc": docs, "via": "remote"}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].startswith("/sign/remote/")
+        assert vendor_server.polled.wait(60)
+        waiting = c.get(r.headers["location"]).text
+        assert "chờ xác nhận trên điện thoại" in waiting and "hai lần xác nhận" in waiting
+        assert "Đang chờ lần 1" in waiting
+        vendor_server.phone.hold.set()
+        for _ in range(300):
+            shown = c.get(r.headers["location"]).text
+            if "Đã ký số" in shown:
+                break
+            time.sleep(0.1)
+        assert "Đã ký số 2 tài liệu" in shown
+    assert _state(factory, docs) == ["queued", "queued"]
