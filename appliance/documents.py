@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from appliance import assemble, audit, domain, resultcodes, workflow
+from appliance import assemble, audit, domain, resultcodes, units, workflow
 from appliance.db import DocState, Document, Page, create_document, fields_json
 from appliance.errors import (
     ApplianceError,
@@ -216,6 +216,7 @@ class ReviewForm:
     auto_code: bool = False
     valid_until: str = ""
     backlog: bool = False
+    printed_unit: str = ""  # the unit printed on an old paper (a pre-2025 commune or district), as written
 
 
 def _check_review(form: ReviewForm) -> dict[str, str]:
@@ -245,7 +246,9 @@ def _editable(doc: Document, *, what: str) -> None:
 
 
 def review(session: Session, *, actor: Actor, doc_id: str, form: ReviewForm, sign: SignSettings) -> DocumentInfo:
-    """The officer's check: fields, kind, result code, validity. Every change goes to the trail (old -> new)."""
+    """The officer's check: fields, kind, result code, validity, and the unit printed on an old paper (kept as
+    written, with today's unit from the old -> new mapping beside it, :func:`appliance.units.today_for`).
+    Every change goes to the trail (old -> new)."""
     doc = load(session, doc_id).doc
     _editable(doc, what="review")
     if not workflow.allowed(doc.state, DocState.REVIEWED):
@@ -280,6 +283,15 @@ def review(session: Session, *, actor: Actor, doc_id: str, form: ReviewForm, sig
         old = getattr(info, attr)
         if (old or None) != (new or None):
             changes.append((attr, old, new))
+    before = (info.printed_unit, info.current_unit)
+    printed = " ".join(form.printed_unit.split())[:300]
+    if printed:  # looked up again at every review: a reloaded unit table gives today's unit
+        units.record_printed_unit(session, document_id=doc.id, printed=printed)
+    else:
+        info.printed_unit = info.current_unit = None
+    for attr, old in zip(("printed_unit", "current_unit"), before, strict=True):
+        if (old or None) != (getattr(info, attr) or None):
+            changes.append((attr, old, getattr(info, attr)))
     for name, old, new in changes:
         action = name if name in {"kind", "result_code"} else "field"
         audit.record(

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as FormFile
 
-from appliance import audit, db, diskspace, documents, dossiers, pipeline, signing, workflow
+from appliance import audit, db, diskspace, documents, dossiers, pipeline, signing, units, workflow
 from appliance.capture import ScanRequest
 from appliance.errors import ApplianceError, DiskFull, FormInvalid, NotFound
 from appliance.messages_vi import MESSAGES_VI, message_for
@@ -70,6 +70,9 @@ def _context(ctx: Ctx, doc_id: str, page: int) -> dict[str, Any]:
         chain = documents.versions(session, doc)
         trail = audit.for_documents(session, document_ids=[d.id for d in chain])
         reused_from = documents.reused_from(session, doc.id)
+        current = (loaded.info.current_unit or "") if loaded.info else ""
+        unit_names = units.names(session, current.split(","))
+        units_now = [(c, unit_names.get(c, c)) for c in current.split(",") if c]
     page = min(max(page, 0), max(0, doc.page_count - 1))
     running = ctx.jobs.running_for(doc.id)
     unsure = documents.review_words(doc)
@@ -97,6 +100,7 @@ def _context(ctx: Ctx, doc_id: str, page: int) -> dict[str, Any]:
         "presets": [r for r in scanner_presets(ctx) if not r.preset.batch],
         "camera": ctx.camera is not None,
         "reused_from": reused_from,
+        "units_now": units_now,
         "signing": next((e for e in reversed(trail) if e.action == "signed" and e.document_id == doc.id), None),
     }
 
@@ -266,6 +270,7 @@ def _review_form(form: Any) -> documents.ReviewForm:
         auto_code=form.get("auto_code") == "1",
         valid_until=str(form.get("valid_until", "") or "").strip()[:40],
         backlog=form.get("backlog") == "1",
+        printed_unit=str(form.get("printed_unit", "") or "").strip()[:300],
     )
 
 
@@ -290,6 +295,7 @@ async def review(request: Request, who: Checked, doc_id: str) -> Response:
             form_kind=wanted.kind,
             form_code=wanted.result_code,
             form_valid=wanted.valid_until,
+            form_printed=wanted.printed_unit,
         )
     except ApplianceError as err:
         return _refused(request, ctx, doc_id, err)
