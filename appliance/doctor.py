@@ -22,11 +22,16 @@ __all__ = ["LEVEL_RANK", "LEVEL_WORD", "Check", "Thresholds", "checks", "registe
 def register(sub: Any) -> None:
     d = sub.add_parser(
         "doctor",
-        help="readiness check of this box: scanner, token, certificates, disk, clock, outbox ...",
-        description="Every item ok / warning / failing with the reason and what to do. Exit 0 when nothing "
-        "is failing, 1 otherwise.",
+        help="readiness check of this box: scanner, camera, link to the province, certificates, token, disk, "
+        "clock, outbox, fleet",
+        description="The directive's equipment list, one item each: scanner, camera, link (broadband to the "
+        "province: broker reachable, round trip, recent throughput, last delivery), organisation_certificate, "
+        "officer_certificates (the roster: officers per verdict, naming whose certificate needs action), token, "
+        "disk, clock, outbox, fleet; plus certificate, temperature, power and memory items. Every item is ok / "
+        "warning / failing with the reason and what to do; one that cannot be read says so. Exit 0 when "
+        "nothing is failing, 1 otherwise.",
     )
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--json", action="store_true", help="one JSON object: verdict, items (with detail where known)")
     d.add_argument("--lang", choices=["vi", "en"], default="vi")
     d.add_argument("--no-tokens", action="store_true", help="skip the token reading")
     d.set_defaults(handler=_doctor)
@@ -55,7 +60,8 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     items = checks(reading, lang=args.lang)
     overall = verdict(items)
     if args.json:
-        out = {"device_id": reading.device_id, "verdict": overall, "items": [asdict(c) for c in items]}
+        listed = [{k: v for k, v in asdict(c).items() if k != "detail" or v is not None} for c in items]
+        out = {"device_id": reading.device_id, "verdict": overall, "items": listed}
         sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
     else:
         words = LEVEL_WORD[args.lang]

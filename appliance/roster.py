@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Boolean, DateTime, Integer, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from appliance import accounts
 from appliance.db import Base, utcnow
 from appliance.sign.token import CertInfo
 
@@ -168,6 +169,13 @@ def roster(session: Session, *, officers: list[tuple[str, str]], now: dt.datetim
         best = _best(seen, now)
         lines.append(RosterLine(username, full_name, verdict(best, now), best, max(0, len(seen) - 1)))
     return lines
+
+
+def of_active_accounts(session: Session, *, now: dt.datetime | None = None) -> list[RosterLine]:
+    """The roster of every active account (officers and supervisors, by username), then the organisation:
+    what the supervisor page shows and telemetry carries."""
+    users = session.scalars(select(accounts.User).where(accounts.User.active).order_by(accounts.User.username))
+    return roster(session, officers=[(u.username, u.full_name) for u in users], now=now)
 
 
 def as_telemetry(lines: list[RosterLine]) -> list[dict[str, object]]:

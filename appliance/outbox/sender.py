@@ -11,7 +11,8 @@ publish: it has just (re)connected, after its own restart or the broker's), the 
 (init) instead of waiting out `response_timeout_s` for answers that a dead receiver will never give.
 
 The bytes published (segments = payload, everything = wire, segments sent again = resent) are logged
-and kept in `outbox-traffic.json` for the health publisher (appliance.outbox.traffic).
+and kept in `outbox-traffic.json` for the health publisher (appliance.outbox.traffic), with the last
+completed transfer's bytes and duration (the link's recent throughput).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class Transfer:
     corrupt: dict[int, int] = field(default_factory=dict)
     last_progress: float = 0.0
     committed_at: float = 0.0
+    started: float = field(default_factory=time.monotonic)  # this run of the transfer (a resume starts anew)
+    carried: int = 0  # segment bytes published in this run of the transfer, resent ones included
 
 
 @dataclass
@@ -126,8 +129,9 @@ class Sender:
         self._connected_at = 0.0
         self.traffic_file = traffic.path_for(settings.data_dir)
         self._traffic_base: traffic.Traffic | None = None
-        self._traffic_saved = (0, 0, 0)
+        self._traffic_saved: tuple[int, int, int, tuple[int, float, dt.datetime] | None] = (0, 0, 0, None)
         self._traffic_at = 0.0
+        self._last_transfer: tuple[int, float, dt.datetime] | None = None  # bytes, seconds, when it completed
 
     # --- main loop ---
     def run(self, stop: threading.Event | None = None, *, until_empty: bool = False) -> None:
@@ -161,14 +165,17 @@ class Sender:
     def _save_traffic(self, *, force: bool = False) -> None:
         """Write the running totals (base + this run) when they changed, at most every TRAFFIC_EVERY_S."""
         st = self.stats
-        now_counts = (st.payload_bytes, st.wire_bytes, st.resent_bytes)
+        now_counts = (st.payload_bytes, st.wire_bytes, st.resent_bytes, self._last_transfer)
         if self._traffic_base is None or now_counts == self._traffic_saved:
             return
         if not force and time.monotonic() - self._traffic_at < TRAFFIC_EVERY_S:
             return
         self._traffic_at = time.monotonic()
+        totals = self._traffic_base.plus(st.payload_bytes, st.wire_bytes, st.resent_bytes)
+        if self._last_transfer is not None:
+            totals = totals.completed(*self._last_transfer)
         try:
-            traffic.write(self.traffic_file, self._traffic_base.plus(*now_counts))
+            traffic.write(self.traffic_file, totals)
             self._traffic_saved = now_counts
         except OSError as err:
             log.warning("cannot write %s: %s", self.traffic_file, err)
@@ -307,6 +314,7 @@ class Sender:
         t.last_progress = time.monotonic() if len(t.inflight) == 1 else t.last_progress
         self.stats.payload_bytes += len(data)
         self.stats.segments += 1
+        t.carried += len(data)
         self._publish(self.topics.segment(t.package_id, offset, checksum), wire)
 
     def _publish(self, topic: str, payload: bytes) -> None:
@@ -412,6 +420,7 @@ class Sender:
                         item.next_try_at = None
                 t.file.close()
                 self.transfer = None
+                self._completed(t)
                 st = self.stats
                 log.info(
                     "package %s transferred (%d bytes); waiting for the receipt. This run: payload %d bytes, "
@@ -490,6 +499,13 @@ class Sender:
         if t is not None and t.package_id == r.package_id:
             t.file.close()
             self.transfer = None
+            self._completed(t)
+            self._save_traffic(force=True)
+
+    def _completed(self, t: Transfer) -> None:
+        """The receiver holds the whole package: what this run of the transfer carried, and how fast."""
+        if t.carried:  # a resume that found every byte at the receiver says nothing about the link
+            self._last_transfer = (t.carried, time.monotonic() - t.started, dt.datetime.now(dt.UTC))
 
     def _drop(self, t: Transfer) -> None:
         """Stop working on `t` for now; it stays `sending` and resumes from what the receiver holds."""

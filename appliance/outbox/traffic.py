@@ -1,6 +1,8 @@
 """What the sender put on the link, kept across restarts in one small JSON file beside the database, so
 the health publisher (another process) can report it: segment bytes (payload), everything published
 (wire: topics and payloads, MQTT framing excluded) and segment bytes sent more than once (resent).
+Beside them, the last package transfer the receiver completed: the segment bytes that transfer put on the
+link and the seconds it took (the link's recent throughput, as the outbox actually carried it).
 
 The counters only grow (like Prometheus counters) from `since`; the file is replaced atomically.
 """
@@ -8,7 +10,7 @@ The counters only grow (like Prometheus counters) from `since`; the file is repl
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,9 +23,24 @@ class Traffic:
     wire_bytes: int = 0
     resent_bytes: int = 0
     since: str = ""  # ISO 8601 UTC: when counting started on this box
+    # the last completed package transfer: segment bytes it published, its duration, when it completed
+    last_bytes: int = 0
+    last_seconds: float = 0.0
+    last_at: str = ""  # ISO 8601 UTC; "" = no transfer completed yet
 
     def plus(self, payload: int, wire: int, resent: int) -> Traffic:
-        return Traffic(self.payload_bytes + payload, self.wire_bytes + wire, self.resent_bytes + resent, self.since)
+        return replace(
+            self,
+            payload_bytes=self.payload_bytes + payload,
+            wire_bytes=self.wire_bytes + wire,
+            resent_bytes=self.resent_bytes + resent,
+        )
+
+    def completed(self, carried: int, seconds: float, at: datetime) -> Traffic:
+        """The same totals with `carried` bytes in `seconds` as the last completed transfer."""
+        return replace(
+            self, last_bytes=carried, last_seconds=round(seconds, 3), last_at=at.isoformat(timespec="seconds")
+        )
 
 
 def path_for(data_dir: Path) -> Path:
@@ -39,6 +56,9 @@ def read(path: Path) -> Traffic | None:
             wire_bytes=max(0, int(raw["wire_bytes"])),
             resent_bytes=max(0, int(raw["resent_bytes"])),
             since=str(raw.get("since") or ""),
+            last_bytes=max(0, int(raw.get("last_bytes") or 0)),
+            last_seconds=max(0.0, float(raw.get("last_seconds") or 0.0)),
+            last_at=str(raw.get("last_at") or ""),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -85,7 +85,10 @@ DEFAULT_TIMEOUTS: dict[str, float] = {
     "clock": 5.0,
     "outbox": 10.0,
     "fleet": 2.0,
+    "link": 10.0,  # the connect itself gives up after LINK_CONNECT_S
+    "roster": 10.0,
 }
+LINK_CONNECT_S = 5.0  # broadband check: TCP connect + TLS handshake to the broker
 
 
 @dataclass
@@ -114,6 +117,8 @@ class Collector:
             "clock": probes.clock,
             "outbox": lambda: probes.outbox(s, now, self.link_rtt_ms),
             "fleet": lambda: probes.fleet_run(self.fleet_file),
+            "link": lambda: probes.link(s, deadline_s=min(LINK_CONNECT_S, self.timeouts["link"])),
+            "roster": lambda: probes.roster(s, now),
         }
         if self.with_tokens:
             found["tokens"] = lambda: probes.tokens(s, timeout_s=max(1.0, self.timeouts["tokens"] - 1))

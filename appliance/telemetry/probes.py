@@ -5,9 +5,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
+import math
 import os
 import shutil
+import socket
+import ssl
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
@@ -19,8 +23,10 @@ from appliance.telemetry.schema import (
     Clock,
     Disk,
     FleetRun,
+    Link,
     Memory,
     Outbox,
+    RosterEntry,
     Scanner,
     Token,
 )
@@ -255,6 +261,121 @@ def outbox(settings: Settings, now: datetime, link_rtt_ms: float | None = None) 
             "link_rtt_ms": link_rtt_ms,
         }
     )
+
+
+def _last_receipt(settings: Settings) -> datetime | None:
+    """When the warehouse last receipted a package of this box (None: never, or no database yet)."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from appliance import db
+    from appliance.outbox import store
+
+    url = settings.db_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    engine = db.make_engine(url)
+    try:
+        with Session(engine) as s:
+            return store.aware(s.scalar(select(func.max(store.OutboxItem.receipted_at))))
+    finally:
+        engine.dispose()
+
+
+def _reach(host: str, port: int, tls: ssl.SSLContext | None, deadline_s: float) -> dict[str, object]:
+    """One TCP connect (and TLS handshake) to the broker: no MQTT CONNECT, so no session of the device's
+    client id is ever taken over. Errors are one line for the log and the province."""
+    t0 = time.monotonic()
+    try:
+        sock = socket.create_connection((host, port), timeout=deadline_s)
+    except OSError as err:
+        reason = "timeout" if isinstance(err, TimeoutError) else (err.strerror or type(err).__name__)
+        return {"reachable": False, "error": f"TCP {host}:{port}: {reason}"[:300]}
+    connect_ms = round((time.monotonic() - t0) * 1000, 1)
+    try:
+        if tls is None:
+            return {"reachable": True, "connect_ms": connect_ms}
+        sock.settimeout(max(0.1, deadline_s - (time.monotonic() - t0)))
+        try:
+            with tls.wrap_socket(sock, server_hostname=host):
+                pass
+        except (ssl.SSLError, ssl.CertificateError) as err:
+            reason = getattr(err, "reason", None) or str(err)
+            return {"reachable": False, "connect_ms": connect_ms, "error": f"TLS {host}:{port}: {reason}"[:300]}
+        except OSError as err:
+            reason = "timeout" if isinstance(err, TimeoutError) else (err.strerror or type(err).__name__)
+            return {"reachable": False, "connect_ms": connect_ms, "error": f"TLS {host}:{port}: {reason}"[:300]}
+        return {
+            "reachable": True,
+            "connect_ms": connect_ms,
+            "handshake_ms": round((time.monotonic() - t0) * 1000, 1),
+        }
+    finally:
+        sock.close()
+
+
+def link(settings: Settings, deadline_s: float = 5.0) -> Link:
+    """Broadband to the province: the outbox's broker reachable (TCP, and TLS with the device certificate
+    when configured) within `deadline_s`, the last transfer the sender completed, the last receipt."""
+    from appliance.outbox import traffic
+
+    o = settings.outbox
+    tls: ssl.SSLContext | None = None
+    if o.ca_file is not None:
+        tls = ssl.create_default_context(cafile=str(o.ca_file))
+        if o.cert_file is not None:
+            tls.load_cert_chain(str(o.cert_file), str(o.key_file) if o.key_file else None)
+    reached: dict[str, object] = (
+        _reach(o.host, o.port, tls, deadline_s)
+        if o.host
+        else {"reachable": None, "error": "no broker configured (outbox.host)"}
+    )
+    carried: dict[str, object] = {}
+    sent = traffic.read(traffic.path_for(settings.data_dir))
+    if sent is not None and sent.last_at and sent.last_bytes > 0 and 0 < sent.last_seconds < math.inf:
+        try:
+            at = datetime.fromisoformat(sent.last_at)
+        except ValueError:
+            at = None
+        if at is not None and at.tzinfo is not None:
+            carried = {
+                "last_transfer_bytes": sent.last_bytes,
+                "last_transfer_s": sent.last_seconds,
+                "last_transfer_at": at,
+                "throughput_bps": round(sent.last_bytes * 8 / sent.last_seconds, 1),
+            }
+    return Link.model_validate(
+        {
+            "host": o.host,
+            "port": o.port,
+            "tls": tls is not None,
+            **reached,
+            **carried,
+            "last_delivery_at": _last_receipt(settings),
+        }
+    )
+
+
+def roster(settings: Settings, now: datetime) -> list[RosterEntry] | None:
+    """Every active officer account's certificate verdict and the organisation's, from the box's database
+    (appliance.roster); None when the database does not exist yet (a box never started)."""
+    from sqlalchemy.orm import Session
+
+    from appliance import db
+    from appliance import roster as officers
+
+    url = settings.db_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    engine = db.make_engine(url)
+    try:
+        with Session(engine) as s:
+            lines = officers.of_active_accounts(s, now=now)
+    finally:
+        engine.dispose()
+    organisation = [line for line in lines if line.username == officers.ORGANISATION]
+    kept = [line for line in lines if line.username != officers.ORGANISATION][: 500 - len(organisation)]
+    return [RosterEntry.model_validate(row) for row in officers.as_telemetry([*kept, *organisation])]
 
 
 def fleet_run(path: Path = FLEET_RUN_FILE) -> FleetRun | None:

@@ -128,6 +128,26 @@ class Outbox(_Model):
     bytes_since: Instant | None = None
 
 
+class Link(_Model):
+    """The broadband link to the province: a TCP (and, when configured, TLS) connect to the outbox's broker
+    under a short deadline (no MQTT session: the sender's own stays undisturbed), plus what the outbox
+    actually carried. `reachable` is null when the probe could not tell (no broker configured)."""
+
+    host: Annotated[str, Field(max_length=255)]
+    port: Annotated[int, Field(ge=0, le=65535)]
+    tls: bool  # the handshake includes TLS with the device certificate
+    reachable: bool | None
+    connect_ms: float | None = None  # TCP connect time: one round trip to the broker
+    handshake_ms: float | None = None  # TCP connect + TLS handshake
+    error: Annotated[str, Field(max_length=300)] | None = None  # why it is not reachable, one line
+    # the last package transfer the receiver completed (outbox-traffic.json): bytes, seconds, when
+    last_transfer_bytes: Bytes | None = None
+    last_transfer_s: float | None = None
+    last_transfer_at: Instant | None = None
+    throughput_bps: float | None = None  # last_transfer_bytes * 8 / last_transfer_s (bits per second)
+    last_delivery_at: Instant | None = None  # the warehouse's last receipt
+
+
 class FleetRun(_Model):
     """The last fleet-management (Ansible) run, from the file the role writes (docs/telemetry.md)."""
 
@@ -180,6 +200,7 @@ class Reading(_Model):
     clock: Clock | None = None
     outbox: Outbox | None = None
     fleet: FleetRun | None = None
+    link: Link | None = None  # broadband to the province
     roster: Annotated[list[RosterEntry], Field(max_length=500)] | None = None  # officers' certificates
     errors: list[ReadingError] = []  # readings that failed or timed out (their field stays null)
 

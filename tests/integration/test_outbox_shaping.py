@@ -136,3 +136,12 @@ def test_throttled_link_cut_twice_delivers_everything_with_little_resent(
     assert 0 <= stored_twice <= cuts * SEG  # at most one segment per cut reached the receiver twice
     on_wire = proxy.up_bytes - pkg.size  # every byte that crossed the link, beyond the package itself
     assert on_wire <= cuts * SEG + 0.03 * pkg.size, (on_wire, sender.stats.resent_bytes)
+    # the link's recent throughput, as `appliance doctor` reports it: the last transfer (since the last cut)
+    from appliance.outbox import traffic
+    from appliance.telemetry import probes
+
+    kept = traffic.read(traffic.path_for(settings.data_dir))
+    assert kept is not None and 0 < kept.last_bytes <= pkg.size + cuts * SEG and kept.last_seconds > 0
+    link = probes.link(settings, deadline_s=2.0)
+    assert link.throughput_bps is not None and 0 < link.throughput_bps <= 2 * 1_000_000  # the proxy's 1 Mbit/s
+    assert link.last_delivery_at is not None

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 from appliance.doctor import checks, verdict
-from appliance.settings import load_settings
+from appliance.readiness import ITEMS, VERDICT_WORD
+from appliance.settings import Settings, load_settings
+from appliance.sign.token import CertInfo
 from appliance.telemetry import pi, probes
 from appliance.telemetry.buffer import Buffer
 from appliance.telemetry.collector import Collector
-from appliance.telemetry.schema import Disk, Reading, Scanner, Token, parse_message
+from appliance.telemetry.schema import Disk, Reading, ReadingError, Scanner, Token, parse_message
 from tests.softhsm import ORGANISATION, CertSpec, SoftToken, make_token
 
 NOW = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
@@ -233,6 +235,191 @@ def test_daily_counters_from_the_appliance_database(tmp_path: Path) -> None:
     assert c.kind == "counters" and c.device_id == "box-001"
 
 
+# --- the officers' certificate roster and the link to the province ------------------------------
+def cert_info(sha: str, not_after: datetime, name: str, role: str = "officer") -> CertInfo:
+    return CertInfo(
+        cka_id="01", label="x", subject=f"CN={name},O=UBND xã Quảng Phú", common_name=name,
+        organisation="UBND xã Quảng Phú", issuer="CN=Test CA", serial=sha[:8],
+        not_before=not_after - timedelta(days=700), not_after=not_after,
+        days_to_expiry=(not_after - datetime.now(UTC)).days, key_usage=("content_commitment",),
+        non_repudiation=True, is_ca=False, sha256=sha * 8, role=role, key_type="rsa", key_bits=2048,
+    )  # fmt: skip
+
+
+def box_with_roster(data_dir: Path, now: datetime) -> Settings:
+    """A box database with its accounts and the certificates it has seen: anh.nt's expires in 10 days,
+    binh.tv never presented one, chi.lt (supervisor) is valid for long, dung.pv is deactivated, and the
+    organisation's certificate is valid."""
+    from appliance import accounts, db, roster
+    from appliance.workflow import Actor
+
+    settings = load_settings(data_dir=data_dir, device_id="box-001", commune_code="19999")
+    engine = db.make_engine(settings.db_url)
+    db.upgrade(engine)
+    factory = db.session_factory(engine)
+    boss = Actor("chi.lt", "Lê Thị Chi")
+    with db.transaction(factory) as s:
+        for username, name, role in (
+            ("chi.lt", "Lê Thị Chi", "supervisor"),
+            ("anh.nt", "Nguyễn Thị An", "officer"),
+            ("binh.tv", "Trần Văn Bình", "officer"),
+            ("dung.pv", "Phạm Văn Dũng", "officer"),
+        ):
+            accounts.create(s, actor=boss, username=username, full_name=name, role=role, password="mat-khau-dai-1")
+    with db.transaction(factory) as s:
+        accounts.deactivate(s, actor=boss, username="dung.pv")
+        soon = now + timedelta(days=10, hours=12)
+        roster.record_seen(s, username="anh.nt", cert=cert_info("aa", soon, "Nguyễn Thị An"), source="token", now=now)
+        later = now + timedelta(days=400)
+        roster.record_seen(s, username="chi.lt", cert=cert_info("cc", later, "Lê Thị Chi"), source="token", now=now)
+        org = cert_info("ee", now + timedelta(days=300), "UBND xã Quảng Phú", "organisation")
+        roster.record_seen(s, username=roster.ORGANISATION, cert=org, source="token", now=now)
+    engine.dispose()
+    return settings
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_roster_travels_and_names_the_officer_whose_certificate_expires(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    settings = box_with_roster(tmp_path / "data", now)
+    r = Collector(
+        settings, firmware=pi.Recorded({}), with_tokens=False, overrides={"scanner": lambda: Scanner(present=True)}
+    ).collect(now)
+    assert r.roster is not None and "roster" not in {e.item for e in r.errors}
+    rows = {e.username: e for e in r.roster}
+    assert set(rows) == {"anh.nt", "binh.tv", "chi.lt", ""}  # active accounts and the organisation
+    assert (rows["anh.nt"].verdict, rows["binh.tv"].verdict, rows["chi.lt"].verdict) == ("expiring", "missing", "valid")
+    assert rows[""].role == "organisation" and rows[""].verdict == "valid" and rows[""].key == "rsa-2048"
+    assert rows["binh.tv"].subject is None and rows["binh.tv"].serial is None
+    assert parse_message(r.model_dump_json()) == r  # the published JSON carries it whole
+
+    items = {c.item: c for c in checks(r)}
+    officers = items["officer_certificates"]
+    assert officers.level == "warning"
+    assert officers.reason.startswith("Chứng thư số cán bộ: 1 chưa có, 1 sắp hết hạn, 1 hợp lệ")
+    assert "sắp hết hạn: anh.nt (Nguyễn Thị An, còn 10 ngày)" in officers.reason
+    assert "chưa có: binh.tv" in officers.reason and "dung.pv" not in officers.reason
+    assert "gia hạn" in officers.action and "đăng ký chứng thư số cá nhân" in officers.action
+    assert officers.detail is not None and officers.detail["counts"] == {"missing": 1, "expiring": 1, "valid": 1}
+    anh = next(o for o in officers.detail["officers"] if o["username"] == "anh.nt")
+    assert anh == {
+        "username": "anh.nt",
+        "common_name": "Nguyễn Thị An",
+        "verdict": "expiring",
+        "label": "sắp hết hạn",
+        "days_left": 10,
+    }
+    org = items["organisation_certificate"]
+    assert org.level == "ok" and org.reason == "Chứng thư số của cơ quan (UBND xã Quảng Phú) còn 300 ngày"
+    en = {c.item: c for c in checks(r, lang="en")}["officer_certificates"]
+    assert "expiring: anh.nt (Nguyễn Thị An, 10 days left)" in en.reason and "missing: binh.tv" in en.reason
+
+
+def test_roster_verdict_words_are_the_supervisor_pages() -> None:
+    from appliance import roster
+
+    assert VERDICT_WORD["vi"] == roster.VERDICTS
+    assert set(VERDICT_WORD["en"]) == set(roster.VERDICTS)
+
+
+def test_an_expired_officer_certificate_fails_and_no_organisation_certificate_fails(tmp_path: Path) -> None:
+    from appliance.telemetry.schema import RosterEntry
+
+    gone = RosterEntry(username="anh.nt", role="officer", verdict="expired", subject="CN=Nguyễn Thị An", not_after=NOW)
+    r = bare(roster=[gone, RosterEntry(username="", role="organisation", verdict="missing")])
+    items = {c.item: c for c in checks(r)}
+    assert (
+        items["officer_certificates"].level == "failing" and "hết hạn: anh.nt" in items["officer_certificates"].reason
+    )
+    assert items["organisation_certificate"].level == "failing"
+    assert items["organisation_certificate"].reason == "Chưa có chứng thư số của cơ quan"
+    assert "IT tỉnh" in items["organisation_certificate"].action
+    # a token plugged in now that holds the organisation's certificate speaks for it
+    from appliance.telemetry.schema import Certificate
+
+    org = Certificate(
+        owner="UBND xã", role="organisation", serial="1", not_after=NOW + timedelta(days=90), days_to_expiry=90,
+        usable_for_signing=True,
+    )  # fmt: skip
+    with_token = bare(
+        roster=r.roster, tokens=[Token(serial="S", label="t", model="m", pin_state="ok", certificates=[org])]
+    )
+    assert {c.item: c.level for c in checks(with_token)}["organisation_certificate"] == "ok"
+
+
+def test_every_item_is_there_even_when_unknown() -> None:
+    """A reading that carries nothing still lists every item, ok with no data; one that failed says so."""
+    empty = checks(bare())
+    assert sorted(c.item for c in empty if c.item in ITEMS) == sorted(ITEMS)  # each once
+    # nothing reported is no reason for attention, except the clock and fleet management (as before)
+    levels = {c.item: c.level for c in empty if c.item in ITEMS}
+    assert levels == {**dict.fromkeys(ITEMS, "ok"), "clock": "warning", "fleet": "warning"}
+    assert "không báo số liệu" in next(c.reason for c in empty if c.item == "link")
+    failed = bare(
+        errors=[
+            ReadingError(item=name, error="timeout after 5 s")
+            for name in ("scanner", "camera", "link", "roster", "tokens", "disk", "clock", "outbox", "fleet")
+        ]
+    )
+    items = checks(failed)
+    by_item = {c.item: c for c in items}
+    assert set(by_item) >= set(ITEMS)
+    for name in ITEMS:
+        assert by_item[name].level == "warning", name
+        assert "timeout after 5 s" in by_item[name].reason, name
+    assert len([c for c in items if c.item in ITEMS]) == len(ITEMS)  # one item each, no duplicate "cannot read"
+
+
+def test_an_unreachable_broker_fails_the_link_in_vietnamese(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, outbox={"host": "127.0.0.1", "port": closed_port()})
+    link = probes.link(settings, deadline_s=2.0)
+    assert link.reachable is False and link.connect_ms is None and link.error is not None
+    assert link.tls is False and link.last_delivery_at is None and link.throughput_bps is None
+    item = next(c for c in checks(bare(link=link)) if c.item == "link")
+    assert item.level == "failing"
+    assert item.reason.startswith(f"Không kết nối được máy chủ tỉnh 127.0.0.1:{settings.outbox.port}")
+    assert item.action.startswith("Kiểm tra cáp mạng và modem Internet")
+
+
+def test_the_link_reports_what_the_outbox_carried(tmp_path: Path) -> None:
+    """Throughput from the sender's last completed transfer, the last delivery from the outbox's receipts."""
+    from appliance import db
+    from appliance.outbox import store, traffic
+
+    settings = load_settings(data_dir=tmp_path, outbox={"host": "127.0.0.1", "port": closed_port()})
+    done = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+    path = traffic.path_for(settings.data_dir)
+    traffic.write(path, traffic.start(path).plus(4_000_000, 4_100_000, 0).completed(4_000_000, 16.0, done))
+    engine = db.make_engine(settings.db_url)
+    db.upgrade(engine)
+    package = tmp_path / "p.asice"
+    package.write_bytes(b"x" * 100)
+    with db.transaction(db.session_factory(engine)) as s:
+        row = store.enqueue(s, path=package, package_id="p1")
+        row.state, row.receipted_at = store.PackageState.RECEIPTED, done
+    engine.dispose()
+    link = probes.link(settings, deadline_s=2.0)
+    assert (link.last_transfer_bytes, link.last_transfer_s, link.last_transfer_at) == (4_000_000, 16.0, done)
+    assert link.throughput_bps == 2_000_000.0 and link.last_delivery_at == done
+    ok = link.model_copy(update={"reachable": True, "connect_ms": 42.0, "error": None})
+    item = next(c for c in checks(bare(link=ok)) if c.item == "link")
+    assert item.level == "ok"
+    assert item.reason == (
+        f"Kết nối được máy chủ tỉnh 127.0.0.1:{settings.outbox.port}, độ trễ 42 ms, gói gần nhất gửi với tốc độ "
+        "2.0 Mbit/s (02/03/2026 09:00), tỉnh xác nhận nhận gói gần nhất lúc 02/03/2026 09:00"
+    )
+    slow = next(c for c in checks(bare(link=ok.model_copy(update={"connect_ms": 2500.0}))) if c.item == "link")
+    assert slow.level == "warning" and slow.reason.startswith("Đường truyền chậm") and slow.action
+
+
 # --- the command ---------------------------------------------------------------------------------
 def test_doctor_command(tmp_path: Path) -> None:
     """In a subprocess: libsane reads its configuration once per process."""
@@ -243,7 +430,13 @@ def test_doctor_command(tmp_path: Path) -> None:
     sane = tmp_path / "sane"
     sane.mkdir()
     (sane / "dll.conf").write_text("")  # no scanner at all
-    env = {**os.environ, "SANE_CONFIG_DIR": str(sane), "APPLIANCE_DATA_DIR": str(tmp_path / "data")}
+    box_with_roster(tmp_path / "data", datetime.now(UTC))
+    env = {
+        **os.environ,
+        "SANE_CONFIG_DIR": str(sane),
+        "APPLIANCE_DATA_DIR": str(tmp_path / "data"),
+        "APPLIANCE_OUTBOX__PORT": str(closed_port()),  # the province's broker cannot be reached
+    }
     cmd = [sys.executable, "-m", "appliance", "doctor", "--no-tokens"]
     vi = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     assert vi.returncode == 1, vi.stderr
@@ -260,6 +453,23 @@ def test_doctor_command(tmp_path: Path) -> None:
         "reason": "Scanner not connected",
         "action": "Check the scanner's USB cable and power, then switch it off and on.",
     }
+    items = {i["item"]: i for i in data["items"]}
+    assert set(items) >= set(ITEMS), set(ITEMS) - set(items)
+    assert items["link"]["level"] == "failing" and items["link"]["detail"]["reachable"] is False
+    assert items["token"]["level"] == "ok" and items["token"]["reason"] == "Signing token: not checked"
+    assert items["organisation_certificate"]["level"] == "ok"
+    officers = items["officer_certificates"]
+    assert officers["level"] == "warning" and "expiring: anh.nt (Nguyễn Thị An, 10 days left)" in officers["reason"]
+    assert {o["username"]: o["verdict"] for o in officers["detail"]["officers"]} == {
+        "anh.nt": "expiring",
+        "binh.tv": "missing",
+        "chi.lt": "valid",
+    }
+    vi_json = subprocess.run([*cmd, "--json"], capture_output=True, text=True, env=env, check=False)
+    vi_items = {i["item"]: i for i in json.loads(vi_json.stdout)["items"]}
+    assert "sắp hết hạn: anh.nt (Nguyễn Thị An, còn 10 ngày)" in vi_items["officer_certificates"]["reason"]
+    assert vi_items["link"]["action"].startswith("Kiểm tra cáp mạng và modem Internet")
+    assert "[LỖI] Không kết nối được máy chủ tỉnh" in vi.stdout
 
 
 def test_docs_hold_the_json_schema_of_every_payload() -> None:

@@ -61,7 +61,12 @@ def collector(settings: object) -> Collector:
         settings,  # type: ignore[arg-type]
         firmware=pi.Recorded({"get_throttled": "throttled=0x50000", "measure_temp": "temp=51.0'C"}),
         with_tokens=False,
-        overrides={"scanner": lambda: Scanner(present=True, devices=["Canon DR-C225 (test)"])},
+        overrides={
+            "scanner": lambda: Scanner(present=True, devices=["Canon DR-C225 (test)"]),
+            # no roster: these boxes have no certificates, which the province would rightly alert on
+            # (the roster's own tests: test_telemetry.py, the province's roster tests)
+            "roster": lambda: None,
+        },
     )
 
 
@@ -317,3 +322,34 @@ def test_alerts_are_retained_mqtt_notifications(tmp_path: Path, broker: Broker, 
         c.loop_stop()
         c.disconnect()
         pub.link.stop()
+
+
+def test_the_link_item_measures_the_real_broker(tmp_path: Path, broker: Broker, pki: Pki) -> None:
+    """Broadband to the province: a TLS connect with the device certificate to the running mosquitto (no MQTT
+    session: the box's own sender keeps its client id), round trip measured; a CA that does not trust the
+    broker is told apart from a dead line."""
+    from appliance.readiness import checks
+    from appliance.telemetry import probes
+    from appliance.telemetry.schema import Reading
+    from provisioning.ca import make_ca
+
+    settings = box_settings(tmp_path / "data", pki, broker.port)
+    link = probes.link(settings, deadline_s=5.0)
+    assert link.reachable is True and link.tls is True and link.error is None
+    assert link.connect_ms is not None and link.handshake_ms is not None and link.handshake_ms >= link.connect_ms
+    reading = Reading(
+        device_id="box-001", commune_code="19999", boot_id="b", at=datetime.now(UTC), version="1", link=link
+    )
+    item = next(c for c in checks(reading) if c.item == "link")
+    assert item.level == "ok" and item.reason.startswith(f"Kết nối được máy chủ tỉnh 127.0.0.1:{broker.port}, độ trễ ")
+    assert "chưa có gói nào được tỉnh xác nhận" in item.reason and item.detail is not None
+    assert item.detail["rtt_ms"] == link.connect_ms
+
+    stranger = make_ca(tmp_path / "other-ca")
+    distrust = box_settings(tmp_path / "data", pki, broker.port, ca_file=stranger.cert)
+    refused = probes.link(distrust, deadline_s=5.0)
+    assert refused.reachable is False and refused.connect_ms is not None
+    assert refused.error is not None and refused.error.startswith("TLS")
+    item = next(c for c in checks(reading.model_copy(update={"link": refused})) if c.item == "link")
+    assert item.level == "failing" and "từ chối kết nối bảo mật" in item.reason
+    assert "chứng thư của thiết bị" in item.action

@@ -238,8 +238,7 @@ def certificates(request: Request, who: Supervisor) -> HTMLResponse:
     """ "Chứng thư số cán bộ": every officer's certificate with a verdict, and the organisation's."""
     ctx = ctx_of(request)
     with ctx.tx() as session:
-        users = session.scalars(select(accounts.User).where(accounts.User.active).order_by(accounts.User.username))
-        lines = roster.roster(session, officers=[(u.username, u.full_name) for u in users])
+        lines = roster.of_active_accounts(session)
         profiles = {p.username: p for p in session.scalars(select(remote_signing.SigningProfile))}
     return render(
         request,
