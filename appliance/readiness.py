@@ -117,7 +117,7 @@ def checks(reading: Reading, *, lang: Lang = "vi", limits: Thresholds | None = N
         )
 
     def no_data(item: str, vi: str, en: str) -> None:
-        add(Check(item, "ok", _t(lang, f"{vi}: thiết bị không báo số liệu", f"{en}: not reported by the box")))
+        add(Check(item, "ok", _t(lang, f"{vi}: chưa có số liệu", f"{en}: no data")))
 
     # scanner
     if reading.scanner is None:
@@ -471,21 +471,29 @@ def checks(reading: Reading, *, lang: Lang = "vi", limits: Thresholds | None = N
     return out
 
 
+_NAMES = {  # item -> (Vietnamese, English) as a sentence names it
+    "link": ("đường truyền về tỉnh", "link to the province"),
+    "organisation_certificate": ("chứng thư số của cơ quan", "organisation certificate"),
+    "officer_certificates": ("chứng thư số cán bộ", "officers' certificates"),
+}
+
+
 def _missing(item: str, failed: dict[str, str], lang: Lang) -> Check:
     """An item whose reading is absent: failed (a warning that says so) or not reported (ok, no data)."""
     source = _SOURCE.get(item, item)
+    vi, en = _NAMES[item]
     if source in failed:
         return Check(
             item,
             "warning",
-            _t(lang, f"Không đọc được mục {item} ({failed[source]})", f"Cannot read {item} ({failed[source]})"),
+            _t(lang, f"Không đọc được {vi} ({failed[source]})", f"Cannot read the {en} ({failed[source]})"),
             _t(
                 lang,
                 "Khởi động lại thiết bị; nếu còn lỗi, báo IT tỉnh.",
                 "Restart the box; if it persists, call provincial IT.",
             ),
         )
-    return Check(item, "ok", _t(lang, f"Mục {item}: thiết bị không báo số liệu", f"{item}: not reported by the box"))
+    return Check(item, "ok", _t(lang, f"{vi.capitalize()}: chưa có số liệu", f"{en.capitalize()}: no data"))
 
 
 def _when(at: datetime) -> str:

@@ -362,7 +362,7 @@ def test_every_item_is_there_even_when_unknown() -> None:
     # nothing reported is no reason for attention, except the clock and fleet management (as before)
     levels = {c.item: c.level for c in empty if c.item in ITEMS}
     assert levels == {**dict.fromkeys(ITEMS, "ok"), "clock": "warning", "fleet": "warning"}
-    assert "không báo số liệu" in next(c.reason for c in empty if c.item == "link")
+    assert next(c.reason for c in empty if c.item == "link") == "Đường truyền về tỉnh: chưa có số liệu"
     failed = bare(
         errors=[
             ReadingError(item=name, error="timeout after 5 s")
