@@ -107,10 +107,21 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dns", action="append", default=[], help="another DNS name of the box (repeatable)")
     s.add_argument("--days", type=int, default=397, help="at most 397: browsers refuse longer server certificates")
 
-    s = sub.add_parser("revoke", parents=[common], help="revoke a certificate (by serial) or a whole device")
+    s = sub.add_parser(
+        "revoke",
+        parents=[common],
+        help="revoke a certificate (by serial), a whole device, or (--superseded-by) every certificate that a new "
+        "one replaces",
+    )
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--serial")
     g.add_argument("--device-id")
+    g.add_argument(
+        "--superseded-by",
+        metavar="SERIAL",
+        help="once the certificate SERIAL is installed: revoke every other unrevoked certificate of its holder (the "
+        "same box's device or web certificates, or the same receiver's) with reason superseded",
+    )
     s.add_argument("--reason", default=None, choices=sorted(revoke.REASONS))
     s.add_argument("--crl", type=Path, help="also write the new CRL here")
 
@@ -217,6 +228,10 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 - one branch per comman
         with registry.open_registry(_registry_path(args)) as con:
             if args.serial:
                 serials = [revoke.revoke_serial(con, args.serial, args.reason or "unspecified")]
+            elif args.superseded_by:
+                if args.reason not in (None, "superseded"):
+                    raise registry.RegistryError("--superseded-by always revokes with reason superseded")
+                serials = revoke.supersede(con, args.superseded_by)
             else:
                 serials = revoke.revoke_device(con, args.device_id, args.reason or "cessation_of_operation")
             if args.crl:

@@ -44,6 +44,33 @@ def revoke_serial(con: sqlite3.Connection, serial: str, reason: str = "unspecifi
     return registry.mark_revoked(con, serial, reason).serial
 
 
+def supersede(con: sqlite3.Connection, serial: str) -> list[str]:
+    """Revoke as superseded every other unrevoked certificate of the holder of `serial` (idempotent).
+
+    The holder is the same box for a device certificate, and the same kind and name for a service
+    certificate: a box's web certificates, or one receiver's. Called once the new certificate is
+    installed and in use, so the one it replaced -- and any issued but never installed -- stop being valid.
+    """
+    new = registry.service_certificate(con, serial)
+    if new is not None:
+        if new.revoked_at is not None:
+            raise registry.RegistryError(f"certificate {new.serial} is itself revoked")
+        siblings = registry.service_certificates(con, kind=new.kind, name=new.name)
+        done = [c.serial for c in siblings if c.revoked_at is None and c.serial != new.serial]
+        for s in done:
+            registry.mark_service_revoked(con, s, "superseded")
+        return done
+    rec = registry.certificate(con, serial)
+    if rec.revoked_at is not None:
+        raise registry.RegistryError(f"certificate {rec.serial} is itself revoked")
+    done = [
+        c.serial for c in registry.certificates(con, rec.device_id) if c.revoked_at is None and c.serial != rec.serial
+    ]
+    for s in done:
+        registry.mark_revoked(con, s, "superseded")
+    return done
+
+
 def revoke_device(con: sqlite3.Connection, device_id: str, reason: str = "cessation_of_operation") -> list[str]:
     """Revoke every unrevoked certificate of a device (a stolen or retired box)."""
     done = []

@@ -149,3 +149,36 @@ def test_ansible_broker_role_installs_what_broker_config_prints() -> None:
     tasks = (role / "tasks" / "main.yml").read_text()
     assert "-m provisioning broker-config" in tasks
     assert "dest: /etc/mosquitto/mosquitto.conf" in tasks
+
+
+def test_superseded_by_revokes_only_what_the_new_certificate_replaces(ca_dir: Path, tmp_path: Path) -> None:
+    base = ["--ca-dir", str(ca_dir)]
+    add = ["registry", "add", *base, "--commune-code", "19888", "--commune-name", "Xã Hai", "--province-code", "44"]
+    assert run(add)[0] == 0
+
+    def web(device_id: str, n: int) -> str:
+        d = tmp_path / f"{device_id}-{n}"
+        assert (
+            run(["csr", *base, "--device-id", device_id, "--web", "--key", str(d / "k"), "--csr", str(d / "c")])[0] == 0
+        )
+        code, out = run(["web-cert", *base, "--device-id", device_id, "--csr", str(d / "c"), "--out", str(d), "--json"])
+        assert code == 0
+        serial: str = json.loads(out)["serial"]
+        return serial
+
+    first, orphan, other_box = web(BOX, 1), web(BOX, 2), web("19888-01", 1)
+    new = web(BOX, 3)
+    rx = tmp_path / "rx"
+    code, out = run(["receiver-cert", *base, "--name", "receiver-1", "--new-key", "--out", str(rx), "--json"])
+    receiver = json.loads(out)["serial"]
+    assert run(["revoke", *base, "--superseded-by", new, "--reason", "key_compromise"])[0] == 2
+
+    code, out = run(["revoke", *base, "--superseded-by", new, "--crl", str(tmp_path / "crl.pem"), "--json"])
+    assert code == 0
+    assert sorted(json.loads(out)["revoked"]) == sorted([first, orphan])  # the box's older web certificates only
+    crl = revoke.revoked_serials((tmp_path / "crl.pem").read_bytes())
+    assert crl == {first: "superseded", orphan: "superseded"}  # not the new one, another box's, a receiver's
+    assert other_box not in crl and receiver not in crl and new not in crl
+    # again: nothing more to revoke; a revoked certificate cannot supersede anything
+    assert json.loads(run(["revoke", *base, "--superseded-by", new, "--json"])[1])["revoked"] == []
+    assert run(["revoke", *base, "--superseded-by", first])[0] == 2
