@@ -34,7 +34,9 @@ Short = Annotated[str, Field(max_length=64)]  # boot id, software version
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    # A field this version does not know is dropped, not refused: a box upgraded before its province
+    # still reports (additive fields only within a schema version; bounds still apply to known fields).
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
 
 class Status(_Model):
