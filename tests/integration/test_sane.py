@@ -32,6 +32,22 @@ from appliance.messages_vi import MESSAGES_VI, message_for
 pytestmark = pytest.mark.sane
 
 FAULT_DEVICE = "test:1"
+
+
+# Fault requests ask for a small grey page: the test backend's reader thread then writes the whole image
+# into its pipe and ends before the injected status cancels the scan (a thread left blocked on a full pipe
+# is what sane_cancel would otherwise have to tear down).
+def fault(status: str) -> ScanRequest:
+    return ScanRequest(
+        device=FAULT_DEVICE,
+        resolution=50,
+        source="Flatbed",
+        mode="Gray",
+        area_mm=(20.0, 20.0),
+        extra={"read-return-value": status},
+    )
+
+
 ADF = "Automatic Document Feeder"
 
 
@@ -158,7 +174,7 @@ def test_empty_feeder_at_first_sheet_raises(scanner: SaneScanner) -> None:
     ],
 )
 def test_injected_fault_maps_to_error(scanner: SaneScanner, status: str, error: type[CaptureError]) -> None:
-    request = ScanRequest(device=FAULT_DEVICE, resolution=50, source="Flatbed", extra={"read-return-value": status})
+    request = fault(status)
     with pytest.raises(CaptureError) as info:
         list(scanner.scan(request))
     assert type(info.value) is error
@@ -174,7 +190,7 @@ def test_every_read_return_value_is_covered(scanner: SaneScanner) -> None:
     statuses = [s for s in opts["read-return-value"].constraint or [] if s != "Default"]  # type: ignore[union-attr]
     assert "SANE_STATUS_JAMMED" in statuses
     for status in statuses:
-        request = ScanRequest(device=FAULT_DEVICE, resolution=50, source="Flatbed", extra={"read-return-value": status})
+        request = fault(str(status))
         try:
             list(scanner.scan(request))
         except CaptureError as err:
@@ -182,9 +198,7 @@ def test_every_read_return_value_is_covered(scanner: SaneScanner) -> None:
         else:
             assert status == "SANE_STATUS_EOF"  # EOF at once = an empty image: must not "succeed"
     # back to normal: the device still scans after every fault (it was closed each time)
-    (page,) = scanner.scan(
-        ScanRequest(device=FAULT_DEVICE, resolution=50, source="Flatbed", extra={"read-return-value": "Default"})
-    )
+    (page,) = scanner.scan(fault("Default"))
     assert page.image.size > 0
 
 
