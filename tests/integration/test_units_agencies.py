@@ -155,6 +155,52 @@ def test_the_shipped_quang_tri_table_loads_and_says_what_it_is(factory: sessionm
     assert "78" in readme and "Decision 19/2025" in readme and "1027/CTK-CSCL" in readme
 
 
+def test_the_shipped_quang_tri_mapping_gives_every_old_unit_todays(
+    factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    from appliance.originals import OriginalStore
+
+    table, mapping_file = SHIPPED / "44-quang-tri.csv", SHIPPED / "44-quang-tri-mapping.csv"
+    text = mapping_file.read_text(encoding="utf-8")
+    assert "fc33b7411ec4e3697817fab8118718a8d39ef090" in text and "1680/NQ-UBTVQH15" in text  # provenance
+    rows, mapping = read_units(table), read_mapping(mapping_file)
+    new_codes = {u.code for u in rows}
+    assert {m.new_code for m in mapping} == new_codes  # every new unit is reached, and only those
+    communes = [m for m in mapping if len(m.old_code) == 5]
+    districts = {m.old_code for m in mapping if len(m.old_code) == 3}
+    # 264 pre-2025 communes (145 in Quảng Bình's 8 districts, 119 in Quảng Trị's 10), each in one new unit
+    assert len(communes) == len({m.old_code for m in communes}) == 264
+    assert len(districts) == 18 and all(m.old_parent for m in communes)
+    # an old code that Decision 19/2025 reuses belongs to a commune of the unit carrying it now
+    assert all(m.new_code == m.old_code for m in communes if m.old_code in new_codes)
+    pairs = {(m.old_code, m.old_name, m.old_parent): m.new_code for m in mapping}
+    # read in two places: the pre-2025 dataset (old code, district) and NQ 1680 / sapnhap data (the grouping)
+    assert pairs[("19705", "xã Hải Lệ", "thị xã Quảng Trị")] == "19360"  # phường Quảng Trị
+    assert pairs[("19456", "xã Tân Thành", "huyện Hướng Hóa")] == "19432"  # xã Lao Bảo
+    assert pairs[("18919", "xã Tân Thành", "huyện Minh Hóa")] == "18919"  # not rearranged
+    assert pairs[("19183", "xã Hòa Trạch", "huyện Bố Trạch")] == "19111"  # xã Hoàn Lão, not today's Hòa Trạch
+    assert pairs[("19114", "thị trấn Nông trường Việt Trung", "huyện Bố Trạch")] == "19198"  # xã Nam Trạch
+    assert pairs[("19354", "phường 3", "thành phố Đông Hà")] == "19333"  # phường Đông Hà
+    assert pairs[("471", "huyện Cồn Cỏ", "tỉnh Quảng Trị")] == "19742"  # đặc khu Cồn Cỏ
+    with db.transaction(factory) as s:
+        loaded = units.load(s, rows, mappings=mapping, version="QĐ19/2025", effective=date(2025, 7, 1))
+        assert loaded.mappings == 344
+
+        def today(printed: str) -> list[str]:
+            return sorted(u.code for u in units.today_for(s, printed).today)
+
+        assert today("Xã Hải Lệ, thị xã Quảng Trị") == ["19360"]
+        assert today("xa tan thanh") == ["18919", "19432"]  # two old xã Tân Thành: both of today's units
+        assert today("xã Tân Thành, huyện Hướng Hóa") == today("19456") == ["19432"]
+        assert today("Phường 1, thành phố Đông Hà") == ["19333"] and today("phường 1, thị xã Quảng Trị") == ["19360"]
+        assert today("huyện Bố Trạch") == ["19111", "19126", "19138", "19141", "19147", "19159", "19198"]
+        doc = make_doc(s, OriginalStore(tmp_path / "originals"), dossier_code=None)
+        found = units.record_printed_unit(s, document_id=doc.id, printed="xã Cự Nẫm, huyện Bố Trạch")
+        assert [units.label(u) for u in found.today] == ["xã Bố Trạch"]
+        info = s.get(DocumentInfo, doc.id)
+        assert info is not None and (info.printed_unit, info.current_unit) == ("xã Cự Nẫm, huyện Bố Trạch", "19141")
+
+
 # --- receiving centre and deciding agency ------------------------------------------------------------
 def test_a_dossier_records_where_it_was_received_and_who_decides(factory: sessionmaker[Session]) -> None:
     with db.transaction(factory) as s:
