@@ -209,6 +209,7 @@ def test_orienter_not_asked_when_the_layout_cue_is_sure(page: np.ndarray) -> Non
 
 def test_orienter_decides_when_the_layout_cue_is_weak(page: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(imaging, "SURE_ORIENTATION", 99.0)  # every page counts as unsure
+    monkeypatch.setattr(imaging, "SURE_MARKS", 99.0)  # for the diacritics cue too
     calls: list[tuple[tuple[int, ...], float]] = []
 
     def orienter(image: np.ndarray, dpi: float) -> tuple[int, float]:
@@ -228,6 +229,69 @@ def test_orienter_decides_when_the_layout_cue_is_weak(page: np.ndarray, monkeypa
 
     turned = imaging.clean(RawPage(page, 300, Source.SCANNER), orient=stubborn)
     assert turned.rotation == 90 and turned.image.shape == page.shape[::-1]
+
+
+def never(image: np.ndarray, dpi: float) -> tuple[int, float]:
+    raise AssertionError("the diacritics cue should have decided this page without OSD")
+
+
+@pytest.mark.parametrize(("turns", "rotation"), [(0, 0), (2, 180), (1, 90), (3, 270)])
+def test_diacritics_decide_when_the_layout_cue_is_weak(
+    page: np.ndarray, monkeypatch: pytest.MonkeyPatch, turns: int, rotation: int
+) -> None:
+    monkeypatch.setattr(imaging, "SURE_ORIENTATION", 99.0)  # the layout cue never decides
+    turned = np.ascontiguousarray(np.rot90(page, turns))
+    clean = imaging.clean(RawPage(turned, 300, Source.SCANNER), orient=never)
+    assert clean.rotation == rotation
+    assert np.array_equal(clean.image, page)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "index"), [("scan200_colour_seal", 3), ("photocopy", 1)])
+def test_diacritics_decide_bench_pages_the_layout_cue_is_unsure_about(kind: str, index: int) -> None:
+    """Two pages of the fixed bench set whose layout score was under SURE_ORIENTATION (-0.05 and 0.02):
+    a sans-serif colour scan turned upside down, and a photocopy; OSD ran on both before."""
+    img, _, meta = corpus.make_item(kind, index)
+    raw = RawPage(img, float(meta["dpi"]), Source.FILE)  # type: ignore[arg-type]
+    assert imaging.clean(raw, orient=never).rotation == (180 if meta["upside_down"] else 0)
+    flipped = RawPage(np.ascontiguousarray(img[::-1, ::-1]), raw.dpi, Source.FILE)
+    assert imaging.clean(flipped, orient=never).rotation == (0 if meta["upside_down"] else 180)
+
+
+CAPITALS = tuple("CONG HOA XA HOI CHU NGHIA VIET NAM - DOC LAP TU DO HANH PHUC 2025" for _ in range(16))
+
+
+def speckled(img: np.ndarray, seed: int = 1) -> np.ndarray:
+    """Toner specks all over the page: small marks above and below the letters alike."""
+    out = img.copy()
+    rng = np.random.default_rng(seed)
+    for y, x in zip(rng.integers(0, img.shape[0], 40_000), rng.integers(0, img.shape[1], 40_000), strict=True):
+        out[y : y + 4, x : x + 4] = 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["two lines", "capitals without marks", "speckled capitals"],
+)
+def test_orienter_still_asked_when_the_diacritics_cue_is_unsure(monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    """Too few marks, no marks, or marks as often below letters as above: not decided without OSD."""
+    img = {
+        "two lines": lambda: render(lines=2),
+        "capitals without marks": lambda: render(text=CAPITALS),
+        "speckled capitals": lambda: speckled(render(text=CAPITALS)),
+    }[case]()
+    score, decided = imaging._mark_score(img, 300, False)
+    assert decided < imaging.MIN_MARKS or abs(score) < imaging.SURE_MARKS
+    monkeypatch.setattr(imaging, "SURE_ORIENTATION", 99.0)
+    calls: list[float] = []
+
+    def orienter(image: np.ndarray, dpi: float) -> tuple[int, float]:
+        calls.append(dpi)
+        return 180, 9.0
+
+    clean = imaging.clean(RawPage(img, 300, Source.SCANNER), orient=orienter)
+    assert calls == [300] and clean.rotation == 180
 
 
 def test_orienter_not_asked_about_blank_page() -> None:
