@@ -4,7 +4,8 @@
 
 - scans (scanner or file): crop away dark scanner-lid borders, deskew, fix 0/90/180/270 orientation;
 - camera photos: find the sheet on the desk, rectify its perspective to an A4-shaped page of at least
-  200 dpi, even out the lighting, then deskew and orient as for scans.
+  200 dpi, even out the lighting, straighten the text lines of a curled page (``appliance.dewarp``),
+  then deskew and orient as for scans.
 
 Every page comes out (a page is never dropped); doubtful pages carry flags for the officer.
 All analysis runs on downscaled copies (about 100 dpi); the full-resolution image is resampled once.
@@ -23,6 +24,7 @@ import cv2 as _cv2
 import numpy as np
 import numpy.typing as npt
 
+from appliance import dewarp
 from appliance.errors import NotAnImage
 from appliance.model import CleanOptions, CleanPage, PageFlag, PageImage, RawPage, Source
 
@@ -268,6 +270,11 @@ def _clean_photo(image: PageImage, opts: CleanOptions, orient: Orienter | None) 
         out = _paint_outside(out, outline, (255.0,) * (3 if out.ndim == 3 else 1))
     k_small = max(1, round(dpi / ANALYSIS_DPI))
     small = _shrink(out, k_small)
+    if PageFlag.CURLED in flags:  # straighten the bent lines; the flag stays unless they came out straight
+        fixed = dewarp.straighten(out, small, dpi, vertical=vertical)
+        out, small = fixed.image, fixed.small
+        if fixed.applied and fixed.straight:
+            flags.discard(PageFlag.CURLED)
     return _finish(
         out,
         small,
