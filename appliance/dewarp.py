@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2 as _cv2
@@ -58,7 +58,7 @@ class Straightened:
     image: PageImage
     small: PageImage
     applied: bool  # the remapped page was kept
-    straight: bool  # the lines are straight now (bend at most STRAIGHT_MM), after or without correcting
+    straight: bool  # enough lines, and they are straight now (bend at most STRAIGHT_MM), corrected or not
     bend_before_mm: float
     bend_after_mm: float
     lines: int  # text lines the field was fitted to
@@ -81,16 +81,14 @@ def straighten(image: PageImage, small: PageImage, dpi: float, *, vertical: bool
     if vertical:  # work on the transposed page: its lines run across
         out = straighten(_transpose(image), _transpose(small), dpi)
         if not out.applied:
-            return Straightened(image, small, False, out.straight, out.bend_before_mm, out.bend_after_mm, out.lines)
-        return Straightened(
-            _transpose(out.image), _transpose(out.small), True, out.straight, out.bend_before_mm,
-            out.bend_after_mm, out.lines,
-        )  # fmt: skip
+            return replace(out, image=image, small=small)
+        return replace(out, image=_transpose(out.image), small=_transpose(out.small))
     px_mm = small.shape[1] / image.shape[1] * dpi / MM_PER_INCH
     lines = text_lines(small, px_mm)
     before = bend_mm(lines, px_mm)
-    unchanged = Straightened(image, small, False, before <= STRAIGHT_MM, before, before, len(lines))
-    if len(lines) < MIN_LINES or before <= STRAIGHT_MM:
+    enough = len(lines) >= MIN_LINES
+    unchanged = Straightened(image, small, False, enough and before <= STRAIGHT_MM, before, before, len(lines))
+    if not enough or before <= STRAIGHT_MM:
         log.debug("dewarp: %d lines, bend %.2f mm: left as it is", len(lines), before)
         return unchanged
     field = _fit_field(lines, small.shape[1], small.shape[0])
@@ -102,18 +100,11 @@ def straighten(image: PageImage, small: PageImage, dpi: float, *, vertical: bool
     if not after < KEEP_RATIO * before:
         log.info("dewarp: bend %.2f -> %.2f mm over %d lines: not straighter, page kept as it was", before, after,
                  len(lines))  # fmt: skip
-        return replace_after(unchanged, after)
+        return replace(unchanged, bend_after_mm=after)
     scale = image.shape[0] / small.shape[0]
     out_image = _remap(image, field, scale)
     log.info("dewarp: bend %.2f -> %.2f mm over %d lines: corrected", before, after, len(lines))
     return Straightened(out_image, small_out, True, after <= STRAIGHT_MM, before, after, len(lines))
-
-
-def replace_after(result: Straightened, after: float) -> Straightened:
-    """``result`` with the bend a rejected correction reached (the page itself unchanged)."""
-    return Straightened(
-        result.image, result.small, result.applied, result.straight, result.bend_before_mm, after, result.lines
-    )
 
 
 # --- text lines ------------------------------------------------------------------------------

@@ -106,6 +106,14 @@ def test_bent_lines_come_out_straight(page: tuple[np.ndarray, str], bend: object
     assert result.image.shape == img.shape and result.image.dtype == np.uint8
 
 
+def test_page_on_its_side(page: tuple[np.ndarray, str]) -> None:
+    bent = np.ascontiguousarray(np.rot90(wave(page[0], 2.5, 140.0)))  # lines run up and down
+    result = dewarp.straighten(bent, small_copy(bent), DPI, vertical=True)
+    assert result.applied and result.straight and result.image.shape == bent.shape
+    upright = np.ascontiguousarray(np.rot90(result.image, -1))
+    assert dewarp.bend_mm(dewarp.text_lines(small_copy(upright), PX_MM / 2), PX_MM / 2) <= dewarp.STRAIGHT_MM
+
+
 @pytest.mark.slow
 @pytest.mark.tesseract
 @pytest.mark.parametrize(
