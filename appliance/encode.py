@@ -52,6 +52,9 @@ INK_RATIO_MAX = 0.75
 SPECK_AREA_300 = 12
 # ... "close" means within this distance (mm): diacritics sit well inside it.
 SPECK_NEAR_MM = 1.5
+# Full-resolution work is done in bands of this many rows, so its temporaries stay a few MB whatever the
+# page size (an A4 page at 300 dpi is 26 MB in RGB; whole-page temporaries added ~90 MB per step).
+BAND_ROWS = 256
 
 
 def encode(page: CleanPage, opts: EncodeOptions = EncodeOptions()) -> EncodedPage:  # noqa: B008 (frozen)
@@ -77,6 +80,7 @@ def encode(page: CleanPage, opts: EncodeOptions = EncodeOptions()) -> EncodedPag
 
     paper = _paper_level(grey, page.dpi)
     ink = _ink_mask(img, grey, paper, scale=full_dpi / page.dpi)
+    del grey, paper  # an RGB page's grey copy is not needed past the mask: free it before the peak below
     ink = _despeckle(ink, full_dpi)
     ink_src = ink if not upsampled else cv2.resize(_u8(ink), (w, h), interpolation=cv2.INTER_AREA) > 127
 
@@ -244,17 +248,24 @@ def _ink_mask(img: PageImage, grey: PageImage, paper: PageImage, scale: float) -
     ratio = _ink_ratio(grey, paper)
     threshold = np.clip(paper.astype(np.float32) * ratio, 0, 255).astype(np.uint8)
     threshold = cv2.resize(threshold, (w, h), interpolation=cv2.INTER_LINEAR)
-    dark = cv2.compare(grey, threshold, cv2.CMP_LT)
-    if img.ndim == 3:
-        r, g, b = cv2.split(img)
-        hi = cv2.max(cv2.max(r, g), b)
-        lo = cv2.min(cv2.min(r, g), b)
-        chroma = cv2.subtract(hi, lo)
-        # Coloured: chroma above INK_CHROMA and above 30 % of the brightest channel.
-        limit = cv2.max(cv2.multiply(hi, np.full_like(hi, 3), scale=0.1), np.full_like(hi, INK_CHROMA))
-        grey_ink = cv2.compare(chroma, limit, cv2.CMP_LE)
-        dark = cv2.bitwise_and(dark, grey_ink)
-    return dark > 0
+    ink: Mask = np.empty((h, w), np.bool_)
+    for y0 in range(0, h, BAND_ROWS):  # pixel by pixel: the bands give exactly the whole-page result
+        y1 = min(h, y0 + BAND_ROWS)
+        dark = cv2.compare(grey[y0:y1], threshold[y0:y1], cv2.CMP_LT)
+        if img.ndim == 3:
+            dark = cv2.bitwise_and(dark, _unsaturated(img[y0:y1]))
+        np.greater(dark, 0, out=ink[y0:y1])
+    return ink
+
+
+def _unsaturated(rgb: PageImage) -> PageImage:
+    """255 where a pixel is not coloured: chroma at most INK_CHROMA or 30 % of its brightest channel."""
+    r, g, b = cv2.split(rgb)
+    hi = cv2.max(cv2.max(r, g), b)
+    lo = cv2.min(cv2.min(r, g), b)
+    chroma = cv2.subtract(hi, lo)
+    limit = cv2.max(cv2.multiply(hi, np.full_like(hi, 3), scale=0.1), np.full_like(hi, INK_CHROMA))
+    return _u8img(cv2.compare(chroma, limit, cv2.CMP_LE))
 
 
 def _ink_ratio(grey: PageImage, paper: PageImage) -> float:
@@ -268,7 +279,7 @@ def _ink_ratio(grey: PageImage, paper: PageImage) -> float:
 
 def _despeckle(ink: Mask, dpi: float) -> Mask:
     """Drop tiny isolated components; keep small ones near real ink (diacritics, dots)."""
-    n, labels, stats, centroids = cv2.connectedComponentsWithStats(_u8(ink), connectivity=8)
+    n, labels, stats, centroids = _components(ink)
     if n <= 1:
         return ink
     areas = stats[:, cv2.CC_STAT_AREA]
@@ -314,6 +325,24 @@ def _despeckle(ink: Mask, dpi: float) -> Mask:
     return out
 
 
+def _components(
+    ink: Mask,
+) -> tuple[int, npt.NDArray[np.integer[Any]], npt.NDArray[np.int32], npt.NDArray[np.float64]]:
+    """8-connected components with stats. Labels in 16 bits (half the memory of OpenCV's default 32) while
+    they fit, as on any text page; a very noisy page with 65,535 specks or more is labelled again in 32."""
+    try:
+        out = cv2.connectedComponentsWithStatsWithAlgorithm(ink.view(np.uint8), 8, cv2.CV_16U, cv2.CCL_DEFAULT)
+    except cv2.error:
+        out = cv2.connectedComponentsWithStats(ink.view(np.uint8), connectivity=8)
+    n, labels, stats, centroids = out
+    return (
+        int(n),
+        cast(npt.NDArray[np.integer[Any]], labels),
+        cast(npt.NDArray[np.int32], stats),
+        cast(npt.NDArray[np.float64], centroids),
+    )
+
+
 def _background(img: PageImage, ink: Mask, dpi: float, background_dpi: float) -> tuple[PageImage, Mask]:
     """Low-resolution image with the ink removed (filled with the surrounding colour).
 
@@ -323,37 +352,75 @@ def _background(img: PageImage, ink: Mask, dpi: float, background_dpi: float) ->
     """
     r = max(1, int(round(dpi / 150.0)))
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * r + 1, 2 * r + 1))
-    keep = cv2.bitwise_not(cv2.dilate(_u8(ink), kernel))
-    kept = cv2.bitwise_and(img, img, mask=keep)
-    h, w = keep.shape
+    h, w = ink.shape
     factor = dpi / background_dpi
     whole = round(factor)
     if whole >= 2 and abs(factor - whole) < 0.15 and min(h, w) >= whole:
         # Exact integer reduction (OpenCV's fast path). The last < `whole` rows/columns are
         # dropped: the layer is stretched over the page by at most that, invisible at this dpi.
+        # Each output row averages `whole` input rows, so bands of whole rows give the same result;
+        # each band's dilation reads `r` rows beyond it, so it too is the whole page's.
         hc, wc = (h // whole) * whole, (w // whole) * whole
-        kept, keep = kept[:hc, :wc], keep[:hc, :wc]
         size = (wc // whole, hc // whole)
+        reduced = np.empty((size[1], size[0], *img.shape[2:]), np.uint8)
+        weight8 = np.empty((size[1], size[0]), np.uint8)
+        step = max(1, BAND_ROWS // whole) * whole
+        for y0 in range(0, hc, step):
+            y1 = min(hc, y0 + step)
+            lo, hi = max(0, y0 - r), min(h, y1 + r)
+            near = cv2.dilate(ink[lo:hi].view(np.uint8), kernel)[y0 - lo : y1 - lo, :wc]
+            keep = cv2.threshold(near, 0, 255, cv2.THRESH_BINARY_INV)[1]  # 255 = paper, averaged
+            band = img[y0:y1, :wc]
+            rows = (size[0], (y1 - y0) // whole)
+            out_rows = slice(y0 // whole, y1 // whole)
+            kept = cv2.bitwise_and(band, band, mask=keep)
+            reduced[out_rows] = cv2.resize(kept, rows, interpolation=cv2.INTER_AREA).reshape(reduced[out_rows].shape)
+            weight8[out_rows] = cv2.resize(keep, rows, interpolation=cv2.INTER_AREA).reshape(weight8[out_rows].shape)
     else:
         size = _scaled(w, h, 1.0 / factor)
-    total = cv2.resize(kept, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    weight = cv2.resize(keep, size, interpolation=cv2.INTER_AREA).astype(np.float32) * np.float32(1 / 255)
-    colour = total.ndim == 3
+        keep = cv2.threshold(cv2.dilate(ink.view(np.uint8), kernel), 0, 255, cv2.THRESH_BINARY_INV)[1]
+        kept = cv2.bitwise_and(img, img, mask=keep)
+        reduced = _u8img(cv2.resize(kept, size, interpolation=cv2.INTER_AREA))
+        weight8 = _u8img(cv2.resize(keep, size, interpolation=cv2.INTER_AREA))
+        del kept, keep
+    return _fill_holes(reduced, weight8)
+
+
+def _fill_holes(reduced: PageImage, weight8: PageImage) -> tuple[PageImage, Mask]:
+    """Divide the paper sums by their weight; fill the cells with too little paper from their neighbours.
+
+    One channel at a time (which cells each pass fills depends on the weight alone): a float copy of an
+    RGB background is 12 bytes a pixel, and the passes held four of them at once.
+    """
+    weight = weight8.astype(np.float32) * np.float32(1 / 255)
     holes = weight < 0.35
-    out = total / (np.maximum(weight, 1e-3)[..., None] if colour else np.maximum(weight, 1e-3))
+    safe = np.maximum(weight, 1e-3)
+    passes: list[tuple[int, Mask, Floats]] = []
     todo = holes.copy()
     for k in (5, 15, 45):
         if not todo.any():
             break
-        num = cv2.blur(total, (k, k))
         den = cv2.blur(weight, (k, k))
         ok = todo & (den > 0.02)
-        out[ok] = num[ok] / (den[ok][:, None] if colour else den[ok])
+        passes.append((k, ok, cast(Floats, den[ok])))
         todo &= ~ok
-    if todo.any():  # cells far from any paper: use the page's paper colour
-        paper_px = out[~holes]
-        out[todo] = np.median(paper_px, axis=0) if paper_px.size else 255.0
-    result: PageImage = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    del weight
+    planes = [reduced] if reduced.ndim == 2 else list(cv2.split(reduced))
+    result: PageImage = np.empty(reduced.shape, np.uint8)
+    for c, plane in enumerate(planes):
+        total = plane.astype(np.float32)
+        out = total / safe
+        for k, ok, den_ok in passes:
+            out[ok] = cv2.blur(total, (k, k))[ok] / den_ok
+        if todo.any():  # cells far from any paper: use the page's paper colour
+            paper_px = out[~holes]
+            out[todo] = np.median(paper_px) if paper_px.size else 255.0
+        out += 0.5
+        np.clip(out, 0, 255, out=out)
+        if reduced.ndim == 2:
+            result[:] = out
+        else:
+            result[..., c] = out
     return result, holes
 
 

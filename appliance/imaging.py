@@ -98,6 +98,7 @@ def clean(raw: RawPage, opts: CleanOptions = _DEFAULT_OPTIONS, orient: Orienter 
 # channel then reaches the paper), while black text under a seal stays dark in that channel.
 CHROMA_FROM, CHROMA_FULL = 30, 70
 INK_LIFT = 1.5
+TEXT_BAND_ROWS = 256  # rows per band: a whole-page pass held seven page-sized temporaries (~60 MB at A4 300 dpi)
 
 
 def text_image(image: PageImage, dpi: float, *, margin_mm: float = 0.0) -> PageImage:
@@ -113,17 +114,19 @@ def text_image(image: PageImage, dpi: float, *, margin_mm: float = 0.0) -> PageI
     value = flat.max(axis=1)
     bright = flat[value >= np.percentile(value, 60)]
     paper = np.median(bright, axis=0) if len(bright) else np.full(3, 255.0)
-    channels = [
-        cv2.convertScaleAbs(c, alpha=255.0 / max(float(level), 1.0))
-        for c, level in zip(cv2.split(image), paper, strict=True)
-    ]
-    hi = cv2.max(cv2.max(channels[0], channels[1]), channels[2])
-    lo = cv2.min(cv2.min(channels[0], channels[1]), channels[2])
-    chroma = cv2.subtract(hi, lo)
-    del channels, lo
     ramp = np.clip((np.arange(256, dtype=np.float32) - CHROMA_FROM) / (CHROMA_FULL - CHROMA_FROM), 0, 1)
     gain = np.round(128 * (1 + (INK_LIFT - 1) * ramp)).astype(np.uint8)
-    out: PageImage = cv2.multiply(hi, cv2.LUT(chroma, gain), scale=1 / 128, dtype=cv2.CV_8U)
+    out: PageImage = np.empty(image.shape[:2], np.uint8)
+    for y0 in range(0, image.shape[0], TEXT_BAND_ROWS):  # per pixel: bands keep the temporaries small
+        band = image[y0 : y0 + TEXT_BAND_ROWS]
+        channels = [
+            cv2.convertScaleAbs(c, alpha=255.0 / max(float(level), 1.0))
+            for c, level in zip(cv2.split(band), paper, strict=True)
+        ]
+        hi = cv2.max(cv2.max(channels[0], channels[1]), channels[2])
+        lo = cv2.min(cv2.min(channels[0], channels[1]), channels[2])
+        chroma = cv2.subtract(hi, lo)
+        out[y0 : y0 + band.shape[0]] = cv2.multiply(hi, cv2.LUT(chroma, gain), scale=1 / 128, dtype=cv2.CV_8U)
     if margin_mm > 0:
         m = round(margin_mm * dpi / MM_PER_INCH)
         out[:m], out[-m:], out[:, :m], out[:, -m:] = 255, 255, 255, 255

@@ -47,3 +47,16 @@ def give_back() -> bool:
         return bool(ctypes.CDLL(name).malloc_trim(0))
     except (OSError, AttributeError):
         return False
+
+
+def trim() -> bool:
+    """Hand the heap's free pages back to the system (glibc malloc_trim), without a garbage collection:
+    cheap enough after every page. A long batch otherwise keeps what each page's image work freed
+    between the results it holds (measured: docs/performance.md). False where that is not glibc."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        return bool(ctypes.CDLL(name).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False

@@ -24,7 +24,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from appliance import assemble, db, diskspace, documents, encode, fields, imaging, logs, ocr, qr, records
+from appliance import assemble, db, diskspace, documents, encode, fields, imaging, logs, memory, ocr, qr, records
 from appliance.domain import VN_TZ
 from appliance.errors import ApplianceError, DiskFull, DocumentBusy, NoPages, StorageError, TooManyPages
 from appliance.model import (
@@ -96,15 +96,23 @@ class _Prepared:
 
 
 def _prepare(index: int, raw: RawPage, opts: PipelineOptions) -> _Prepared:
-    """Clean, encode and look for QR codes: the memory-hungry part of a page."""
-    timings: dict[str, float] = {}
+    """Clean, encode and look for QR codes: the memory-hungry part of a page.
+
+    The caller's reference keeps ``raw`` alive throughout; :func:`process_pages` calls the two halves
+    itself so that the capture is freed as soon as the page is clean."""
+    return _encode_clean(index, *_clean(raw, opts), opts)
+
+
+def _clean(raw: RawPage, opts: PipelineOptions) -> tuple[CleanPage, str, dict[str, float]]:
     t = time.perf_counter()
     clean_opts = replace(opts.clean, fix_orientation=False) if raw.upright else opts.clean
     clean = imaging.clean(raw, clean_opts, orient=ocr.detect_orientation if clean_opts.fix_orientation else None)
-    label = raw.label
-    del raw  # the full-resolution capture is no longer needed (its lossless original is stored)
-    timings["clean"] = time.perf_counter() - t
+    return clean, raw.label, {"clean": time.perf_counter() - t}
 
+
+def _encode_clean(
+    index: int, clean: CleanPage, label: str, timings: dict[str, float], opts: PipelineOptions
+) -> _Prepared:
     t = time.perf_counter()
     encoded = encode.encode(clean, opts.encode)
     timings["encode"] = time.perf_counter() - t
@@ -167,7 +175,8 @@ def process_pages(
     full-resolution page is in memory at a time; OCR, the slow part, then runs outside the lock on
     a grey copy, in parallel with the other workers' pages.
     """
-    source = enumerate(raws)
+    source = iter(raws)
+    taken = 0  # pages taken from `source` (under image_work): the next page's index
     image_work = threading.Lock()
     done: dict[int, PageResult] = {}
     failure: list[BaseException] = []
@@ -175,14 +184,22 @@ def process_pages(
     stop = threading.Event()  # the caller stopped reading: take no more pages
 
     def work() -> None:
+        nonlocal taken
         try:
             while not failure and not stop.is_set():
                 with image_work:
-                    try:
-                        # no name keeps the raw page alive: _prepare drops it after cleaning
-                        prepared = _prepare(*next(source), opts)
-                    except StopIteration:
+                    # The full-resolution capture is dropped as soon as the page is clean (its lossless
+                    # original is stored): nothing else may hold it -- enumerate() keeps its last item,
+                    # and the arguments of a call live until the call returns.
+                    raw = next(source, None)
+                    if raw is None:
                         return
+                    index, taken = taken, taken + 1
+                    cleaned = _clean(raw, opts)
+                    del raw
+                    prepared = _encode_clean(index, *cleaned, opts)
+                    del cleaned
+                    memory.trim()  # what the image work freed goes back before the next page's
                 result = _finish(prepared, opts)
                 del prepared
                 with ready:
@@ -529,12 +546,15 @@ def run_document(
         source, digitizer = doc.source, doc.digitizer
     originals = store.originals
 
+    def raw_page(digest: str, label: str, dpi: float, upright: bool) -> RawPage:
+        image, stored_dpi = originals.get_image(digest)
+        return RawPage(
+            image=image, dpi=stored_dpi or dpi, source=Source(source), original=digest, label=label, upright=upright
+        )
+
     def raw_pages() -> Iterator[RawPage]:
-        for digest, label, dpi, upright in pages:
-            image, stored_dpi = originals.get_image(digest)
-            yield RawPage(
-                image=image, dpi=stored_dpi or dpi, source=Source(source), original=digest, label=label, upright=upright
-            )
+        for page in pages:
+            yield raw_page(*page)  # no local name holds the image while the consumer works on it
 
     with logs.context(doc_id=doc_id, stage="digitize"):
         try:

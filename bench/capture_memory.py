@@ -10,7 +10,9 @@ tree (the service and its tesseract children, from /proc, every 50 ms) is sample
     .venv/bin/python -m bench.capture_memory --pages 80
 
 Targets (issue 11): peak RSS <= 400 MB, officer B's pages under 300 ms at the 95th percentile.
-Results go to bench/out/capture_memory.json and are printed as a table.
+Results go to bench/out/capture_memory.json (with the service's and the children's share at the tree's
+peak) and are printed as a table; every sample (seconds, tree MB, service MB) goes to
+bench/out/capture_memory_samples.csv.
 """
 
 from __future__ import annotations
@@ -115,6 +117,15 @@ def _rss(pid: int) -> int:
         return 0
 
 
+def _descendants(root: int) -> list[int]:
+    kids, out, todo = _children(), [], [root]
+    while todo:
+        pid = todo.pop()
+        out.extend(kids.get(pid, []))
+        todo.extend(kids.get(pid, []))
+    return out
+
+
 def tree_rss(root: int) -> tuple[int, int]:
     """(RSS of the process tree, RSS of the root alone) in bytes."""
     kids = _children()
@@ -133,18 +144,22 @@ class Sampler:
     peak_tree: int = 0
     peak_main: int = 0
     samples: list[tuple[float, int, int]] = field(default_factory=list)
+    at_peak: tuple[int, int] = (0, 0)  # (service RSS, children) when the tree peaked
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
         start = time.monotonic()
         while not self._stop.is_set():
             tree, main = tree_rss(self.pid)
+            if tree > self.peak_tree:
+                self.at_peak = (main, len(_descendants(self.pid)))
             self.peak_tree, self.peak_main = max(self.peak_tree, tree), max(self.peak_main, main)
             self.samples.append((time.monotonic() - start, tree, main))
             time.sleep(self.every_s)
 
     def reset(self) -> None:
         self.peak_tree = self.peak_main = 0
+        self.at_peak = (0, 0)
 
     def stop(self) -> None:
         self._stop.set()
@@ -341,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
         "upload_and_digitize_s": round(job_s, 1),
         "idle_rss_mb": {"tree": round(idle_tree / 2**20), "service": round(idle_main / 2**20)},
         "peak_rss_mb": {"tree": round(sampler.peak_tree / 2**20), "service": round(sampler.peak_main / 2**20)},
+        "at_tree_peak": {
+            "service_mb": round(sampler.at_peak[0] / 2**20),
+            "children_mb": round((sampler.peak_tree - sampler.at_peak[0]) / 2**20),
+            "children": sampler.at_peak[1],
+        },
         "other_officer_ms": {
             name: {
                 "n": len(v),
@@ -355,10 +375,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "capture_memory.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    with (OUT / "capture_memory_samples.csv").open("w") as f:  # seconds, tree MB, service MB
+        f.writelines(f"{t:.2f},{tree / 2**20:.1f},{main / 2**20:.1f}\n" for t, tree, main in sampler.samples)
     say = sys.stdout.write
     say(f"{args.pages}-page PDF ({result['pdf_bytes'] // 1024} KB), job {state} in {job_s:.0f} s, ")
     say(f"upload request {upload_s:.2f} s\n")
     say(f"RSS idle {result['idle_rss_mb']}, peak {result['peak_rss_mb']} (MB; tree = service + tesseract)\n")
+    say(f"at the tree's peak: {result['at_tree_peak']}\n")
     say("other officer meanwhile (ms): page  n  p50  p95  max\n")
     rows: dict[str, dict[str, float]] = result["other_officer_ms"]  # type: ignore[assignment]
     for name, row in rows.items():

@@ -425,9 +425,11 @@ def _pdf_page(pdf: pikepdf.Pdf, doc: pdfium.PdfDocument, i: int, name: str, max_
                 if dpi < RENDER_DPI:
                     log.info("page rendered within the pixel budget file=%s dpi=%.0f", label, dpi)
                 _check_size(round(w_pt * dpi / 72.0), round(h_pt * dpi / 72.0), name)
-                bitmap = page.render(scale=dpi / 72.0)
+                # RGB straight from pdfium and one copy out of its buffer: through PIL (4 bytes a
+                # pixel) the rendering took three copies of the page at once
+                bitmap = page.render(scale=dpi / 72.0, rev_byteorder=True)
                 try:
-                    image = _to_array(bitmap.to_pil())
+                    image = _bitmap_array(bitmap)
                 finally:
                     bitmap.close()
             finally:
@@ -435,6 +437,16 @@ def _pdf_page(pdf: pikepdf.Pdf, doc: pdfium.PdfDocument, i: int, name: str, max_
     except pdfium.PdfiumError as err:
         raise UnreadableFile(f"{name}: {err}", file=name) from err
     return RawPage(image=image, dpi=round(dpi, 1), source=Source.FILE, label=label)
+
+
+def _bitmap_array(bitmap: pdfium.PdfBitmap) -> PageImage:
+    """A contiguous copy of a rendered page: RGB (H, W, 3), or grey for a grey bitmap."""
+    view = bitmap.to_numpy()
+    if view.ndim == 3 and view.shape[2] == 4:  # a format with alpha or padding: flatten as before
+        return _to_array(bitmap.to_pil())
+    if view.ndim == 3 and not bitmap.rev_byteorder:
+        view = view[..., ::-1]  # BGR
+    return np.array(view, dtype=np.uint8, order="C")
 
 
 def count_pages(path: Path | str) -> int:
@@ -496,9 +508,14 @@ def iter_file(path: Path | str, *, max_pixels: int = PAGE_PIXELS) -> Generator[R
     head = _read_head(path)
     pages = _iter_pdf(path, max_pixels) if _is_pdf(head) else _iter_image(path, max_pixels)
     count = 0
-    for page in pages:
+    while True:
+        try:
+            # yielded without a name: a suspended generator would keep the page alive (26 MB at A4 300 dpi)
+            # while the consumer cleans and encodes it
+            yield next(pages)
+        except StopIteration:
+            break
         count += 1
-        yield page
     log.info("imported file=%s pages=%d", path.name, count)
 
 
