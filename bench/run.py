@@ -54,6 +54,7 @@ class Measured:
 
     wall_s: float
     peak_tree_rss_mb: float
+    peak_tree_pss_mb: float  # shared pages split between their sharers: what the tree really holds
     peak_single_rss_mb: float
     maxrss_child_mb: float  # os.wait4 ru_maxrss of the direct child (it and its waited-for children)
     returncode: int
@@ -62,12 +63,17 @@ class Measured:
 
 
 def measure(cmd: Sequence[str], env: dict[str, str] | None = None, timeout: float = TIMEOUT_S) -> Measured:
-    """Run `cmd` to completion, polling the RSS of its process tree every 20 ms."""
+    """Run `cmd` to completion, polling the RSS and PSS of its process tree every 20 ms.
+
+    The summed RSS counts every shared page once per process; a child forked to start a program (before
+    its exec) shows the whole parent's RSS, so the tree's RSS briefly doubles at each tesseract start.
+    The summed PSS (Linux's proportional set size, each shared page split between its sharers) does not.
+    """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=env)
         ps = psutil.Process(proc.pid)
-        peak_tree = peak_single = 0
+        peak_tree = peak_single = peak_pss = 0
         rusage = None
         status = 0
         while True:
@@ -79,15 +85,18 @@ def measure(cmd: Sequence[str], env: dict[str, str] | None = None, timeout: floa
                 procs = [ps, *ps.children(recursive=True)]
             except psutil.NoSuchProcess:
                 procs = []
-            total = 0
+            total = total_pss = 0
             for p in procs:
                 try:
                     rss = p.memory_info().rss
+                    pss = p.memory_full_info().pss
                 except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                     continue
                 total += rss
+                total_pss += pss
                 peak_single = max(peak_single, rss)
             peak_tree = max(peak_tree, total)
+            peak_pss = max(peak_pss, total_pss)
             if time.perf_counter() - t0 > timeout:
                 for p in procs:
                     with contextlib.suppress(psutil.NoSuchProcess):
@@ -103,6 +112,7 @@ def measure(cmd: Sequence[str], env: dict[str, str] | None = None, timeout: floa
     return Measured(
         wall_s=wall,
         peak_tree_rss_mb=peak_tree / mb,
+        peak_tree_pss_mb=peak_pss / mb,
         peak_single_rss_mb=peak_single / mb,
         maxrss_child_mb=(rusage.ru_maxrss / 1024) if rusage else 0.0,  # Linux: KiB
         returncode=proc.returncode,
@@ -177,6 +187,7 @@ class Row:
     cer_unordered: float | None = None
     cer: float | None = None
     peak_tree_rss_mb: float = 0.0
+    peak_tree_pss_mb: float = 0.0
     peak_single_rss_mb: float = 0.0
     maxrss_child_mb: float = 0.0
     error: str = ""
@@ -185,7 +196,8 @@ class Row:
 
 def evaluate(tool: str, kind: str, file: str, m: Measured, out_pdf: Path, truth: str | None) -> Row:
     row = Row(tool, kind, file, ok=False, wall_s=m.wall_s, peak_tree_rss_mb=m.peak_tree_rss_mb,
-              peak_single_rss_mb=m.peak_single_rss_mb, maxrss_child_mb=m.maxrss_child_mb)  # fmt: skip
+              peak_tree_pss_mb=m.peak_tree_pss_mb, peak_single_rss_mb=m.peak_single_rss_mb,
+              maxrss_child_mb=m.maxrss_child_mb)  # fmt: skip
     if m.returncode != 0 or not out_pdf.exists():
         row.error = f"exit {m.returncode}: {m.stderr_tail.strip().splitlines()[-1:] or ''}"
         return row
@@ -287,7 +299,8 @@ def run_batch(
         rows.append(batch_row("anchor", measure(anchor_cmd(src, apdf, 300), anchor_env()), apdf, truths))
     for r in rows:
         print(f"  batch {r.tool:6s} {n} pages: " + (
-            f"{r.s_per_page:.1f}s/p {r.kb_per_page:.0f}KB/p peak tree {r.peak_tree_rss_mb:.0f}MB "
+            f"{r.s_per_page:.1f}s/p {r.kb_per_page:.0f}KB/p peak tree {r.peak_tree_rss_mb:.0f}MB RSS "
+            f"{r.peak_tree_pss_mb:.0f}MB PSS "
             f"cer_u={r.cer_unordered:.4f}" if r.ok else r.error), flush=True)  # fmt: skip
     return rows
 
@@ -333,13 +346,14 @@ def summarise(rows: list[Row]) -> list[dict[str, Any]]:
                 "s_per_page": sum(r.wall_s for r in ok) / pages if pages else None,
                 "kb_per_page": sum(r.kb_per_page * r.pages for r in ok) / pages if pages else None,
                 "peak_tree_rss_mb": max((r.peak_tree_rss_mb for r in ok), default=None),
+                "peak_tree_pss_mb": max((r.peak_tree_pss_mb for r in ok), default=None),
                 "peak_single_rss_mb": max((r.peak_single_rss_mb for r in ok), default=None),
             }
         entry: dict[str, Any] = {"kind": kind, **per}
         if "ours" in per and "anchor" in per:
             entry["ratio_ours_over_anchor"] = {
                 k: (per["ours"][k] / per["anchor"][k]) if per["ours"][k] and per["anchor"][k] else None
-                for k in ("cer_unordered", "cer", "s_per_page", "kb_per_page", "peak_tree_rss_mb")
+                for k in ("cer_unordered", "cer", "s_per_page", "kb_per_page", "peak_tree_rss_mb", "peak_tree_pss_mb")
             }
         out.append(entry)
     return out
@@ -352,7 +366,8 @@ def _f(v: float | None, fmt: str) -> str:
 def markdown(summary: list[dict[str, Any]]) -> str:
     head = (
         "| kind | tool | pages | failed | CER (unordered) | worst page | CER (strict) | s/page | KB/page "
-        "| peak RSS tree MB | peak RSS 1 proc MB |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| peak RSS tree MB | peak PSS tree MB | peak RSS 1 proc MB |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for e in summary:
@@ -364,14 +379,15 @@ def markdown(summary: list[dict[str, Any]]) -> str:
                 f"| {e['kind']} | {tool} | {t['pages']} | {t['failed']} | {_f(t['cer_unordered'], '.2%')} "
                 f"| {_f(t['worst'][0], '.2%')} {t['worst'][1] or ''} | {_f(t['cer'], '.2%')} "
                 f"| {_f(t['s_per_page'], '.2f')} | {_f(t['kb_per_page'], '.0f')} "
-                f"| {_f(t['peak_tree_rss_mb'], '.0f')} | {_f(t['peak_single_rss_mb'], '.0f')} |"
+                f"| {_f(t['peak_tree_rss_mb'], '.0f')} | {_f(t['peak_tree_pss_mb'], '.0f')} "
+                f"| {_f(t['peak_single_rss_mb'], '.0f')} |"
             )
         r = e.get("ratio_ours_over_anchor")
         if r:
             lines.append(
                 f"| {e['kind']} | **ours/anchor** | | | {_f(r['cer_unordered'], '.2g')}× | "
                 f"| {_f(r['cer'], '.2g')}× | {_f(r['s_per_page'], '.2f')}× | {_f(r['kb_per_page'], '.2f')}× "
-                f"| {_f(r['peak_tree_rss_mb'], '.2f')}× | |"
+                f"| {_f(r['peak_tree_rss_mb'], '.2f')}× | {_f(r['peak_tree_pss_mb'], '.2f')}× | |"
             )
     return head + "\n".join(lines) + "\n"
 

@@ -168,14 +168,31 @@ def test_measure_sees_child_memory_and_exit_code() -> None:
     assert measure([sys.executable, "-c", "raise SystemExit(3)"]).returncode == 3
 
 
+def test_measure_counts_a_forked_copy_once_in_pss() -> None:
+    """A child forked before its exec shares the parent's pages: the summed RSS counts them twice, the PSS once."""
+    import sys
+
+    from bench.run import measure
+
+    code = (
+        "import numpy as np, os, time; a = np.ones(150 * 2**20, np.uint8); pid = os.fork()\n"
+        "if pid == 0: time.sleep(1.0); os._exit(0)\n"
+        "os.waitpid(pid, 0)"
+    )
+    m = measure([sys.executable, "-c", code])
+    assert m.returncode == 0
+    assert m.peak_tree_rss_mb > 290  # both processes, 150 MB each
+    assert 140 < m.peak_tree_pss_mb < 200  # the pages exist once
+
+
 def test_summary_ratios_and_table() -> None:
     from bench.run import Row, markdown, summarise
 
     rows = [
         Row("ours", "scan", "a", True, pages=1, wall_s=2.0, kb_per_page=50, cer_unordered=0.01, cer=0.02,
-            peak_tree_rss_mb=300),
+            peak_tree_rss_mb=300, peak_tree_pss_mb=240),
         Row("anchor", "scan", "a", True, pages=1, wall_s=8.0, kb_per_page=500, cer_unordered=0.02, cer=0.04,
-            peak_tree_rss_mb=150),
+            peak_tree_rss_mb=150, peak_tree_pss_mb=120),
         Row("anchor", "scan", "b", False, error="exit 2"),
     ]  # fmt: skip
     (s,) = summarise(rows)
@@ -183,5 +200,6 @@ def test_summary_ratios_and_table() -> None:
     r = s["ratio_ours_over_anchor"]
     assert r["s_per_page"] == pytest.approx(0.25) and r["kb_per_page"] == pytest.approx(0.1)
     assert r["peak_tree_rss_mb"] == pytest.approx(2.0) and r["cer_unordered"] == pytest.approx(0.5)
+    assert r["peak_tree_pss_mb"] == pytest.approx(2.0)
     table = markdown([s])
     assert "| scan | ours | 1 | 0 | 1.00% |" in table and "0.25×" in table
