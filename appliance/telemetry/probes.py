@@ -12,9 +12,11 @@ import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from appliance.settings import Settings
 from appliance.telemetry.schema import (
@@ -30,6 +32,11 @@ from appliance.telemetry.schema import (
     Scanner,
     Token,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+T = TypeVar("T")
 
 FLEET_RUN_FILE = Path("/var/lib/appliance/fleet-last-run.json")
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
@@ -214,12 +221,29 @@ def clock() -> Clock:
     return Clock(synchronized=None, source="unknown")
 
 
-# --- outbox -------------------------------------------------------------------------------------
-def outbox(settings: Settings, now: datetime, link_rtt_ms: float | None = None) -> Outbox:
-    from sqlalchemy import func, select
+# --- the box's database --------------------------------------------------------------------------
+def _read_box_db(settings: Settings, query: Callable[[Session], T]) -> T | None:
+    """`query` run in one session on the box's database, the engine disposed after; None when the database
+    is a SQLite file that does not exist yet (a box never started): a reading never creates it."""
     from sqlalchemy.orm import Session
 
     from appliance import db
+
+    url = settings.db_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    engine = db.make_engine(url)
+    try:
+        with Session(engine) as s:
+            return query(s)
+    finally:
+        engine.dispose()
+
+
+# --- outbox -------------------------------------------------------------------------------------
+def outbox(settings: Settings, now: datetime, link_rtt_ms: float | None = None) -> Outbox:
+    from sqlalchemy import func, select
+
     from appliance.outbox import store, traffic
 
     sent = traffic.read(traffic.path_for(settings.data_dir))  # written by the sender (another process)
@@ -237,21 +261,20 @@ def outbox(settings: Settings, now: datetime, link_rtt_ms: float | None = None) 
                 "bytes_since": since if since is not None and since.tzinfo is not None else None,
             }
         )
-    url = settings.db_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return counted
-    engine = db.make_engine(url)
-    try:
-        with Session(engine) as s:
-            depth, oldest = store.depth(s)
-            last = store.aware(s.scalar(select(func.max(store.OutboxItem.receipted_at))))
-            day = s.scalar(
-                select(func.coalesce(func.sum(store.OutboxItem.size), 0)).where(
-                    store.OutboxItem.receipted_at >= now - timedelta(days=1)
-                )
+
+    def read(s: Session) -> tuple[int, datetime | None, datetime | None, int | None]:
+        depth, oldest = store.depth(s)
+        day = s.scalar(
+            select(func.coalesce(func.sum(store.OutboxItem.size), 0)).where(
+                store.OutboxItem.receipted_at >= now - timedelta(days=1)
             )
-    finally:
-        engine.dispose()
+        )
+        return depth, oldest, _receipted_last(s), day
+
+    found = _read_box_db(settings, read)
+    if found is None:
+        return counted
+    depth, oldest, last, day = found
     return counted.model_copy(
         update={
             "depth": depth,
@@ -265,21 +288,15 @@ def outbox(settings: Settings, now: datetime, link_rtt_ms: float | None = None) 
 
 def _last_receipt(settings: Settings) -> datetime | None:
     """When the warehouse last receipted a package of this box (None: never, or no database yet)."""
-    from sqlalchemy import func, select
-    from sqlalchemy.orm import Session
+    return _read_box_db(settings, _receipted_last)
 
-    from appliance import db
+
+def _receipted_last(s: Session) -> datetime | None:
+    from sqlalchemy import func, select
+
     from appliance.outbox import store
 
-    url = settings.db_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return None
-    engine = db.make_engine(url)
-    try:
-        with Session(engine) as s:
-            return store.aware(s.scalar(select(func.max(store.OutboxItem.receipted_at))))
-    finally:
-        engine.dispose()
+    return store.aware(s.scalar(select(func.max(store.OutboxItem.receipted_at))))
 
 
 def _reach(host: str, port: int, tls: ssl.SSLContext | None, deadline_s: float) -> dict[str, object]:
@@ -359,20 +376,11 @@ def link(settings: Settings, deadline_s: float = 5.0) -> Link:
 def roster(settings: Settings, now: datetime) -> list[RosterEntry] | None:
     """Every active officer account's certificate verdict and the organisation's, from the box's database
     (appliance.roster); None when the database does not exist yet (a box never started)."""
-    from sqlalchemy.orm import Session
-
-    from appliance import db
     from appliance import roster as officers
 
-    url = settings.db_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+    lines = _read_box_db(settings, lambda s: officers.of_active_accounts(s, now=now))
+    if lines is None:
         return None
-    engine = db.make_engine(url)
-    try:
-        with Session(engine) as s:
-            lines = officers.of_active_accounts(s, now=now)
-    finally:
-        engine.dispose()
     organisation = [line for line in lines if line.username == officers.ORGANISATION]
     kept = [line for line in lines if line.username != officers.ORGANISATION][: 500 - len(organisation)]
     return [RosterEntry.model_validate(row) for row in officers.as_telemetry([*kept, *organisation])]

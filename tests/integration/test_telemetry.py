@@ -420,6 +420,34 @@ def test_the_link_reports_what_the_outbox_carried(tmp_path: Path) -> None:
     assert slow.level == "warning" and slow.reason.startswith("Đường truyền chậm") and slow.action
 
 
+def test_the_readings_of_the_box_database_never_create_it(tmp_path: Path) -> None:
+    """A box never started: what its database would tell is unknown, and reading it leaves no file behind;
+    once it exists, the same probes read it."""
+    from appliance import db
+    from appliance.outbox import store
+
+    settings = load_settings(data_dir=tmp_path / "data", outbox={"host": ""})
+    file = Path(settings.db_url.removeprefix("sqlite:///"))
+    out = probes.outbox(settings, NOW)
+    assert (out.depth, out.oldest_age_s, out.last_receipt_at, out.receipted_bytes_24h) == (None, None, None, None)
+    assert probes.roster(settings, NOW) is None
+    assert probes.link(settings).last_delivery_at is None
+    assert not file.exists()
+    engine = db.make_engine(settings.db_url)
+    db.upgrade(engine)
+    package = tmp_path / "p.asice"
+    package.write_bytes(b"x" * 100)
+    with db.transaction(db.session_factory(engine)) as s:
+        store.enqueue(s, path=package, package_id="waiting")
+        done = store.enqueue(s, path=package, package_id="receipted")
+        done.state, done.receipted_at = store.PackageState.RECEIPTED, NOW - timedelta(hours=1)
+    engine.dispose()
+    out = probes.outbox(settings, NOW)
+    assert (out.depth, out.last_receipt_at, out.receipted_bytes_24h) == (1, NOW - timedelta(hours=1), 100)
+    assert probes.link(settings).last_delivery_at == NOW - timedelta(hours=1)
+    assert probes.roster(settings, NOW) is not None
+
+
 # --- the command ---------------------------------------------------------------------------------
 def test_doctor_command(tmp_path: Path) -> None:
     """In a subprocess: libsane reads its configuration once per process."""
