@@ -44,11 +44,16 @@ class Indicators:
 
     @property
     def digitized_rate(self) -> float | None:
-        return round(100.0 * self.components_digitized / self.received, 1) if self.received else None
+        return rate(self.components_digitized, self.received)
 
     @property
     def results_rate(self) -> float | None:
-        return round(100.0 * self.results_electronic / self.received, 1) if self.received else None
+        return rate(self.results_electronic, self.received)
+
+
+def rate(part: int, received: int) -> float | None:
+    """`part` as a percentage of the dossiers received, to one decimal; None when none were received."""
+    return round(100.0 * part / received, 1) if received else None
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from appliance.roster import EXPIRED, EXPIRING, EXPIRING_DAYS, MISMATCH, MISSING, REVOKED, VALID, VERDICTS
 from appliance.telemetry.schema import RosterEntry
 from appliance.textindex import fold
+from province.dashboard.units import place_of, places
 from province.telemetry_db import Device, ExpectedOfficer, RosterRow, Unit, aware
 
 __all__ = [
@@ -276,14 +277,10 @@ def units_view(
 ) -> list[UnitCertificates]:
     """Every unit (the two-level units table, plus units of boxes the table lacks), or those of one province
     or of `communes`, with its officers' lines and its organisation certificate: four bulk queries."""
-    unit_q = select(Unit.commune_code, Unit.name, Unit.province_code, Unit.province_name, Unit.level)
+    units = places(s, province=province, communes=communes)
     dev_q = select(Device.device_id, Device.commune_code, Device.roster_at)
-    if province:
-        unit_q = unit_q.where(Unit.province_code == province)
     if communes is not None:
-        unit_q = unit_q.where(Unit.commune_code.in_(list(communes)))
         dev_q = dev_q.where(Device.commune_code.in_(list(communes)))
-    units = {str(u.commune_code): u for u in s.execute(unit_q)}
     devices = [d for d in s.execute(dev_q) if not province or d.commune_code in units]
     codes = set(units) | {str(d.commune_code) for d in devices}
     roster_q = select(RosterRow, Device.commune_code).join(Device, Device.device_id == RosterRow.device_id)
@@ -307,15 +304,10 @@ def units_view(
             reported.add(str(d.commune_code))
     out: list[UnitCertificates] = []
     for code in codes:
-        u = units.get(code)
         officers, org = _officers(code, rosters.get(code, []), expected.get(code, []), now)
         out.append(
             UnitCertificates(
-                commune_code=code,
-                name=u.name if u else code,
-                province_code=u.province_code if u else "",
-                province_name=u.province_name if u else "Chưa rõ tỉnh",
-                level=u.level if u else "commune",
+                **place_of(units, code).fields(),
                 devices=sorted(boxes.get(code, [])),
                 reported=code in reported,
                 has_list=code in expected,

@@ -13,7 +13,9 @@ from sqlalchemy import ColumnElement, delete, func, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from appliance.domain import VN_TZ
-from province.telemetry_db import AlertRow, DayCounters, Device, IncidentRow, Unit, UnitRow, aware, human_age
+from appliance.indicators import rate
+from province.dashboard.units import place_of, places
+from province.telemetry_db import AlertRow, DayCounters, Device, IncidentRow, UnitRow, aware, human_age
 
 LOCAL = VN_TZ
 
@@ -128,11 +130,11 @@ class Row:
 
     @property
     def digitized_pct(self) -> float | None:
-        return round(100.0 * self.digitized / self.received, 1) if self.received else None
+        return rate(self.digitized, self.received)
 
     @property
     def results_pct(self) -> float | None:
-        return round(100.0 * self.results / self.received, 1) if self.received else None
+        return rate(self.results, self.received)
 
     def rollout_late(self, today: date) -> bool:
         return self.rollout != "in_service" and self.deadline is not None and today > self.deadline
@@ -181,7 +183,6 @@ def build_rows(
     if device_ids is not None:
         query = query.where(Device.device_id.in_(list(device_ids)))
     devices = s.execute(query).all()
-    unit_query = select(Unit.commune_code, Unit.name, Unit.province_code, Unit.province_name, Unit.level, Unit.kind)
     table = deadlines(s, cfg)
     rate_query = (
         select(
@@ -193,17 +194,16 @@ def build_rows(
         .where(DayCounters.day >= (now.astimezone(LOCAL).date() - timedelta(days=cfg.rates_days)).isoformat())
         .group_by(DayCounters.commune_code)
     )
-    if device_ids is not None:
-        codes = list({dev.commune_code for dev in devices})
-        unit_query = unit_query.where(Unit.commune_code.in_(codes))
-        rate_query = rate_query.where(DayCounters.commune_code.in_(codes))
-    units = {u.commune_code: u for u in s.execute(unit_query)}
+    codes = None if device_ids is None else {dev.commune_code for dev in devices}
+    if codes is not None:
+        rate_query = rate_query.where(DayCounters.commune_code.in_(list(codes)))
+    units = places(s, communes=codes)
     rates = {str(code): (int(r or 0), int(d or 0), int(e or 0)) for code, r, d, e in s.execute(rate_query).all()}
     firsts = first_packages(s, device_ids)
     rows: list[Row] = []
     seen_codes: set[str] = set()
     for dev in devices:
-        unit = units.get(dev.commune_code)
+        unit = place_of(units, dev.commune_code)
         seen_codes.add(dev.commune_code)
         last = aware(dev.last_seen)
         conn, problem = connectivity(cfg, dev.state, last, now)
@@ -213,17 +213,11 @@ def build_rows(
             lost = last is None or (now - last).total_seconds() > cfg.lost_after_s
             problems.insert(0, ("failing" if lost else "warning", problem))
             verdict = worst(verdict, "failing" if lost else "warning")
-        level = unit.level if unit else "commune"
-        kind = unit.kind if unit else "xã"
         first = firsts.get(dev.device_id)
         r, d, e = rates.get(dev.commune_code, (0, 0, 0))
         rows.append(
             Row(
-                commune_code=dev.commune_code,
-                name=unit.name if unit else dev.commune_code,
-                province_code=unit.province_code if unit else "",
-                province_name=unit.province_name if unit else "Chưa rõ tỉnh",
-                level=level,
+                **unit.fields(),
                 device_id=dev.device_id,
                 state=dev.state,
                 connectivity=conn,
@@ -239,7 +233,7 @@ def build_rows(
                 digitized=d,
                 results=e,
                 rollout="in_service" if first else "installed",
-                deadline=deadline_for(table, dev.commune_code, kind, level),
+                deadline=deadline_for(table, dev.commune_code, unit.kind, unit.level),
                 first_package_at=first,
             )
         )
@@ -248,11 +242,7 @@ def build_rows(
             continue
         rows.append(
             Row(
-                commune_code=code,
-                name=unit.name,
-                province_code=unit.province_code,
-                province_name=unit.province_name,
-                level=unit.level,
+                **unit.fields(),
                 device_id=None,
                 state="unknown",
                 connectivity="never",

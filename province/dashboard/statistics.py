@@ -18,8 +18,10 @@ from typing import Any
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
+from appliance.indicators import rate
 from appliance.telemetry.schema import OTHER_AGENCIES
-from province.telemetry_db import AgencyDayCounters, DayCounters, Unit
+from province.dashboard.units import in_province, places
+from province.telemetry_db import AgencyDayCounters, DayCounters
 
 NOT_SPLIT = ""  # the line of dossiers from days sent without the per-agency split
 LABELS = {
@@ -64,11 +66,11 @@ class Line:
 
     @property
     def digitized_pct(self) -> float | None:
-        return round(100.0 * self.digitized / self.received, 1) if self.received else None
+        return rate(self.digitized, self.received)
 
     @property
     def results_pct(self) -> float | None:
-        return round(100.0 * self.results / self.received, 1) if self.received else None
+        return rate(self.results, self.received)
 
 
 def _line(code: str, name: str, sums: Sequence[Any]) -> Line:
@@ -77,15 +79,7 @@ def _line(code: str, name: str, sums: Sequence[Any]) -> Line:
 
 
 def _names(s: Session, codes: set[str]) -> dict[str, str]:
-    if not codes:
-        return {}
-    rows = s.execute(select(Unit.commune_code, Unit.name, Unit.kind).where(Unit.commune_code.in_(list(codes))))
-    out: dict[str, str] = {}
-    for code, name, kind in rows:
-        lower = str(name).casefold()
-        show_kind = kind in ("xã", "phường", "đặc khu") and not lower.startswith(str(kind).casefold())
-        out[str(code)] = f"{str(kind).capitalize()} {name}" if show_kind else str(name)
-    return out
+    return {code: place.title for code, place in places(s, communes=codes).items()} if codes else {}
 
 
 def per_centre(s: Session, p: Period, *, province: str = "") -> list[Line]:
@@ -104,9 +98,7 @@ def per_centre(s: Session, p: Period, *, province: str = "") -> list[Line]:
         .group_by(DayCounters.commune_code)
     )
     if province:
-        query = query.where(
-            DayCounters.commune_code.in_(select(Unit.commune_code).where(Unit.province_code == province))
-        )
+        query = query.where(DayCounters.commune_code.in_(in_province(province)))
     rows = [(str(c), sums) for c, *sums in s.execute(query)]
     names = _names(s, {c for c, _ in rows})
     lines = [_line(c, names.get(c, c), sums) for c, sums in rows]
@@ -141,7 +133,7 @@ def per_agency(s: Session, p: Period, *, province: str = "") -> list[Line]:
         func.count(func.distinct(DayCounters.device_id)),
     ).where(DayCounters.day >= first, DayCounters.day <= last, ~split)
     if province:
-        centres = select(Unit.commune_code).where(Unit.province_code == province)
+        centres = in_province(province)
         query = query.where(AgencyDayCounters.commune_code.in_(centres))
         unsplit = unsplit.where(DayCounters.commune_code.in_(centres))
     rows = [(str(a), sums) for a, *sums in s.execute(query)]
