@@ -46,9 +46,9 @@ $(STAMP): pyproject.toml
 run: setup
 	@bash scripts/run-dev.sh
 
-# Sets up and runs every test suite (slow ones included).
+# Sets up and runs every test suite (slow ones included); the report is also kept in var/test-run.log.
 test: apt-test venv
-	$(PY) -m pytest -q
+	@bash scripts/run-tests.sh
 
 bench: setup
 	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,27 @@ def need(*tools: str) -> None:
     if IN_CI:
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+def _sigpipe_ignored() -> bool:
+    """Whether the kernel has this process ignore SIGPIPE (Python sets it at start; C code could reset it
+    behind Python's back, and then writing to a pipe whose reader is gone kills the whole run)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return True
+    for line in status.splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGPIPE - 1) & 1)
+    return True
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Name the test after which SIGPIPE stopped being ignored, and ignore it again."""
+    if not _sigpipe_ignored():
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        item.warn(pytest.PytestWarning("SIGPIPE was no longer ignored after this test; ignored again"))
 
 
 @pytest.fixture(autouse=True)
