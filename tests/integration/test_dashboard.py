@@ -31,9 +31,10 @@ from appliance.telemetry.schema import (
     Status,
     Token,
 )
+from province import roster
 from province.dashboard.app import create_app
 from province.dashboard.auth import AccountError, set_account
-from province.dashboard.metrics import GAUGES
+from province.dashboard.metrics import CERTIFICATE_GAUGES, GAUGES
 from province.dashboard.readiness import DashboardConfig, connectivity
 from province.telemetry import Ingest, load_deadlines, load_units, open_telemetry
 
@@ -341,10 +342,15 @@ def test_grafana_dashboard_uses_only_exported_metrics() -> None:
     board = json.loads((ROOT / "grafana" / "appliance-readiness.json").read_text())
     exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
     assert exprs
-    exported = {n for n, _ in GAUGES}
+    exported = {n for n, _ in GAUGES + CERTIFICATE_GAUGES}
+    shown: set[str] = set()
     for e in exprs:
         used = set(re.findall(r"appliance_[a-z_0-9]+", e))
         assert used and used <= exported, e
+        shown |= used
+        for values in re.findall(r'verdict=~?"([^"]+)"', e):  # officers' verdicts the roster can report
+            assert set(values.split("|")) <= set(roster.OFFICER_VERDICTS), e
+    assert shown == exported  # every gauge has a panel, the officers' certificates included
 
 
 # --- the national view at scale: stored verdict rows, pages, province summary ------------------------
