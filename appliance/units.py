@@ -22,8 +22,6 @@ Mapping CSV, one row per old unit (or per part of a split one)::
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from appliance.csvfile import read_csv
 from appliance.records import AdminUnit, DocumentInfo, UnitMapping
 from appliance.textindex import fold as _fold
 
@@ -85,17 +84,13 @@ class MappingRecord:
     valid_to: date = REFORM_DAY
 
 
-def _text(source: str | Path) -> str:
-    if isinstance(source, Path):
-        return source.read_text(encoding="utf-8-sig")
-    return source.removeprefix("\ufeff")
-
-
 def _rows(source: str | Path) -> Iterable[tuple[int, dict[str, str]]]:
-    lines = [ln for ln in _text(source).splitlines() if not ln.lstrip().startswith("#")]  # provenance comments
-    reader = csv.DictReader(io.StringIO("\n".join(lines)))
-    for n, row in enumerate(reader, start=2):
-        yield n, {str(k).strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
+    """(line in the file, column -> cell) of each record; comment and blank lines are counted, not read."""
+    try:
+        table = read_csv(source)
+    except UnicodeDecodeError as err:
+        raise UnitFileError("the file is not UTF-8 text: save it as CSV UTF-8") from err
+    return [(row.line, row.cells) for row in table.rows]
 
 
 def _day(value: str, where: str) -> date | None:

@@ -17,8 +17,6 @@ nothing of the file is stored.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from appliance.csvfile import read_csv
 from appliance.roster import EXPIRED, EXPIRING, EXPIRING_DAYS, MISMATCH, MISSING, REVOKED, VALID, VERDICTS
 from appliance.telemetry.schema import RosterEntry
 from appliance.textindex import fold
@@ -385,17 +384,12 @@ COLUMNS = ("commune_code", "full_name", "username", "position")
 def read_expected(source: str | Path) -> list[Expected]:
     """The officers of an expected-officers CSV (a path, or its text); ExpectedFileError on the first bad line."""
     try:
-        text = source.read_text(encoding="utf-8-sig") if isinstance(source, Path) else source.lstrip("\ufeff")
+        table = read_csv(source)
     except UnicodeDecodeError as err:
         raise ExpectedFileError("Tệp không phải văn bản UTF-8: hãy lưu lại dạng CSV UTF-8.") from err
-    lines = text.splitlines()
-    numbered = [
-        (n, line) for n, line in enumerate(lines, start=1) if line.strip() and not line.lstrip().startswith("#")
-    ]
-    if not numbered:
+    if not table.header_line:
         raise ExpectedFileError("Tệp trống: cần dòng tiêu đề commune_code,full_name[,username][,position].")
-    header_no, header = numbered[0]
-    fields = [f.strip() for f in next(csv.reader([header]))]
+    header_no, fields = table.header_line, table.columns
     missing = [c for c in ("commune_code", "full_name") if c not in fields]
     if missing:
         raise ExpectedFileError(f"Dòng {header_no}: dòng tiêu đề thiếu cột {', '.join(missing)}.")
@@ -405,11 +399,10 @@ def read_expected(source: str | Path) -> list[Expected]:
     out: list[Expected] = []
     accounts: dict[tuple[str, str], int] = {}
     names: dict[tuple[str, str], int] = {}
-    for n, raw in numbered[1:]:
-        cells = next(csv.reader(io.StringIO(raw)))
-        if len(cells) > len(fields):
-            raise ExpectedFileError(f"Dòng {n}: có {len(cells)} cột, tiêu đề chỉ có {len(fields)}.")
-        row = {f: c.strip() for f, c in zip(fields, cells, strict=False)}
+    for line in table.rows:
+        n, row = line.line, line.cells
+        if line.width > len(fields):
+            raise ExpectedFileError(f"Dòng {n}: có {line.width} cột, tiêu đề chỉ có {len(fields)}.")
         code, name, user = row.get("commune_code", ""), row.get("full_name", ""), row.get("username", "")
         if not _CODE.match(code):
             raise ExpectedFileError(f"Dòng {n}: mã đơn vị {code!r} trống hoặc có ký tự ngoài 0-9 A-Z . -.")

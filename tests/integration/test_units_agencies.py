@@ -118,6 +118,21 @@ def test_bad_unit_files_name_the_line(text: str, problem: str) -> None:
     assert "line" in str(err.value)
 
 
+def test_the_line_named_is_the_line_in_the_file(tmp_path: Path) -> None:
+    """Provenance comments and blank lines count: the line number is the one the editor shows."""
+    head = "# from the province's register\n# checked 2026-03\ncode,name,kind,province_code,province_name\n\n"
+    with pytest.raises(UnitFileError, match=r"^line 6: kind 'quận'"):
+        read_units(head + "44001,Một,xã,44,Quảng Trị\n44002,Hai,quận,44,Quảng Trị\n")
+    with pytest.raises(UnitFileError, match=r"^line 4: old_code and new_code"):
+        read_mapping("# mapping\nold_code,old_name,old_parent,new_code\n\n,phường Cũ,thành phố Cũ,44001\n")
+    path = tmp_path / "units.csv"
+    path.write_bytes(
+        b"code,name,kind,province_code,province_name\n44001,\xd0\xf4ng H\xf4\xec,x\xe3,44,Qu\xe3ng Tr\xec\n"
+    )
+    with pytest.raises(UnitFileError, match="UTF-8"):  # Windows-1258, as an old Excel saves it
+        read_units(path)
+
+
 def test_the_older_dashboard_form_is_read() -> None:
     (unit,) = read_units(
         "commune_code,name,province_code,province_name,level,kind\n19999,Thử,44,Quảng Trị,commune,xa\n"
