@@ -95,7 +95,7 @@ def template() -> dict[str, Any]:
     from appliance.settings import load_settings
     from appliance.telemetry import pi
     from appliance.telemetry.collector import Collector
-    from appliance.telemetry.schema import Certificate, Scanner, Token
+    from appliance.telemetry.schema import Certificate, RosterEntry, Scanner, Token
 
     with tempfile.TemporaryDirectory() as d:
         r = Collector(
@@ -129,7 +129,24 @@ def template() -> dict[str, Any]:
             ),
         ],
     )
-    return r.model_copy(update={"tokens": [tok]}).model_dump(mode="json")
+    # a unit's roster: the organisation and six officers, one of them expiring (the /certificates pages)
+    roster = [
+        RosterEntry(
+            username="" if i == 0 else f"canbo{i}",
+            role="organisation" if i == 0 else "officer",
+            verdict="expiring" if i == 3 else "valid",
+            subject=f"CN=Cán bộ {i},O=UBND xã,C=VN",
+            serial=f"{i:04x}",
+            issuer="CN=CA thử,C=VN",
+            not_after=now + timedelta(days=20 if i == 3 else 300),
+            key="rsa-2048",
+            pss=True,
+            revocation="good",
+            last_seen=now,
+        )
+        for i in range(7)
+    ]
+    return r.model_copy(update={"tokens": [tok], "roster": roster}).model_dump(mode="json")
 
 
 def main() -> int:
@@ -280,6 +297,11 @@ def main() -> int:
         "/metrics",
         "/export.csv",
         "/device/sim-00042",
+        "/certificates",
+        "/certificates?province=44&show=all",
+        "/certificates/00042",
+        "/certificates.csv",
+        "/statistics",
     )
     load_before = os.getloadavg()
     for path in paths:
