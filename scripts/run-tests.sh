@@ -3,6 +3,7 @@
 # file here. The tests therefore never write to the pipe of whoever reads our output: a reader that stalls
 # or goes away cannot block or kill the run, and the exit code is pytest's own.
 set -uo pipefail
+trap '' PIPE # neither this script nor the reader below is killed if our own reader goes away
 cd "$(dirname "$0")/.."
 log=${TEST_LOG:-var/test-run.log}
 mkdir -p "$(dirname "$log")"
