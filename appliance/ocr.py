@@ -9,6 +9,7 @@ The OCR text never goes to the log; stderr of a failed run goes into the excepti
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
@@ -17,6 +18,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -146,6 +148,78 @@ def _stderr(proc: subprocess.CompletedProcess[bytes]) -> str:
 
 def recognize(page: CleanPage, opts: OcrOptions = OcrOptions()) -> OcrPage:
     """OCR one clean page: words with confidences and boxes, the text, and a text-only PDF layer."""
+    return start(page, opts).result()
+
+
+class Recognition:
+    """One tesseract run in flight (:func:`start`): :meth:`result` waits for it, :meth:`cancel` stops it.
+
+    The pipeline starts one before it encodes the page, so that tesseract (one core) and the encoding
+    (the other) run at the same time. Output goes to files in the run's temporary folder, never to a
+    pipe nobody reads while the caller is busy."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        tmp: tempfile.TemporaryDirectory[str],
+        *,
+        shape: tuple[int, int],
+        zoom: float,
+        size: tuple[int, int],
+        dpi: int,
+        lang: str,
+        deadline: float,
+        timeout_s: float,
+    ) -> None:
+        self._proc, self._tmp = proc, tmp
+        self._shape, self._zoom, self._size, self._dpi, self._lang = shape, zoom, size, dpi, lang
+        self._deadline, self._timeout_s = deadline, timeout_s
+
+    def cancel(self) -> None:
+        """Stop the run (if it is still going) and remove its files; result() may not be called after."""
+        with contextlib.suppress(OSError):
+            self._proc.kill()
+        self._proc.wait()
+        self._tmp.cleanup()
+
+    def result(self) -> OcrPage:
+        try:
+            return self._result()
+        finally:
+            self.cancel()
+
+    def _result(self) -> OcrPage:
+        tmp = Path(self._tmp.name)
+        try:
+            returncode = self._proc.wait(timeout=max(0.0, self._deadline - time.monotonic()))
+        except subprocess.TimeoutExpired as err:
+            raise OcrFailed(f"tesseract timed out after {self._timeout_s:.0f} s") from err
+        detail = (tmp / "stderr").read_bytes().decode("utf-8", "replace").strip()[-_STDERR_MAX:]
+        if returncode != 0:
+            if "Failed loading language" in detail or "Could not initialize tesseract" in detail:
+                raise OcrUnavailable(f"tesseract cannot load language {self._lang!r}: {detail}")
+            raise OcrFailed(f"tesseract exited with {returncode}: {detail}")
+        pdf_path, tsv_path = tmp / "out.pdf", tmp / "out.tsv"
+        if not pdf_path.exists() or not tsv_path.exists():
+            raise OcrFailed(f"tesseract wrote no output: {detail}")
+        text_pdf = pdf_path.read_bytes()
+        tsv = tsv_path.read_text(encoding="utf-8", errors="replace")
+        if not text_pdf.startswith(b"%PDF-"):
+            raise OcrFailed("tesseract wrote a PDF without a PDF header")
+        height, width = self._shape
+        words, paragraphs = parse_tsv(tsv, width=width, height=height)
+        w, h = self._size
+        if self._zoom != 1.0:
+            words = tuple(replace(wd, box=_scale_box(wd.box, 1 / self._zoom, w, h)) for wd in words)
+        text = "\n\n".join("\n".join(lines) for lines in paragraphs)
+        result = OcrPage(words=words, text=text, mean_conf=mean_confidence(words), text_pdf=text_pdf)
+        log.debug("ocr page %dx%d at %d dpi: %d words, mean conf %.1f", w, h, self._dpi, len(words), result.mean_conf)
+        return result
+
+
+def start(page: CleanPage, opts: OcrOptions = OcrOptions()) -> Recognition:
+    """Start tesseract on one clean page (its grey page written first); the caller then calls result()
+    or cancel() on what this returns, exactly once."""
     exe = _tesseract_path()
     image = page.ocr_image if page.ocr_image is not None else page.image
     if image.size == 0:
@@ -161,45 +235,38 @@ def recognize(page: CleanPage, opts: OcrOptions = OcrOptions()) -> OcrPage:
         image = np.asarray(cv2.resize(_grey(image), size, interpolation=cv2.INTER_CUBIC), dtype=np.uint8)
         dpi = round(PHOTO_OCR_DPI)
     _sweep_once()
-    with tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-") as tmp:
-        src = Path(tmp) / "page.pgm"
+    tmp = tempfile.TemporaryDirectory(prefix=f"{TMP_PREFIX}{os.getpid()}-")
+    try:
+        folder = Path(tmp.name)
+        src = folder / "page.pgm"
         _write_pgm(src, image)
-        base = Path(tmp) / "out"
-        args = [
-            exe,
-            str(src),
-            str(base),
-            "-l",
-            opts.lang,
-            "--psm",
-            str(opts.psm),
-            "--dpi",
-            str(dpi),
-            "-c",
-            "textonly_pdf=1",
-            "pdf",
-            "tsv",
-        ]
-        proc = _run(args, timeout_s=opts.timeout_s)
-        if proc.returncode != 0:
-            detail = _stderr(proc)
-            if "Failed loading language" in detail or "Could not initialize tesseract" in detail:
-                raise OcrUnavailable(f"tesseract cannot load language {opts.lang!r}: {detail}")
-            raise OcrFailed(f"tesseract exited with {proc.returncode}: {detail}")
-        pdf_path, tsv_path = base.with_suffix(".pdf"), base.with_suffix(".tsv")
-        if not pdf_path.exists() or not tsv_path.exists():
-            raise OcrFailed(f"tesseract wrote no output: {_stderr(proc)}")
-        text_pdf = pdf_path.read_bytes()
-        tsv = tsv_path.read_text(encoding="utf-8", errors="replace")
-    if not text_pdf.startswith(b"%PDF-"):
-        raise OcrFailed("tesseract wrote a PDF without a PDF header")
-    words, paragraphs = parse_tsv(tsv, width=image.shape[1], height=image.shape[0])
-    if zoom != 1.0:
-        words = tuple(replace(wd, box=_scale_box(wd.box, 1 / zoom, w, h)) for wd in words)
-    text = "\n\n".join("\n".join(lines) for lines in paragraphs)
-    result = OcrPage(words=words, text=text, mean_conf=mean_confidence(words), text_pdf=text_pdf)
-    log.debug("ocr page %dx%d at %d dpi: %d words, mean conf %.1f", w, h, dpi, len(words), result.mean_conf)
-    return result
+        args = [exe, str(src), str(folder / "out"), "-l", opts.lang, "--psm", str(opts.psm), "--dpi", str(dpi)]
+        args += ["-c", "textonly_pdf=1", "pdf", "tsv"]
+        deadline = time.monotonic() + opts.timeout_s
+        with (folder / "stderr").open("wb") as err_file:
+            try:
+                proc = subprocess.Popen(
+                    _bound_to_us(args), stdin=subprocess.DEVNULL, stdout=err_file, stderr=err_file, env=_env()
+                )
+            except FileNotFoundError as err:
+                raise OcrUnavailable(f"cannot start tesseract: {err}") from err
+            except OSError as err:
+                raise OcrFailed(f"cannot run tesseract: {err}") from err
+    except BaseException:
+        tmp.cleanup()
+        raise
+    shape = (int(image.shape[0]), int(image.shape[1]))
+    return Recognition(
+        proc,
+        tmp,
+        shape=shape,
+        zoom=zoom,
+        size=(w, h),
+        dpi=dpi,
+        lang=opts.lang,
+        deadline=deadline,
+        timeout_s=opts.timeout_s,
+    )
 
 
 def _scale_box(box: tuple[int, int, int, int], f: float, w: int, h: int) -> tuple[int, int, int, int]:

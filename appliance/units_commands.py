@@ -8,10 +8,12 @@ import json
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from appliance import db, units
 from appliance.settings import Settings
+
+if TYPE_CHECKING:  # the database side is imported when a units command runs, not by every command's parser
+    from appliance import units
 
 
 def register(sub: Any) -> None:
@@ -32,6 +34,8 @@ def register(sub: Any) -> None:
 
 
 def _units(args: argparse.Namespace, settings: Settings) -> int:
+    from appliance import db, units
+
     engine = db.make_engine(settings.db_url)
     try:
         db.upgrade(engine)

@@ -21,11 +21,10 @@ import warnings
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pikepdf
-import pypdfium2 as pdfium
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from appliance.errors import (
@@ -38,6 +37,9 @@ from appliance.errors import (
     UnreadableFile,
 )
 from appliance.model import PageImage, RawPage, Source
+
+if TYPE_CHECKING:  # pdfium renders PDF pages only: an image input does not import it (start-up of a one-page run)
+    import pypdfium2 as pdfium
 
 log = logging.getLogger(__name__)
 
@@ -378,6 +380,8 @@ def _single_image(pdf: pikepdf.Pdf, index: int) -> tuple[Image.Image, float] | N
 def _iter_pdf(path: Path, max_pixels: int) -> Iterator[RawPage]:
     """The pages of an unsigned PDF, one at a time: the page's own scan when it is one full-page image,
     else a rendering at RENDER_DPI (less when that would exceed the pixel budget)."""
+    import pypdfium2 as pdfium
+
     name = path.name
     info = inspect_pdf(path)
     if info.signed:
@@ -401,6 +405,8 @@ def _iter_pdf(path: Path, max_pixels: int) -> Iterator[RawPage]:
 
 
 def _pdf_page(pdf: pikepdf.Pdf, doc: pdfium.PdfDocument, i: int, name: str, max_pixels: int) -> RawPage:
+    import pypdfium2 as pdfium
+
     label = f"{name} [{i + 1}]"
     try:
         got = _single_image(pdf, i)
