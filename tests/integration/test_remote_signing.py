@@ -9,6 +9,7 @@ The server's CA is the tests' CA, so the signatures are checked exactly like the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,7 +30,8 @@ from tests.softhsm import ORG_NAME, SoftToken, ca_sha256, pdfsig
 pytestmark = [pytest.mark.slow]
 
 
-def _settings(tmp_path: Path, token: SoftToken, server: CscServer) -> Settings:
+def remote_settings(tmp_path: Path, token: SoftToken, providers: dict[str, dict[str, Any]]) -> Settings:
+    """A box that trusts the tests' CA (the remote credentials are issued by it too) with these providers."""
     return load_settings(
         data_dir=tmp_path / "data",
         commune_code="12345",
@@ -40,8 +42,12 @@ def _settings(tmp_path: Path, token: SoftToken, server: CscServer) -> Settings:
             "trusted_root_sha256": [ca_sha256(token.ca)],
             "revocation_fetch": False,
         },
-        remote={"providers": {"csc-test": {"kind": "csc", "label": "CSC thử nghiệm", "url": server.url}}},
+        remote={"providers": providers},
     )
+
+
+def _settings(tmp_path: Path, token: SoftToken, server: CscServer) -> Settings:
+    return remote_settings(tmp_path, token, {"csc-test": {"kind": "csc", "label": "CSC thử nghiệm", "url": server.url}})
 
 
 def _profile(factory: sessionmaker[Session], actor: Actor, credential: str) -> None:

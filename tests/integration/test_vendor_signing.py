@@ -34,12 +34,13 @@ from appliance.errors import (
 )
 from appliance.messages_vi import MESSAGES_VI, message_for
 from appliance.records import DocumentInfo, Kind
-from appliance.settings import Settings, load_settings
+from appliance.settings import Settings
 from appliance.sign.package import verify_package
 from appliance.sign.policy import PKCS1
-from tests.integration.test_workflow import AGENCY, ANH, trail
+from tests.integration.test_remote_signing import remote_settings
+from tests.integration.test_workflow import ANH, trail
 from tests.integration.test_workflow_signing import _outbox_count, _reviewed, _state
-from tests.softhsm import ORG_NAME, SoftToken, ca_sha256, pdfsig
+from tests.softhsm import SoftToken, pdfsig
 from tests.vendor_server import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -95,18 +96,19 @@ SECRETS = (SP_PASSWORD, CLIENT_SECRET)
 
 
 def _settings(tmp_path: Path, token: SoftToken, server: VendorServer, vendor: Vendor) -> Settings:
-    return load_settings(
-        data_dir=tmp_path / "data",
-        commune_code="12345",
-        sign={
-            "organisation_name": ORG_NAME,
-            "agency_code": AGENCY,
-            "trust_roots": [token.ca.pem],
-            "trusted_root_sha256": [ca_sha256(token.ca)],
-            "revocation_fetch": False,
-        },
-        remote={"providers": {vendor.name: {**vendor.provider, "url": server.url, "poll_interval_s": 0.05}}},
-    )
+    provider = {**vendor.provider, "url": server.url, "poll_interval_s": 0.05}
+    return remote_settings(tmp_path, token, {vendor.name: provider})
+
+
+def _ready(
+    tmp_path: Path, token: SoftToken, server: VendorServer, vendor: Vendor, documents: int
+) -> tuple[Settings, pipeline.Storage, list[str]]:
+    """A box with the officer's profile for `vendor` and `documents` reviewed components to sign."""
+    settings = _settings(tmp_path, token, server, vendor)
+    store = pipeline.storage(settings)
+    docs = [_reviewed(store.factory, store.originals, tmp_path, kind=Kind.COMPONENT) for _ in range(documents)]
+    _profile(store.factory, vendor)
+    return settings, store, docs
 
 
 def _profile(factory: sessionmaker[Session], vendor: Vendor) -> None:
@@ -141,10 +143,7 @@ def test_a_batch_is_one_request_waits_for_the_phone_and_verifies_like_a_token_si
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    settings = _settings(tmp_path, shared_token, vendor_server, vendor)
-    store = pipeline.storage(settings)
-    docs = [_reviewed(store.factory, store.originals, tmp_path, kind=Kind.COMPONENT) for _ in range(4)]
-    _profile(store.factory, vendor)
+    settings, store, docs = _ready(tmp_path, shared_token, vendor_server, vendor, 4)
     vendor_server.phone.hold.clear()  # the officer has not looked at the phone yet
 
     pending = signing.start_remote(store.factory, settings, actor=ANH, doc_ids=docs)
@@ -211,10 +210,7 @@ def test_a_restart_during_the_wait_polls_the_same_transaction(
     tmp_path: Path,
     vendor: Vendor,
 ) -> None:
-    settings = _settings(tmp_path, shared_token, vendor_server, vendor)
-    store = pipeline.storage(settings)
-    docs = [_reviewed(store.factory, store.originals, tmp_path, kind=Kind.COMPONENT) for _ in range(3)]
-    _profile(store.factory, vendor)
+    settings, store, docs = _ready(tmp_path, shared_token, vendor_server, vendor, 3)
     pending = signing.start_remote(store.factory, settings, actor=ANH, doc_ids=docs)
     vendor_server.phone.hold.clear()
     box = multiprocessing.get_context("fork").Process(target=_continue_then_die, args=(settings, pending.id))
@@ -269,10 +265,7 @@ def test_a_final_answer_other_than_success_leaves_nothing_signed(
     answer: str,
     error: type[Exception],
 ) -> None:
-    settings = _settings(tmp_path, shared_token, vendor_server, vendor)
-    store = pipeline.storage(settings)
-    docs = [_reviewed(store.factory, store.originals, tmp_path, kind=Kind.COMPONENT) for _ in range(2)]
-    _profile(store.factory, vendor)
+    settings, store, docs = _ready(tmp_path, shared_token, vendor_server, vendor, 2)
     pending = signing.start_remote(store.factory, settings, actor=ANH, doc_ids=docs)
     vendor_server.phone.answer = answer
 
@@ -298,10 +291,7 @@ def test_a_signature_that_does_not_verify_with_the_certificate_is_not_embedded(
 ) -> None:
     """A provider answering with something other than a raw signature by the credential's key (a CMS blob,
     another key) ends the batch: nothing signed."""
-    settings = _settings(tmp_path, shared_token, vendor_server, MYSIGN)
-    store = pipeline.storage(settings)
-    docs = [_reviewed(store.factory, store.originals, tmp_path, kind=Kind.COMPONENT) for _ in range(2)]
-    _profile(store.factory, MYSIGN)
+    settings, store, docs = _ready(tmp_path, shared_token, vendor_server, MYSIGN, 2)
     pending = signing.start_remote(store.factory, settings, actor=ANH, doc_ids=docs)
     vendor_server.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
