@@ -84,6 +84,12 @@ class DecompressionBomb(InputError):
     code = "image_too_large"
 
 
+class ImageTooSmall(InputError):
+    """Too few pixels (or millimetres, at the scan's resolution) to be a page: an icon, a thumbnail, a strip."""
+
+    code = "image_too_small"
+
+
 class NoPages(InputError):
     code = "no_pages"
 

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from appliance import dewarp
-from appliance.errors import NotAnImage
+from appliance.errors import ImageTooSmall, NotAnImage
 from appliance.model import CleanOptions, CleanPage, PageFlag, PageImage, RawPage, Source
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,13 @@ A4_ASPECT = 297.0 / 210.0
 MIN_PHOTO_DPI = 200.0  # rule: digitized pages are at least 200 dpi
 MAX_PHOTO_DPI = 400.0
 FALLBACK_DPI = 300.0  # when a file carries no usable resolution
+# What a capture must measure to be taken for a page (else ImageTooSmall): its shorter side in pixels (a
+# line of text at 200 dpi is about 60 px tall) and, for a scan at its resolution, in millimetres. A photo
+# becomes a page 210 mm wide at 200-400 dpi, so its length is capped too: at most MAX_PHOTO_ASPECT times
+# its width keeps the page under tesseract's 32767 px (and the sheet finder's copies a few pixels across).
+MIN_PAGE_PX = 64
+MIN_PAGE_MM = 10.0
+MAX_PHOTO_ASPECT = 8.0
 
 MAX_SKEW_DEG = 10.0
 BLANK_INK_MM2 = 3.0  # less text-like ink than about two small letters: blank
@@ -72,11 +79,14 @@ def clean(raw: RawPage, opts: CleanOptions = _DEFAULT_OPTIONS, orient: Orienter 
     """Return the cleaned page: upright, deskewed, cropped; flags for doubtful pages.
 
     ``orient`` (e.g. a tesseract-OSD based function) decides the 0/90/180/270 rotation when given;
-    otherwise a fast ink-distribution heuristic does.
+    otherwise a fast ink-distribution heuristic does. NotAnImage for an array that is no image,
+    ImageTooSmall for one too small or too narrow to be a page.
     """
     image = _normalise(raw.image)
     photo = opts.photo if opts.photo is not None else raw.source is Source.CAMERA
-    page = _clean_photo(image, opts, orient) if photo else _clean_scan(image, raw.dpi, opts, orient)
+    dpi = _scan_dpi(raw.dpi)
+    _check_size(image, None if photo else dpi)
+    page = _clean_photo(image, opts, orient) if photo else _clean_scan(image, dpi, opts, orient)
     if page.image.ndim == 3:
         page = replace(page, ocr_image=text_image(page.image, page.dpi, margin_mm=3.0 if page.perspective else 0.0))
     log.debug(
@@ -133,10 +143,27 @@ def text_image(image: PageImage, dpi: float, *, margin_mm: float = 0.0) -> PageI
     return out
 
 
+# --- what can be a page ------------------------------------------------------------------
+def _check_size(image: PageImage, scan_dpi: float | None) -> None:
+    """ImageTooSmall unless the capture can be a page: a scan (at `scan_dpi`) or a photo (None)."""
+    height, width = image.shape[:2]
+    short, long = sorted((height, width))
+    if short < MIN_PAGE_PX:
+        raise ImageTooSmall(f"{width}x{height} px: a page is at least {MIN_PAGE_PX} px across")
+    if scan_dpi is not None and short * MM_PER_INCH / scan_dpi < MIN_PAGE_MM:
+        raise ImageTooSmall(
+            f"{width}x{height} px at {scan_dpi:.0f} dpi: a page is at least {MIN_PAGE_MM:.0f} mm across"
+        )
+    if scan_dpi is None and long > MAX_PHOTO_ASPECT * short:
+        raise ImageTooSmall(f"{width}x{height} px photo: longer than {MAX_PHOTO_ASPECT:.0f} times its width")
+
+
+def _scan_dpi(dpi: float) -> float:
+    return dpi if math.isfinite(dpi) and dpi > 0 else FALLBACK_DPI
+
+
 # --- scans -------------------------------------------------------------------------------
 def _clean_scan(image: PageImage, dpi: float, opts: CleanOptions, orient: Orienter | None) -> CleanPage:
-    if not math.isfinite(dpi) or dpi <= 0:
-        dpi = FALLBACK_DPI
     height, width = image.shape[:2]
     k = max(1, round(dpi / ANALYSIS_DPI))
     scale = 1.0 / k

@@ -24,6 +24,8 @@ MESSAGES_VI: dict[str, str] = {
     "unreadable_file": "Không đọc được tệp này (tệp hỏng hoặc không tồn tại). Hãy chọn lại tệp.",
     "not_an_image": "Tệp này không phải ảnh hay PDF. Hãy chọn tệp ảnh (JPG, PNG, TIFF) hoặc PDF.",
     "image_too_large": "Ảnh quá lớn để xử lý an toàn. Hãy quét lại ở độ phân giải 200–300 dpi.",
+    "image_too_small": "Ảnh quá nhỏ hoặc quá hẹp, không phải ảnh một trang tài liệu. Hãy quét hoặc chụp lại "
+    "cả trang ở độ phân giải 200–300 dpi.",
     "no_pages": "Không có trang nào để số hóa. Hãy quét hoặc chọn ít nhất một trang.",
     "encrypted_pdf": "Tệp PDF có mật khẩu nên không mở được. Hãy dùng bản không đặt mật khẩu.",
     "too_many_pages": "Tệp gửi lên có quá nhiều trang cho một lần; hãy tách thành nhiều tệp nhỏ hơn rồi tải lên "

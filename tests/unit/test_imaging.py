@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from appliance import dewarp, imaging
-from appliance.errors import NotAnImage
+from appliance.errors import ImageTooSmall, NotAnImage
+from appliance.messages_vi import MESSAGES_VI, message_for
 from appliance.model import CleanOptions, CleanPage, PageFlag, RawPage, Source
 from bench import corpus
 
@@ -534,6 +536,60 @@ def test_not_an_image(bad: np.ndarray) -> None:
 
 def test_missing_dpi_falls_back(page: np.ndarray) -> None:
     assert scan(page, dpi=0).dpi == imaging.FALLBACK_DPI
+
+
+# --- images too small or too narrow to be a page ---------------------------------------------------
+def stripe(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Paper with a dark bar across its middle and some noise: not blank, not uniform."""
+    img = np.random.default_rng(seed).integers(215, 256, size=shape, dtype=np.uint8)
+    h, w = shape[:2]
+    img[h // 3 : h // 3 + max(1, h // 10), w // 8 : w - w // 8] = 20
+    return img
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (3, 500), (500, 3), (1, 1, 3), (2, 2, 3), (3, 500, 3)])
+@pytest.mark.parametrize("source", [Source.SCANNER, Source.FILE, Source.CAMERA])
+@pytest.mark.parametrize("dpi", [72.0, 300.0, 2400.0, 0.0])
+def test_a_tiny_image_is_refused_in_the_officers_words(shape: tuple[int, ...], source: Source, dpi: float) -> None:
+    for image in (stripe(shape), np.full(shape, 240, np.uint8)):
+        with pytest.raises(ImageTooSmall) as err:
+            imaging.clean(RawPage(image=image, dpi=dpi, source=source))
+        assert message_for(err.value) == MESSAGES_VI["image_too_small"]
+        assert f"{shape[1]}x{shape[0]} px" in str(err.value)
+
+
+@pytest.mark.parametrize("dpi", [72.0, 300.0, 2400.0])
+@pytest.mark.parametrize("rgb", [False, True])
+def test_the_smallest_scan_is_cleaned_and_one_pixel_less_is_refused(dpi: float, rgb: bool) -> None:
+    side = max(imaging.MIN_PAGE_PX, math.ceil(imaging.MIN_PAGE_MM / imaging.MM_PER_INCH * dpi))
+    for shape in ((side, 6 * side), (6 * side, side), (side, side)):
+        image = stripe((*shape, 3) if rgb else shape)
+        page = imaging.clean(RawPage(image=image, dpi=dpi, source=Source.SCANNER))
+        assert min(page.image.shape[:2]) >= side - 1 and page.dpi == dpi
+        with pytest.raises(ImageTooSmall):
+            imaging.clean(RawPage(image=image[: shape[0] - 1, : shape[1] - 1], dpi=dpi, source=Source.SCANNER))
+
+
+@pytest.mark.parametrize("rgb", [False, True])
+def test_a_photo_is_at_least_so_wide_and_at_most_so_long(rgb: bool) -> None:
+    side = imaging.MIN_PAGE_PX
+    longest = int(imaging.MAX_PHOTO_ASPECT * side)
+    for shape in ((side, longest), (longest, side), (side, side)):
+        page = imaging.clean(RawPage(image=stripe((*shape, 3) if rgb else shape), dpi=0.0, source=Source.CAMERA))
+        assert page.image.size > 0 and page.dpi >= imaging.MIN_PHOTO_DPI
+    for shape in ((side, longest + 1), (longest + 1, side), (side - 1, side - 1)):
+        with pytest.raises(ImageTooSmall):
+            imaging.clean(RawPage(image=stripe((*shape, 3) if rgb else shape), dpi=0.0, source=Source.CAMERA))
+
+
+def test_an_uploaded_tiny_image_fails_its_document_with_that_error(tmp_path: Path) -> None:
+    """The upload's path: the file decoded page by page, then the whole digitize path."""
+    from appliance import pipeline
+
+    icon = tmp_path / "icon.png"
+    Image.fromarray(stripe((2, 2, 3))).save(icon)
+    with pytest.raises(ImageTooSmall):
+        pipeline.digitize(pipeline.file_pages([("icon.png", icon)]), pipeline.PipelineOptions(workers=1))
 
 
 # --- issue 14: OCR copy without coloured ink, glare and curl flags ---------------------------------------
