@@ -3,7 +3,6 @@ Decision 766 rates and the rollout state. Pure functions over rows loaded in bul
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from appliance.domain import VN_TZ
 from appliance.indicators import rate
+from appliance.textindex import fold
 from province.dashboard.units import place_of, places
 from province.telemetry_db import AlertRow, DayCounters, Device, IncidentRow, UnitRow, aware, human_age
 
@@ -276,12 +276,6 @@ def deadline_for(table: dict[str, date], code: str, kind: str, level: str) -> da
         if scope in table:
             return table[scope]
     return None
-
-
-def fold(text: str) -> str:
-    """Lower case without Vietnamese diacritics, so "quang phu" finds "Quảng Phú"."""
-    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 
 
 def worst(a: str, b: str) -> str:
