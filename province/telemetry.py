@@ -642,11 +642,18 @@ def _csv_line(row: dict[str, str]) -> str:
     return buf.getvalue()
 
 
-def load_deadlines(factory: sessionmaker[Session], rows: Sequence[dict[str, str]], *, replace: bool = True) -> int:
+def load_deadlines(
+    factory: sessionmaker[Session],
+    rows: Sequence[dict[str, str]],
+    *,
+    replace: bool = True,
+    lines: Sequence[int] | None = None,
+) -> int:
     """Rollout deadlines from CSV rows `scope,deadline[,campaign]` (deadline YYYY-MM-DD); `replace` drops
-    the deadlines not in the file."""
+    the deadlines not in the file. `lines`: each row's line in the file, for the error (default: the rows
+    follow a header on line 1)."""
     parsed: list[RolloutDeadline] = []
-    for n, r in enumerate(rows, start=2):
+    for n, r in zip(lines or range(2, len(rows) + 2), rows, strict=True):
         scope = (r.get("scope") or "").strip()
         try:
             when = date.fromisoformat((r.get("deadline") or "").strip())

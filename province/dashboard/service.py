@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import getpass
 import json
 import logging
@@ -19,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from appliance.csvfile import read_csv
 from province.dashboard import auth
 from province.dashboard.readiness import DashboardConfig
 from province.telemetry import (
@@ -201,10 +201,13 @@ def _units(args: argparse.Namespace) -> int:
 
 
 def _rollout(args: argparse.Namespace) -> int:
-    with args.csv.open(newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.DictReader(line for line in f if not line.lstrip().startswith("#"))]
     try:
-        n = load_deadlines(open_telemetry(_url(args)), rows)
+        table = read_csv(args.csv)
+    except (OSError, UnicodeDecodeError) as err:
+        raise SystemExit(f"error: {args.csv}: {err}") from err
+    try:
+        rows = [r.cells for r in table.rows]
+        n = load_deadlines(open_telemetry(_url(args)), rows, lines=[r.line for r in table.rows])
     except ValueError as err:
         raise SystemExit(f"error: {args.csv}: {err}") from err
     print(f"{n} deadline(s) set")  # noqa: T201

@@ -345,3 +345,26 @@ def test_province_units_reload_and_deadlines_by_unit_kind_and_level(tmp_path: Pa
     assert got == {"26000": date(2026, 1, 15), "75.SO.TP": date(2026, 3, 31), "75": None}
     with pytest.raises(ValueError, match="scope"):
         load_deadlines(factory, [{"scope": "district", "deadline": "2026-01-01"}])
+
+
+def test_rollout_cli_names_the_line_of_a_bad_deadline_with_comments_counted(tmp_path: Path) -> None:
+    from province.cli import main as province_main
+    from province.telemetry import open_telemetry
+    from province.telemetry_db import RolloutDeadline
+
+    good = tmp_path / "rollout.csv"
+    good.write_text(
+        "# Kế hoạch của Sở Khoa học và Công nghệ\n\nscope,deadline,campaign\n# cấp xã\ncommune,2026-06-30,KH 2026\n",
+        encoding="utf-8",
+    )
+    assert province_main(["rollout", str(good), "--data-dir", str(tmp_path)]) == 0
+    with open_telemetry(f"sqlite:///{tmp_path / 'catalogue.db'}")() as s:
+        assert [(r.scope, r.campaign) for r in s.scalars(select(RolloutDeadline))] == [("commune", "KH 2026")]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("# nguồn\nscope,deadline\n\n# ghi chú\ncommune,30/06/2026\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="line 5: deadline"):
+        province_main(["rollout", str(bad), "--data-dir", str(tmp_path)])
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes(b"scope,deadline,campaign\ncommune,2026-06-30,K\xea\n")
+    with pytest.raises(SystemExit, match="latin1.csv"):
+        province_main(["rollout", str(latin), "--data-dir", str(tmp_path)])
