@@ -139,8 +139,9 @@ def _run(args: list[str], *, timeout_s: float, stdin: bytes | None = None) -> su
         raise OcrFailed(f"cannot run tesseract: {err}") from err
 
 
-def _stderr(proc: subprocess.CompletedProcess[bytes]) -> str:
-    return proc.stderr.decode("utf-8", "replace").strip()[-_STDERR_MAX:]
+def _stderr(data: bytes) -> str:
+    """The end of what tesseract wrote on stderr, for an error's detail."""
+    return data.decode("utf-8", "replace").strip()[-_STDERR_MAX:]
 
 
 # --- recognition ---------------------------------------------------------------------------------------
@@ -194,7 +195,7 @@ class Recognition:
             returncode = self._proc.wait(timeout=max(0.0, self._deadline - time.monotonic()))
         except subprocess.TimeoutExpired as err:
             raise OcrFailed(f"tesseract timed out after {self._timeout_s:.0f} s") from err
-        detail = (tmp / "stderr").read_bytes().decode("utf-8", "replace").strip()[-_STDERR_MAX:]
+        detail = _stderr((tmp / "stderr").read_bytes())
         if returncode != 0:
             if "Failed loading language" in detail or "Could not initialize tesseract" in detail:
                 raise OcrUnavailable(f"tesseract cannot load language {self._lang!r}: {detail}")
