@@ -27,7 +27,7 @@ def need(*tools: str) -> None:
     pytest.skip(reason)
 
 
-def _sigpipe_ignored() -> bool:
+def sigpipe_ignored() -> bool:
     """Whether the kernel has this process ignore SIGPIPE (Python sets it at start; C code could reset it
     behind Python's back, and then writing to a pipe whose reader is gone kills the whole run)."""
     try:
@@ -43,7 +43,7 @@ def _sigpipe_ignored() -> bool:
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     """Name the test after which SIGPIPE stopped being ignored, and ignore it again."""
-    if not _sigpipe_ignored():
+    if not sigpipe_ignored():
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         item.warn(pytest.PytestWarning("SIGPIPE was no longer ignored after this test; ignored again"))
 

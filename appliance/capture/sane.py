@@ -11,8 +11,10 @@ by that text (sane-backends' strings; the library does not translate them).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -74,6 +76,21 @@ _CAP_INACTIVE = 32
 _LOCK = threading.Lock()
 _init_guard = threading.Lock()
 _init_config: list[str | None] = []  # SANE_CONFIG_DIR used by the live sane.init(), if any
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.signal.restype = ctypes.c_void_p
+_libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+_SIG_IGN = ctypes.c_void_p(1)
+
+
+def keep_sigpipe_ignored() -> None:
+    """Ignore SIGPIPE again. libsane's reader thread sets it back to the default action while it scans
+    (seen with the `test` backend: the test suite checks after every test), and then the first write to a
+    closed socket or pipe (an officer's browser gone, a broker restarted) kills the whole service. Called
+    after each page and each session; plain libc, so it works from the worker thread a scan runs in
+    (Python's signal.signal only works in the main thread; its table already says "ignored")."""
+    _libc.signal(signal.SIGPIPE, _SIG_IGN)
 
 
 def map_sane_error(err: BaseException, *, stage: str, device: str) -> CaptureError:
@@ -336,6 +353,7 @@ class SaneScanner:
                 with self._active_lock:
                     self._active = None
                 self._close(dev, request.device)
+                keep_sigpipe_ignored()
                 log.info("sane session closed device=%s", request.device)
         finally:
             _LOCK.release()
@@ -370,6 +388,7 @@ class SaneScanner:
                 dev.start()
                 image = _to_image(dev.dev.snap(request.batch, True, None))
             except Exception as err:
+                keep_sigpipe_ignored()
                 if isinstance(err, CaptureError):
                     err.params["pages"] = str(count)
                     raise
@@ -379,6 +398,7 @@ class SaneScanner:
                     return
                 mapped.params["pages"] = str(count)
                 raise mapped from err
+            keep_sigpipe_ignored()
             count += 1
             label = f"{'ADF' if feeder else label_base} {count}" if request.batch else label_base
             yield RawPage(image=image, dpi=dpi, source=Source.SCANNER, label=label)

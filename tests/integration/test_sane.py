@@ -285,3 +285,23 @@ def test_cancel_between_pages_keeps_earlier_pages(scanner: SaneScanner) -> None:
     assert info.value.params["pages"] == "1"
     # the scanner is free and usable again
     assert len(list(scanner.scan(small()))) == 1
+
+
+def test_a_scan_in_a_worker_thread_leaves_sigpipe_ignored(scanner: SaneScanner) -> None:
+    """libsane sets SIGPIPE back to its default action while it scans; a service that then writes to a
+    closed socket would die. After scans run in a worker thread (as the web service runs them) the process
+    ignores SIGPIPE again, as the kernel sees it."""
+    from tests.conftest import sigpipe_ignored
+
+    assert sigpipe_ignored()
+    got: list[int] = []
+
+    def work() -> None:
+        for _ in range(2):
+            got.append(len(list(scanner.scan(ScanRequest(device="test:0", resolution=75, mode="Gray")))))
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join(120)
+    assert got == [1, 1]
+    assert sigpipe_ignored()
